@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up .venv when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+export JAX_PLATFORMS ?= cpu
+
+.PHONY: demo test bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,plot]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR)
+	$(PY) -m launch.train --config=configs/regression.py:demo --workdir=$(DEMO_DIR)
+	$(PY) -m analysis.summary --workdir=$(DEMO_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.sweep_speed
+
+clean:
+	rm -rf $(VENV) runs *.egg-info
