@@ -1,0 +1,32 @@
+"""Shared behaviour of entry points: readable progress, and expected errors as one line."""
+import logging
+import sys
+
+from absl import logging as absl_logging
+
+from scaling_interference.errors import ConfigError, NonFiniteLossError, WorkdirError
+
+
+def show_progress() -> None:
+  """Our progress lines on stderr; libraries' INFO chatter (Orbax) stays quiet."""
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  log = logging.getLogger("scaling_interference")
+  if not log.handlers:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+  log.setLevel(logging.INFO)
+  log.propagate = False
+
+
+def run_or_exit(fn, *args):
+  """Calls fn; a bad config or workdir exits 2, a diverged member 3, each with one line."""
+  show_progress()
+  try:
+    return fn(*args)
+  except (ConfigError, WorkdirError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except NonFiniteLossError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(3)

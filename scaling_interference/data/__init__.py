@@ -1,0 +1,2 @@
+"""Mixtures, schedules and data streams."""
+from scaling_interference.data.mixture import Mixture

@@ -1,0 +1,13 @@
+"""Errors the framework raises on purpose, each with a one-line message for the user."""
+
+
+class ConfigError(ValueError):
+  """A config field holds a value the framework cannot run; the message names the field."""
+
+
+class WorkdirError(RuntimeError):
+  """A workdir cannot be used for this run (e.g. it holds a different config)."""
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A member's training loss became NaN or infinite; the message names member and step."""

@@ -1,0 +1,2 @@
+"""Model definitions: shapes that build, apply and count themselves."""
+from scaling_interference.models.mlp import ACTIVATIONS, MLP, MLPDef

@@ -1,0 +1,88 @@
+"""The MLP members of synthetic sweeps, in Flax NNX, used through pure functions.
+
+The engine stacks members' parameters on a leading axis and steps them with `jax.vmap`, so
+it needs params as plain pytrees: `MLPDef.init(key)` returns a nested dict, and
+`MLPDef.apply(params, x)` merges it into the NNX module for one call.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+ACTIVATIONS = {
+    "linear": lambda x: x,
+    "relu": jax.nn.relu,
+    "gelu": jax.nn.gelu,
+    "tanh": jnp.tanh,
+    "silu": jax.nn.silu,
+}
+
+
+class MLP(nnx.Module):
+  """`depth` hidden layers of `width` units, then a linear readout."""
+
+  def __init__(self, input_dim, width, output_dim, *, depth, activation, use_bias, rngs):
+    dims = [input_dim] + [width] * depth
+    self.hidden = nnx.List([nnx.Linear(a, b, use_bias=use_bias, rngs=rngs)
+                            for a, b in zip(dims[:-1], dims[1:])])
+    self.readout = nnx.Linear(dims[-1], output_dim, use_bias=use_bias, rngs=rngs)
+    self.activation = activation
+
+  def __call__(self, x_BxI):
+    act = ACTIVATIONS[self.activation]
+    h = x_BxI
+    for layer in self.hidden:
+      h = act(layer(h))
+    return self.readout(h)
+
+  def hidden_states(self, x_BxI):
+    """The post-activation representation after every hidden layer."""
+    act = ACTIVATIONS[self.activation]
+    states, h = [], x_BxI
+    for layer in self.hidden:
+      h = act(layer(h))
+      states.append(h)
+    return states
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPDef:
+  """The shape of an MLP member; a hashable description that builds and applies it."""
+  input_dim: int
+  width: int
+  output_dim: int
+  depth: int = 1
+  activation: str = "relu"
+  use_bias: bool = True
+
+  def _module(self, key):
+    return MLP(self.input_dim, self.width, self.output_dim, depth=self.depth,
+               activation=self.activation, use_bias=self.use_bias, rngs=nnx.Rngs(params=key))
+
+  def init(self, key) -> dict:
+    return nnx.state(self._module(key), nnx.Param).to_pure_dict()
+
+  def bind(self, params: dict) -> MLP:
+    """The NNX module holding `params` (for apply, probes and analysis)."""
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: self._module(jax.random.key(0))))
+    nnx.replace_by_pure_dict(state, params)
+    return nnx.merge(graphdef, state)
+
+  def apply(self, params: dict, x_BxI):
+    return self.bind(params)(x_BxI)
+
+  @property
+  def is_linear(self) -> bool:
+    return self.activation == "linear"
+
+  def linear_map(self, params: dict):
+    """End-to-end matrix M with f(x) = x @ M + f(0), exact for linear members."""
+    eye_IxI = jnp.eye(self.input_dim, dtype=jnp.float32)
+    return self.apply(params, eye_IxI) - self.apply(params, jnp.zeros((1, self.input_dim)))
+
+  @property
+  def n_params(self) -> int:
+    dims = [self.input_dim] + [self.width] * self.depth + [self.output_dim]
+    weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    return weights + (sum(dims[1:]) if self.use_bias else 0)

@@ -1,0 +1,95 @@
+"""Reading a workdir back: config, members, tasks, metrics, and restoring checkpoints."""
+import dataclasses
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pandas as pd
+
+from scaling_interference.sweep import workdir as wd
+from scaling_interference.sweep.checkpoint import Checkpoints
+from scaling_interference.sweep.engine import Engine
+from scaling_interference.sweep.members import Group, expand
+from scaling_interference.tasks import Family, make_family
+
+METRIC_COLUMNS = ["step", "member", "task", "loss", "accuracy", "signal"]
+
+
+def _read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_metrics(path: str) -> pd.DataFrame:
+  """metrics.jsonl as a DataFrame; `task` keeps ints and the string "all"."""
+  if not os.path.exists(path):
+    return pd.DataFrame(columns=METRIC_COLUMNS)
+  rows = [json.loads(line) for line in wd.read_metric_lines(path)]
+  frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+  for col in ("loss", "accuracy", "signal"):
+    frame[col] = frame[col].astype(float)
+  return frame
+
+
+@dataclasses.dataclass
+class Run:
+  """A workdir opened for analysis. Task definitions are rebuilt from the saved config."""
+  path: str
+  config: ml_collections.ConfigDict
+  members: pd.DataFrame
+  tasks: pd.DataFrame
+  metrics: pd.DataFrame
+
+  @property
+  def family(self) -> Family:
+    return make_family(self.config.task)
+
+  @property
+  def groups(self) -> list[Group]:
+    return expand(self.config, self.family)
+
+  def checkpoints(self) -> Checkpoints:
+    return Checkpoints(os.path.join(self.path, wd.CHECKPOINTS), len(self.groups))
+
+  def steps(self) -> list[int]:
+    ckpt = self.checkpoints()
+    try:
+      return sorted(ckpt.all_steps())
+    finally:
+      ckpt.close()
+
+  def restore(self, step: int | None = None, group: int | None = None, member: int | None = None) -> dict:
+    """The state {"params", "opt_state"} of one group (stacked) or one member, on the default device.
+
+    step: a checkpoint step (default: the latest). Give exactly one of group and member.
+    """
+    if (group is None) == (member is None):
+      raise ValueError("restore: give exactly one of group= and member=")
+    if member is not None:
+      row = self.members.set_index("id").loc[member]
+      group = int(row["group"])
+      index = [m.id for m in self.groups[group].members].index(member)
+    engine = Engine(self.config, self.family, self.groups)
+    abstract = engine.abstract_states()[group]
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
+    ckpt = self.checkpoints()
+    try:
+      step = ckpt.latest_step() if step is None else step
+      state = ckpt.restore_group(step, group, abstract)
+    finally:
+      ckpt.close()
+    return state if member is None else jax.tree.map(lambda a: a[index], state)
+
+
+def load_run(path: str) -> Run:
+  """Opens a workdir written by `launch.train`."""
+  path = os.path.abspath(path)
+  if not os.path.exists(os.path.join(path, wd.CONFIG)):
+    raise FileNotFoundError(f"{path} holds no {wd.CONFIG}: not a scaling_interference workdir")
+  config = ml_collections.ConfigDict(_read_json(os.path.join(path, wd.CONFIG)))
+  members = pd.DataFrame(_read_json(os.path.join(path, wd.MEMBERS)))
+  tasks = pd.DataFrame(_read_json(os.path.join(path, wd.TASKS)))
+  return Run(path, config, members, tasks, read_metrics(os.path.join(path, wd.METRICS)))

@@ -1,0 +1,165 @@
+"""The training loop: validate, claim or resume the workdir, step, evaluate, checkpoint.
+
+Dispatches end at every eval step and checkpoint step (and at most `steps_per_dispatch`
+apart), so a resumed run walks exactly the segments an uninterrupted run walks.
+"""
+import dataclasses
+import json
+import logging
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scaling_interference.config import validate
+from scaling_interference.errors import NonFiniteLossError
+from scaling_interference.sweep.checkpoint import Checkpoints
+from scaling_interference.sweep.engine import Engine
+from scaling_interference.sweep.members import Member, all_members, expand
+from scaling_interference.sweep.workdir import Workdir, metric_rows, stats_line
+
+DEFAULT_CACHE = os.path.join("~", ".cache", "scaling_interference", "jax")
+log = logging.getLogger("scaling_interference")
+
+
+def enable_compilation_cache(path: str | None = None) -> None:
+  """Turns on JAX's persistent compilation cache, small programs included."""
+  path = os.path.expanduser(path or os.environ.get("SCALING_INTERFERENCE_JAX_CACHE", DEFAULT_CACHE))
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def config_as_json(config) -> dict:
+  """The resolved config as plain JSON types (tuples become lists)."""
+  return json.loads(json.dumps(config.to_dict()))
+
+
+def next_boundary(step: int, train) -> int:
+  """The end of the dispatch that starts at `step`."""
+  return min(train.steps, step + train.steps_per_dispatch,
+             (step // train.eval_every + 1) * train.eval_every,
+             (step // train.checkpoint_every + 1) * train.checkpoint_every)
+
+
+def is_eval_step(step: int, train) -> bool:
+  return step % train.eval_every == 0 or step == train.steps
+
+
+def is_checkpoint_step(step: int, train) -> bool:
+  return step % train.checkpoint_every == 0 or step == train.steps
+
+
+@dataclasses.dataclass
+class TrainLossTracker:
+  """Sum of per-step training losses per member since the last eval (kept in checkpoints)."""
+  sums: np.ndarray
+  count: int = 0
+
+  def add(self, losses_SxM: np.ndarray) -> None:
+    self.sums = self.sums + losses_SxM.astype(np.float64).sum(axis=0)
+    self.count += losses_SxM.shape[0]
+
+  def take_mean(self):
+    mean = self.sums / self.count if self.count else None
+    self.sums, self.count = np.zeros_like(self.sums), 0
+    return mean
+
+  def meta(self) -> dict:
+    return {"train_loss_sums": [float(v) for v in self.sums], "train_loss_count": self.count}
+
+
+def check_finite(losses_SxM: np.ndarray, first_step: int, members: list[Member]) -> None:
+  bad = ~np.isfinite(losses_SxM)
+  if bad.any():
+    s, m = map(int, np.argwhere(bad)[0])
+    raise NonFiniteLossError(f"{members[m].describe()}: training loss is {losses_SxM[s, m]} at step {first_step + s}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+  workdir: str
+  step: int
+  members: list[Member]
+  resumed_from: int | None
+
+
+class Trainer:
+  """One run of a sweep in one workdir."""
+
+  def __init__(self, config, workdir: str):
+    self.family = validate(config)
+    self.config, self.train = config, config.train
+    self.groups = expand(config, self.family)
+    self.members = all_members(self.groups)
+    self.workdir = Workdir(workdir)
+    self.resuming = self.workdir.check_config(config_as_json(config))
+    self.engine = Engine(config, self.family, self.groups)
+
+  def _write_eval(self, step: int, states, train_loss_M) -> None:
+    results = self.engine.evaluate(states)
+    rows, task_ids = [], range(self.family.num_tasks)
+    for group, result in zip(self.groups, results):
+      ids = [m.id for m in group.members]
+      loss_G = None if train_loss_M is None else train_loss_M[ids]
+      rows += metric_rows(step, ids, task_ids, result, loss_G)
+    self.workdir.append_metrics(rows)
+
+  def _start(self, checkpoints: Checkpoints):
+    latest = checkpoints.latest_step() if self.resuming else None
+    tracker = TrainLossTracker(np.zeros(len(self.members)))
+    if latest is None:
+      self.workdir.claim(config_as_json(self.config), self.members, self.family.info())
+      self.workdir.truncate_metrics(-1)
+      states = self.engine.init_states()
+      self._write_eval(0, states, None)
+      return states, 0, tracker
+    states, meta = checkpoints.restore(latest, self.engine.abstract_states())
+    tracker.sums, tracker.count = np.asarray(meta["train_loss_sums"]), meta["train_loss_count"]
+    self.workdir.truncate_metrics(latest)
+    log.info("resuming %s from step %d", self.workdir.path, latest)
+    return states, latest, tracker
+
+  def run(self) -> RunResult:
+    log.info("sweep: %d members in %d groups, %d tasks (%s), %d steps of batch %d",
+                 len(self.members), len(self.groups), self.family.num_tasks, self.family.name,
+                 self.train.steps, self.train.batch_size)
+    checkpoints = Checkpoints(self.workdir.checkpoint_dir, len(self.groups),
+                              self.train.max_to_keep, self.train.keep_every)
+    try:
+      states, step, tracker = self._start(checkpoints)
+      resumed_from = step if step else None
+      self._loop(states, step, tracker, checkpoints)
+    finally:
+      checkpoints.close()
+    return RunResult(self.workdir.path, self.train.steps, self.members, resumed_from)
+
+  def _loop(self, states, step: int, tracker: TrainLossTracker, checkpoints: Checkpoints) -> None:
+    t0, first = time.time(), step
+    while step < self.train.steps:
+      end = next_boundary(step, self.train)
+      states, losses = self.engine.train_segment(states, jnp.int32(step), end - step)
+      losses_SxM = np.concatenate([np.asarray(l) for l in jax.device_get(losses)], axis=1)
+      check_finite(losses_SxM, step, self.members)
+      tracker.add(losses_SxM)
+      step = end
+      if is_eval_step(step, self.train):
+        mean_M = tracker.take_mean()
+        self._write_eval(step, states, mean_M)
+        self._log_progress(step, first, t0, mean_M)
+      if is_checkpoint_step(step, self.train):
+        checkpoints.save(step, states, {"step": step, **tracker.meta()})
+
+  def _log_progress(self, step: int, first: int, t0: float, loss_M) -> None:
+    rate = (step - first) / max(time.time() - t0, 1e-9)
+    eta = (self.train.steps - step) / max(rate, 1e-9)
+    log.info("step %d/%d (%.0f%%) | %.1f steps/s | ETA %.0fs | train loss %s", step, self.train.steps,
+                 100 * step / max(self.train.steps, 1), rate, eta, stats_line(loss_M))
+
+
+def train(config, workdir: str) -> RunResult:
+  """Trains (or resumes) the sweep `config` describes in `workdir`."""
+  trainer = Trainer(config, workdir)
+  enable_compilation_cache()
+  return trainer.run()

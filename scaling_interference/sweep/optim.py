@@ -1,0 +1,53 @@
+"""Optimizers with the learning rate as per-member state (`optax.inject_hyperparams`).
+
+The peak learning rate lives in the optimizer state, so a sweep over learning rates compiles
+once; the schedule's shape (warmup, then constant or cosine decay) is shared by all members.
+"""
+import jax.numpy as jnp
+import optax
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DECAYS = ("constant", "cosine", "linear")
+
+
+def schedule_shape(train_config):
+  """Multiplier of the peak learning rate at each step: warmup then decay, in [0, 1]."""
+  steps = max(train_config.steps, 1)
+  warmup = train_config.get("warmup_steps", 0)
+  final = train_config.get("final_lr_fraction", 1.0)
+  decay = train_config.get("decay", "constant")
+
+  def shape(count):
+    t = jnp.asarray(count, jnp.float32)
+    warm = jnp.minimum(1.0, (t + 1.0) / max(warmup, 1))
+    frac = jnp.clip((t - warmup) / max(steps - warmup, 1), 0.0, 1.0)
+    if decay == "cosine":
+      body = final + (1.0 - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+    elif decay == "linear":
+      body = 1.0 - (1.0 - final) * frac
+    else:
+      body = jnp.ones_like(frac)
+    return jnp.where(t < warmup, warm, body)
+
+  return shape
+
+
+def make_optimizer(train_config, learning_rate):
+  """The member optimizer; `learning_rate` is the member's peak rate (a traced scalar is fine)."""
+  shape = schedule_shape(train_config)
+  lr = lambda count: learning_rate * shape(count)
+  name = train_config.get("optimizer", "adam")
+  b1, b2 = train_config.get("b1", 0.9), train_config.get("b2", 0.999)
+  if name == "sgd":
+    tx = optax.sgd(lr, momentum=train_config.get("momentum", 0.0) or None)
+  elif name == "adamw":
+    tx = optax.adamw(lr, b1=b1, b2=b2, weight_decay=train_config.get("weight_decay", 0.0))
+  else:
+    tx = optax.adam(lr, b1=b1, b2=b2)
+  clip = train_config.get("grad_clip", 0.0)
+  return optax.chain(optax.clip_by_global_norm(clip), tx) if clip else tx
+
+
+def member_optimizer(train_config):
+  """A GradientTransformation whose init takes the member's learning rate as a hyperparameter."""
+  return optax.inject_hyperparams(lambda learning_rate: make_optimizer(train_config, learning_rate))

@@ -1,0 +1,137 @@
+"""The task interface: a family is K tasks of one kind, defined by its config alone.
+
+A family instance knows its tasks' definitions (built from `task.seed`), their base
+frequencies and complexities, and how to sample examples of given tasks on device.
+Everything it exposes to the engine is a pure function of JAX arrays, so it can run
+inside the jitted, vmapped train step.
+
+To add a family, subclass `Family` in one module and decorate it with `@register`.
+"""
+import abc
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+import jax
+import numpy as np
+
+from scaling_interference.errors import ConfigError
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+  """Examples of a batch: model inputs, targets and the task id of each example."""
+  x: Array  # (B, input_dim) float
+  y: Array  # (B, ...) targets, family specific
+  task: Array  # (B,) int32 task ids
+
+
+jax.tree_util.register_dataclass(Batch, data_fields=["x", "y", "task"], meta_fields=[])
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskInfo:
+  """Metadata of one task, as written to the workdir and read by analysis."""
+  id: int
+  family: str
+  frequency: float
+  complexity: float
+
+
+class Family(abc.ABC):
+  """K tasks of one kind. Subclasses set the class attributes and implement the methods."""
+
+  name: ClassVar[str]
+  has_accuracy: ClassVar[bool]
+
+  num_tasks: int
+  input_dim: int  # width of the model input
+  output_dim: int  # width of the model output
+  frequencies: np.ndarray  # (K,) base mixture, sums to 1
+  complexities: np.ndarray  # (K,) larger is harder
+
+  @classmethod
+  @abc.abstractmethod
+  def validate_config(cls, task_config) -> None:
+    """Raises ConfigError naming the first bad field of `task_config`."""
+
+  @abc.abstractmethod
+  def sample(self, key: Array, task_B: Array) -> Batch:
+    """Fresh examples of the given tasks (one per entry of task_B), on device."""
+
+  @abc.abstractmethod
+  def loss(self, out_BxO: Array, batch: Batch) -> Array:
+    """Per-example loss, shape (B,)."""
+
+  def accuracy(self, out_BxO: Array, batch: Batch) -> Array | None:
+    """Per-example 0/1 correctness, shape (B,), or None where accuracy does not apply."""
+    return None
+
+  @abc.abstractmethod
+  def signal(self, loss_T: Array, accuracy_T: Array | None, map_IxO: Array | None) -> Array:
+    """Per-task signal on a scale where 0 is chance and 1 is perfect, shape (K,).
+
+    loss_T, accuracy_T: per-task eval means. map_IxO: the member's end-to-end map when
+    the member is linear (x @ map_IxO is its output), else None.
+    """
+
+  def info(self) -> list[TaskInfo]:
+    return [TaskInfo(k, self.name, float(self.frequencies[k]), float(self.complexities[k]))
+            for k in range(self.num_tasks)]
+
+
+FAMILIES: dict[str, Callable[[Any], Family]] = {}
+
+
+def register(cls):
+  """Class decorator: makes `cls` available as `task.family = cls.name`."""
+  FAMILIES[cls.name] = cls
+  return cls
+
+
+def family_class(name: str):
+  if name not in FAMILIES:
+    raise ConfigError(f"task.family: unknown family {name!r}; choose one of {sorted(FAMILIES)}")
+  return FAMILIES[name]
+
+
+def make_family(task_config) -> Family:
+  """Builds the family named by `task_config.family` from the config alone."""
+  cls = family_class(task_config.family)
+  cls.validate_config(task_config)
+  return cls(task_config)
+
+
+def zipf_frequencies(num_tasks: int, alpha: float) -> np.ndarray:
+  """p_k proportional to k^(-alpha), k = 1..K."""
+  p = np.arange(1, num_tasks + 1, dtype=np.float64) ** (-alpha)
+  return p / p.sum()
+
+
+def frequencies_from_config(task_config) -> np.ndarray:
+  """Explicit `task.frequencies` when given, else Zipf with `task.alpha`."""
+  explicit = tuple(task_config.get("frequencies", ()) or ())
+  if explicit:
+    return np.asarray(explicit, dtype=np.float64)
+  return zipf_frequencies(task_config.num_tasks, task_config.alpha)
+
+
+def check_frequencies(task_config) -> None:
+  """Shared checks of num_tasks, alpha and explicit frequencies."""
+  k = task_config.get("num_tasks", None)
+  if not isinstance(k, int) or k < 1:
+    raise ConfigError(f"task.num_tasks: must be an integer >= 1, got {k!r}")
+  alpha = task_config.get("alpha", 0.0)
+  if not np.isfinite(alpha) or alpha < 0:
+    raise ConfigError(f"task.alpha: must be a finite number >= 0, got {alpha!r}")
+  explicit = tuple(task_config.get("frequencies", ()) or ())
+  if not explicit:
+    return
+  if len(explicit) != k:
+    raise ConfigError(f"task.frequencies: needs one entry per task ({k}), got {len(explicit)}")
+  p = np.asarray(explicit, dtype=np.float64)
+  if not np.all(np.isfinite(p)) or np.any(p < 0):
+    raise ConfigError(f"task.frequencies: entries must be >= 0, got {list(explicit)}")
+  if abs(p.sum() - 1.0) > 1e-6:
+    raise ConfigError(f"task.frequencies: must sum to 1, got sum {p.sum():.6g}")

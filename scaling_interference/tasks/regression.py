@@ -1,0 +1,156 @@
+"""Multitask linear regression: K random linear maps with power-law spectra.
+
+Task k owns input block k (d coordinates) and output block k (m coordinates). Its
+target map is W*_k = U_k diag(s_k) V_k^T with random orthonormal U_k (m x r), V_k
+(d x r), r = min(d, m), and s_{k,i} = c_k * i^(-beta_k). Small beta spreads the
+target's energy over many directions: a complex task.
+"""
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scaling_interference.errors import ConfigError
+from scaling_interference.tasks.base import (Array, Batch, Family, check_frequencies,
+                                             frequencies_from_config, register)
+
+
+def participation_ratio(s_KxR: np.ndarray) -> np.ndarray:
+  """(sum s^2)^2 / sum s^4 per task: the effective number of target directions."""
+  e_KxR = np.square(s_KxR)
+  return np.square(e_KxR.sum(-1)) / np.square(e_KxR).sum(-1)
+
+
+def _orthonormal(rng: np.random.Generator, n: int, r: int) -> np.ndarray:
+  """n x r matrix with orthonormal columns, Haar-distributed (QR with sign fix)."""
+  q_NxR, r_RxR = np.linalg.qr(rng.standard_normal((n, r)))
+  return q_NxR * np.sign(np.diag(r_RxR))
+
+
+def _bases(seed: int, k: int, d: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+  """U (K x m x r) and V (K x d x r), drawn task by task from `seed`."""
+  rng = np.random.default_rng(seed)
+  r = min(d, m)
+  pairs = [(_orthonormal(rng, m, r), _orthonormal(rng, d, r)) for _ in range(k)]
+  return np.stack([u for u, _ in pairs]), np.stack([v for _, v in pairs])
+
+
+def _per_task(value, k: int) -> np.ndarray:
+  """A scalar or a K-tuple as a float64 array of shape (K,)."""
+  return np.broadcast_to(np.asarray(value, dtype=np.float64), (k,)).copy()
+
+
+def _spectra(task_config, k: int, r: int) -> np.ndarray:
+  """s_{k,i} = c_k * i^(-beta_k), shape (K, r)."""
+  beta_K = _per_task(task_config.beta, k)
+  scales_K = _per_task(tuple(task_config.get("scales", ()) or ()) or 1.0, k)
+  i_R = np.arange(1, r + 1, dtype=np.float64)
+  return scales_K[:, None] * i_R[None, :] ** (-beta_K[:, None])
+
+
+def _place(onehot_BxK: Array, v_BxN: Array) -> Array:
+  """Puts row b of v into block task(b) of a (B, K*N) array, zeros elsewhere."""
+  return (onehot_BxK[:, :, None] * v_BxN[:, None, :]).reshape(v_BxN.shape[0], -1)
+
+
+@register
+class Regression(Family):
+  """K linear regression tasks on disjoint input and output blocks."""
+
+  name = "regression"
+  has_accuracy = False
+
+  def __init__(self, task_config):
+    k, d, m = task_config.num_tasks, task_config.input_dim, task_config.output_dim
+    self.num_tasks, self.task_input_dim, self.task_output_dim = k, d, m
+    self.input_dim, self.output_dim = k * d, k * m
+    self.noise = float(task_config.get("noise", 0.0))
+    self.frequencies = frequencies_from_config(task_config)
+    self.singular_values_KxR = _spectra(task_config, k, min(d, m))
+    self.u_KxMxR, self.v_KxDxR = _bases(task_config.seed, k, d, m)
+    self.w_star_KxMxD = np.einsum("kmr,kr,kdr->kmd", self.u_KxMxR, self.singular_values_KxR,
+                                  self.v_KxDxR)
+    self.complexities = participation_ratio(self.singular_values_KxR)
+
+  @property
+  def baseline_K(self) -> np.ndarray:
+    """Per-task loss of the zero predictor: ||W*_k||_F^2 + m * noise^2."""
+    return np.square(self.w_star_KxMxD).sum((1, 2)) + self.task_output_dim * self.noise ** 2
+
+  def target_map(self) -> np.ndarray:
+    """The true end-to-end map (K*d, K*m): block-diagonal W*_k^T, float64."""
+    k, d, m = self.num_tasks, self.task_input_dim, self.task_output_dim
+    map_KxDxKxM = np.zeros((k, d, k, m))
+    map_KxDxKxM[np.arange(k), :, np.arange(k), :] = self.w_star_KxMxD.transpose(0, 2, 1)
+    return map_KxDxKxM.reshape(k * d, k * m)
+
+  @classmethod
+  def validate_config(cls, task_config) -> None:
+    check_frequencies(task_config)
+    for field in ("input_dim", "output_dim"):
+      _check_int(task_config, field, 1)
+    _check_int(task_config, "seed", 0)
+    _check_beta(task_config)
+    _check_scales(task_config)
+    _check_noise(task_config)
+
+  def sample(self, key: Array, task_B: Array) -> Batch:
+    key_z, key_noise = jax.random.split(key)
+    b, m = task_B.shape[0], self.task_output_dim
+    z_BxD = jax.random.normal(key_z, (b, self.task_input_dim), jnp.float32)
+    w_BxMxD = jnp.asarray(self.w_star_KxMxD, jnp.float32)[task_B]
+    y_BxM = jnp.einsum("bmd,bd->bm", w_BxMxD, z_BxD, precision=jax.lax.Precision.HIGHEST)
+    if self.noise:
+      y_BxM = y_BxM + self.noise * jax.random.normal(key_noise, (b, m), jnp.float32)
+    onehot_BxK = jax.nn.one_hot(task_B, self.num_tasks, dtype=jnp.float32)
+    return Batch(x=_place(onehot_BxK, z_BxD), y=_place(onehot_BxK, y_BxM),
+                 task=task_B.astype(jnp.int32))
+
+  def loss(self, out_BxO: Array, batch: Batch) -> Array:
+    """Squared error summed over all K*m output coordinates."""
+    return jnp.sum(jnp.square(out_BxO - batch.y), axis=-1)
+
+  def signal(self, loss_T: Array, accuracy_T: Array | None, map_IxO: Array | None) -> Array:
+    """||M_kk||_F / ||W*_k||_F from the map when given, else 1 - loss / zero-predictor loss."""
+    if map_IxO is None:
+      return 1.0 - loss_T / jnp.asarray(self.baseline_K, loss_T.dtype)
+    k, d, m = self.num_tasks, self.task_input_dim, self.task_output_dim
+    blocks_KxDxM = jnp.einsum("kdkm->kdm", map_IxO.reshape(k, d, k, m))
+    norm_K = jnp.sqrt(jnp.sum(jnp.square(blocks_KxDxM), axis=(1, 2)))
+    return norm_K / np.linalg.norm(self.w_star_KxMxD, axis=(1, 2)).astype(np.float32)
+
+
+def _is_real(value) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_int(task_config, field: str, low: int) -> None:
+  value = task_config.get(field, None)
+  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+    raise ConfigError(f"task.{field}: must be an integer >= {low}, got {value!r}")
+
+
+def _check_beta(task_config) -> None:
+  beta, k = task_config.get("beta", None), task_config.num_tasks
+  values = tuple(beta) if isinstance(beta, (tuple, list)) else (beta,)
+  if isinstance(beta, (tuple, list)) and len(values) != k:
+    raise ConfigError(f"task.beta: needs one entry per task ({k}), got {len(values)}")
+  if not all(_is_real(b) and np.isfinite(b) and b >= 0 for b in values):
+    raise ConfigError(f"task.beta: must be a finite number >= 0 or one per task, got {beta!r}")
+
+
+def _check_scales(task_config) -> None:
+  scales, k = tuple(task_config.get("scales", ()) or ()), task_config.num_tasks
+  if not scales:
+    return
+  if len(scales) != k:
+    raise ConfigError(f"task.scales: needs one entry per task ({k}), got {len(scales)}")
+  if not all(_is_real(c) and np.isfinite(c) and c > 0 for c in scales):
+    raise ConfigError(f"task.scales: entries must be finite numbers > 0, got {list(scales)}")
+
+
+def _check_noise(task_config) -> None:
+  noise = task_config.get("noise", 0.0)
+  if not (_is_real(noise) and np.isfinite(noise) and noise >= 0):
+    raise ConfigError(f"task.noise: must be a finite number >= 0, got {noise!r}")
