@@ -61,7 +61,7 @@ class MLPDef:
                activation=self.activation, use_bias=self.use_bias, rngs=nnx.Rngs(params=key))
 
   def init(self, key) -> dict:
-    return nnx.state(self._module(key), nnx.Param).to_pure_dict()
+    return nnx.to_pure_dict(nnx.state(self._module(key), nnx.Param))
 
   def bind(self, params: dict) -> MLP:
     """The NNX module holding `params` (for apply, probes and analysis)."""

@@ -1,0 +1,58 @@
+"""The workdir contract: files, load_run, restore, and errors that name what went wrong."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import scaling_interference as si
+from scaling_interference.errors import NonFiniteLossError
+
+
+def test_workdir_contract_and_load_run(tmp_path, regression_config):
+  workdir = str(tmp_path / "run")
+  si.train(regression_config, workdir)
+  for name in ("config.json", "members.json", "tasks.json", "metrics.jsonl", "checkpoints"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  run = si.load_run(workdir)
+  assert run.config.model.widths == [8, 16]
+  assert list(run.members.columns[:7]) == ["id", "group", "width", "depth", "seed", "lr", "n_params"]
+  assert run.members.n_params.tolist() == [256] * 4 + [512] * 4
+  evals = [0, 20, 40, 60]
+  assert sorted(run.metrics.step.unique()) == evals
+  assert len(run.metrics) == len(evals) * 8 * (4 + 1), "one row per (step, member, task) plus 'all'"
+  train_rows = run.metrics[run.metrics.task == "all"]
+  assert train_rows[train_rows.step == 0].loss.isna().all()
+  assert (train_rows[train_rows.step > 0].loss > 0).all()
+  assert run.metrics.accuracy.isna().all(), "regression has no accuracy"
+  assert run.steps() == [30, 60]
+  group = run.restore(group=1)
+  member = run.restore(member=5)
+  assert group["params"]["hidden"][0]["kernel"].shape == (4, 16, 16)
+  np.testing.assert_array_equal(member["params"]["readout"]["kernel"], group["params"]["readout"]["kernel"][1])
+
+
+def test_torn_metrics_line_is_ignored(tmp_path, regression_config):
+  workdir = str(tmp_path / "run")
+  si.train(regression_config, workdir)
+  n = len(si.load_run(workdir).metrics)
+  with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+    f.write('{"step": 80, "member": 0, "ta')
+  assert len(si.load_run(workdir).metrics) == n
+
+
+def test_non_finite_loss_names_member_and_step(tmp_path, regression_config):
+  regression_config.sweep.lrs = (1e-2, 1e12)
+  regression_config.train.optimizer = "sgd"
+  with pytest.raises(NonFiniteLossError, match=r"member 1 \(width=8, depth=1, seed=0, lr=1e\+12\).* at step \d+"):
+    si.train(regression_config, str(tmp_path / "run"))
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path, regression_config):
+  workdir = str(tmp_path / "run")
+  si.train(regression_config, workdir)
+  before = open(os.path.join(workdir, "metrics.jsonl")).read()
+  result = si.train(regression_config, workdir)
+  assert result.resumed_from == 60
+  assert open(os.path.join(workdir, "metrics.jsonl")).read() == before
+  assert json.load(open(os.path.join(workdir, "config.json")))["train"]["steps"] == 60
