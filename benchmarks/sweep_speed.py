@@ -1,10 +1,11 @@
-"""Sweep engine speed: grouped vs one-member-at-a-time training, and FLOP/s vs a matmul.
+"""Sweep engine speed: all members in one program vs one at a time, and FLOP/s vs a matmul.
 
-  JAX_PLATFORMS=cpu python -m benchmarks.sweep_speed [--steps=N] [--repeats=R] [--out=FILE.json]
+  JAX_PLATFORMS=cpu python -m benchmarks.sweep_speed [--steps=N] [--wide_steps=N] [--repeats=R] [--out=FILE.json]
 
-Everything runs in one process. Training FLOPs are counted as 6 x batch x sum of member
-parameters per step (forward + backward matmuls) and compared with the FLOP/s of one large
-float32 matmul measured here, so the fraction is relative to what this machine can do.
+Everything runs in one process. Every timed program is compiled first, then the repeats are
+interleaved (one round times each program once) and each keeps its best time, so a noisy
+machine slows all of them alike. Training FLOPs are counted as 6 x batch x sum of member
+parameters per step and compared with a large float32 matmul timed in the same rounds.
 """
 import dataclasses
 import json
@@ -20,48 +21,27 @@ from scaling_interference.config import validate
 from scaling_interference.sweep.engine import Engine
 from scaling_interference.sweep.members import expand
 
-_STEPS = flags.DEFINE_integer("steps", 400, "Timed training steps of the demo sweep.")
-_WIDE_STEPS = flags.DEFINE_integer("wide_steps", 20, "Timed training steps of the wide sweep.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timings per measurement; the best is kept.")
+_STEPS = flags.DEFINE_integer("steps", 400, "Timed steps of the demo sweep (a multiple of 200).")
+_WIDE_STEPS = flags.DEFINE_integer("wide_steps", 20, "Timed steps of the wide sweep (a multiple of 10).")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timing rounds; each program keeps its best.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
 MATMUL_N = 2048
 
 
 @dataclasses.dataclass
-class Row:
-  """One timed configuration."""
-  name: str
-  members: int
-  steps_per_s: float
-  gflop_per_s: float
-  matmul_fraction: float
+class Timed:
+  """A compiled program to time: `run()` does `steps` steps and blocks on the result."""
+  run: callable
+  steps: int
+  flops_per_step: float
+  best_s: float = float("inf")
 
 
 def machine() -> dict:
-  """Platform, device kind, CPU count and jax version."""
   device = jax.devices()[0]
   return dict(platform=device.platform, device_kind=device.device_kind,
               cpu_count=os.cpu_count(), jax=jax.__version__)
-
-
-def best_time(fn, repeats: int) -> float:
-  """Best wall time of `fn()` over `repeats` calls; fn must block on its results."""
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return min(times)
-
-
-def matmul_flops(repeats: int, n: int = MATMUL_N) -> float:
-  """FLOP/s of an n x n float32 matmul (2 n^3 FLOPs), best of `repeats` after a warm-up."""
-  a_NxN = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  b_NxN = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-  matmul = jax.jit(jnp.matmul)
-  jax.block_until_ready(matmul(a_NxN, b_NxN))
-  return 2 * n ** 3 / best_time(lambda: jax.block_until_ready(matmul(a_NxN, b_NxN)), repeats)
 
 
 def demo_config():
@@ -69,7 +49,7 @@ def demo_config():
 
 
 def wide_config():
-  """Members of widths 512 and 1024 on 512 inputs and outputs: layers are decent matmuls."""
+  """Members of widths 512 and 1024 on 16 x 32 = 512 inputs and outputs: decent matmuls."""
   config = regression.get_config("demo")
   config.task.update(num_tasks=16, input_dim=32, output_dim=32)
   config.model.widths = (512, 1024)
@@ -78,7 +58,7 @@ def wide_config():
 
 
 def single_member_configs(config) -> list:
-  """One config per member (width x seed x lr) of `config`, same everything else."""
+  """One config per member (width x seed x lr) of `config`, all else the same."""
   singles = []
   for width in config.model.widths:
     for seed in config.sweep.seeds:
@@ -89,73 +69,96 @@ def single_member_configs(config) -> list:
   return singles
 
 
-def with_dispatch(config, steps: int):
-  """config with steps_per_dispatch dividing `steps` (at most the config's own)."""
-  config = config.copy_and_resolve_references()
-  spd = min(config.train.steps_per_dispatch, steps)
-  if steps % spd:
-    raise ValueError(f"steps: must be a multiple of steps_per_dispatch={spd}, got {steps}")
-  config.train.steps_per_dispatch = spd
-  return config
+def matmul_program() -> Timed:
+  """An n x n float32 matmul (2 n^3 FLOPs), compiled."""
+  a_NxN = jax.random.normal(jax.random.key(0), (MATMUL_N, MATMUL_N), jnp.float32)
+  b_NxN = jax.random.normal(jax.random.key(1), (MATMUL_N, MATMUL_N), jnp.float32)
+  matmul = jax.jit(jnp.matmul)
+  run = lambda: jax.block_until_ready(matmul(a_NxN, b_NxN))
+  run()
+  return Timed(run, 1, 2.0 * MATMUL_N ** 3)
 
 
-def time_training(config, steps: int, repeats: int) -> tuple[float, int]:
-  """(best seconds for `steps` steps, sum of member params) of one Engine on `config`."""
+def training_program(config, steps: int) -> Timed:
+  """`steps` training steps of one Engine on `config`, compiled by a warm-up dispatch."""
+  spd = config.train.steps_per_dispatch
+  if steps <= 0 or steps % spd:
+    raise ValueError(f"steps: must be a positive multiple of steps_per_dispatch={spd}, got {steps}")
   family = validate(config)
   groups = expand(config, family)
   engine = Engine(config, family, groups)
-  spd = config.train.steps_per_dispatch
-  box = {"states": engine.init_states()}
+  box = {"states": engine.init_states(), "step": 0}
 
-  def run(start: int, n: int):
-    for s in range(start, start + n, spd):
-      box["states"], _ = engine.train_segment(box["states"], jnp.int32(s), spd)
+  def run(n: int = steps):
+    for _ in range(n // spd):
+      box["states"], _ = engine.train_segment(box["states"], jnp.int32(box["step"]), spd)
+      box["step"] += spd
     jax.block_until_ready(box["states"])
 
-  run(0, spd)  # compiles
-  seconds = best_time(lambda: run(spd, steps), repeats)
-  return seconds, sum(m.n_params for g in groups for m in g.members)
+  run(spd)
+  n_params = sum(m.n_params for g in groups for m in g.members)
+  return Timed(run, steps, 6.0 * config.train.batch_size * n_params)
 
 
-def row(name: str, config, members: int, n_params: int, seconds: float, steps: int,
-        peak: float) -> Row:
-  flops = 6 * config.train.batch_size * n_params * steps / seconds
-  return Row(name, members, steps / seconds, flops / 1e9, flops / peak)
+def time_interleaved(programs: list[Timed], repeats: int) -> None:
+  """Sets each program's best_s over `repeats` rounds that time every program once."""
+  for _ in range(repeats):
+    for p in programs:
+      start = time.perf_counter()
+      p.run()
+      p.best_s = min(p.best_s, time.perf_counter() - start)
 
 
-def measure(name: str, config, steps: int, repeats: int, peak: float) -> list[Row]:
-  """Rows for the whole sweep in one engine and for its members one engine at a time."""
-  config = with_dispatch(config, steps)
-  seconds, n_params = time_training(config, steps, repeats)
-  singles = [time_training(c, steps, repeats) for c in single_member_configs(config)]
-  single_seconds = sum(s for s, _ in singles)
-  members = len(singles)
-  return [row(f"{name}: engine (all groups)", config, members, n_params, seconds, steps, peak),
-          row(f"{name}: one member at a time", config, members, n_params, single_seconds, steps, peak)]
+def sweep_programs(config, steps: int) -> dict:
+  """The whole sweep in one engine, and each member in its own engine."""
+  return {"engine": [training_program(config, steps)],
+          "one_at_a_time": [training_program(c, steps) for c in single_member_configs(config)]}
 
 
-def table(rows: list[Row]) -> str:
-  lines = ["| sweep | members | steps/s | GFLOP/s | % of matmul |", "|---|---:|---:|---:|---:|"]
-  lines += [f"| {r.name} | {r.members} | {r.steps_per_s:.1f} | {r.gflop_per_s:.2f} | "
-            f"{100 * r.matmul_fraction:.1f}% |" for r in rows]
+def summarize(name: str, programs: list[Timed], peak_flops: float) -> dict:
+  """steps/s and FLOP/s of programs run one after another (a sweep's members in turn)."""
+  seconds = sum(p.best_s for p in programs)
+  flops = sum(p.flops_per_step for p in programs) * programs[0].steps / seconds
+  return dict(name=name, members=len(programs) if len(programs) > 1 else None,
+              steps_per_s=programs[0].steps / seconds, gflop_per_s=flops / 1e9,
+              matmul_fraction=flops / peak_flops)
+
+
+def measure(repeats: int, steps: int, wide_steps: int) -> dict:
+  """Compiles everything, times it in interleaved rounds, and returns the results."""
+  sweeps = {"demo": sweep_programs(demo_config(), steps),
+            "wide 512/1024": sweep_programs(wide_config(), wide_steps)}
+  matmul = matmul_program()
+  programs = [matmul] + [p for s in sweeps.values() for ps in s.values() for p in ps]
+  time_interleaved(programs, repeats)
+  peak = matmul.flops_per_step / matmul.best_s
+  rows = [summarize(f"{sweep}: {how.replace('_', ' ')}", ps, peak)
+          for sweep, s in sweeps.items() for how, ps in s.items()]
+  speedups = {sweep: rows[2 * i]["steps_per_s"] / rows[2 * i + 1]["steps_per_s"]
+              for i, sweep in enumerate(sweeps)}
+  return dict(machine=machine(), matmul_gflop_per_s=peak / 1e9, rows=rows, speedup=speedups)
+
+
+def report(results: dict) -> str:
+  """A markdown table, with the machine above and the speedups below."""
+  head = " ".join(f"{k}={v}" for k, v in results["machine"].items())
+  lines = [head, f"float32 matmul {MATMUL_N}x{MATMUL_N} @ {MATMUL_N}x{MATMUL_N}: "
+           f"{results['matmul_gflop_per_s']:.1f} GFLOP/s", "",
+           "| sweep | steps/s | train GFLOP/s | % of matmul |", "|---|---:|---:|---:|"]
+  lines += [f"| {r['name']} | {r['steps_per_s']:.1f} | {r['gflop_per_s']:.2f} | "
+            f"{100 * r['matmul_fraction']:.1f}% |" for r in results["rows"]]
+  lines += [""] + [f"{sweep}: engine is {x:.2f}x one member at a time"
+                   for sweep, x in results["speedup"].items()]
   return "\n".join(lines)
 
 
 def main(argv):
   del argv
-  info = machine()
-  print(" ".join(f"{k}={v}" for k, v in info.items()))
-  peak = matmul_flops(max(_REPEATS.value, 5))
-  print(f"float32 matmul {MATMUL_N}^3: {peak / 1e9:.1f} GFLOP/s\n")
-  rows = (measure("demo", demo_config(), _STEPS.value, _REPEATS.value, peak)
-          + measure("wide 512/1024", wide_config(), _WIDE_STEPS.value, _REPEATS.value, peak))
-  print(table(rows))
-  for a, b in zip(rows[::2], rows[1::2]):
-    print(f"{a.name.split(':')[0]} speedup, engine vs one at a time: {a.steps_per_s / b.steps_per_s:.2f}x")
+  results = measure(_REPEATS.value, _STEPS.value, _WIDE_STEPS.value)
+  print(report(results))
   if _OUT.value:
     with open(_OUT.value, "w") as f:
-      json.dump(dict(machine=info, matmul_gflop_per_s=peak / 1e9, rows=[dataclasses.asdict(r) for r in rows]),
-                f, indent=2)
+      json.dump(results, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,77 @@
+"""Bad input stops before anything compiles, with one line naming the field; the workdir is untouched."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import scaling_interference as si
+from conftest import small_regression
+from scaling_interference.config import validate
+from scaling_interference.errors import ConfigError, WorkdirError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CASES = [
+    ("model.widths", (8, 0), r"model\.widths: every entry must be an integer > 0, got 0"),
+    ("model.widths", (-4,), r"model\.widths: every entry must be an integer > 0, got -4"),
+    ("model.widths", (), r"model\.widths: must list at least one value"),
+    ("model.activation", "swish2", r"model\.activation: must be one of \[.*'relu'.*\], got 'swish2'"),
+    ("task.alpha", -0.5, r"task\.alpha: must be a finite number >= 0, got -0\.5"),
+    ("task.num_tasks", 0, r"task\.num_tasks: must be an integer >= 1, got 0"),
+    ("task.family", "vision", r"task\.family: unknown family 'vision'; choose one of \['regression', 'sparse_parity'\]"),
+    ("task.frequencies", (0.5, 0.5, 0.5, -0.5), r"task\.frequencies: entries must be >= 0"),
+    ("task.frequencies", (0.5, 0.2, 0.2, 0.2), r"task\.frequencies: must sum to 1, got sum 1\.1"),
+    ("task.frequencies", (0.5, 0.5), r"task\.frequencies: needs one entry per task \(4\), got 2"),
+    ("train.batch_size", 0, r"train\.batch_size: must be an integer >= 1, got 0"),
+    ("train.eval_every", 0, r"train\.eval_every: must be an integer >= 1, got 0"),
+    ("train.eval_every", -5, r"train\.eval_every: must be an integer >= 1, got -5"),
+    ("train.steps", -1, r"train\.steps: must be an integer >= 0, got -1"),
+    ("sweep.lrs", (1e-3, -1e-3), r"sweep\.lrs: every entry must be a finite number > 0, got -0\.001"),
+    ("train.optimizer", "lion", r"train\.optimizer: must be one of \['adam', 'adamw', 'sgd'\], got 'lion'"),
+]
+
+
+@pytest.mark.parametrize("field,value,message", CASES, ids=[f"{c[0]}={c[1]}" for c in CASES])
+def test_bad_field_is_named(field, value, message):
+  config = small_regression()
+  section, name = field.split(".")
+  config[section][name] = value
+  with pytest.raises(ConfigError, match=message):
+    validate(config)
+
+
+def test_bad_field_writes_nothing(tmp_path):
+  config = small_regression()
+  config.train.batch_size = 0
+  with pytest.raises(ConfigError):
+    si.train(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_workdir_of_another_run_is_refused_untouched(tmp_path, regression_config):
+  workdir = str(tmp_path / "run")
+  si.train(regression_config, workdir)
+  snapshot = {n: os.path.getmtime(os.path.join(workdir, n)) for n in os.listdir(workdir)}
+  regression_config.model.widths = (8, 32)
+  regression_config.task.alpha = 2.0
+  with pytest.raises(WorkdirError, match=r"holds a different run \(fields differ: model\.widths, task\.alpha\)"):
+    si.train(regression_config, workdir)
+  assert {n: os.path.getmtime(os.path.join(workdir, n)) for n in os.listdir(workdir)} == snapshot
+
+
+def run_cli(*flags):
+  cmd = [sys.executable, "-m", "launch.train", "--config=configs/regression.py:demo", *flags]
+  return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--config.model.widths=8,-2", "error: model.widths: every entry must be an integer > 0, got -2 in [8, -2]"),
+    ("--config.task.alpha=-1", "error: task.alpha: must be a finite number >= 0, got -1.0"),
+])
+def test_cli_prints_one_line_and_exits_2(tmp_path, flag, message):
+  result = run_cli(f"--workdir={tmp_path / 'run'}", flag)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [message], result.stderr
+  assert "Traceback" not in result.stdout + result.stderr
+  assert not os.path.exists(tmp_path / "run")

@@ -1,0 +1,48 @@
+"""A run killed after a checkpoint and resumed ends with exactly the metrics of an uninterrupted run."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import scaling_interference as si
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OVERRIDES = ["--config.task.num_tasks=4", "--config.task.input_dim=4", "--config.task.output_dim=4",
+             "--config.model.widths=4,8", "--config.sweep.seeds=0,1", "--config.train.steps=4000",
+             "--config.train.batch_size=64", "--config.train.eval_every=100",
+             "--config.train.checkpoint_every=500", "--config.train.steps_per_dispatch=20",
+             "--config.train.eval_examples_per_task=32"]
+
+
+def launch(workdir):
+  cmd = [sys.executable, "-m", "launch.train", "--config=configs/regression.py:demo", f"--workdir={workdir}", *OVERRIDES]
+  return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_checkpoint(proc, directory, timeout=120):
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory)):
+      return
+    time.sleep(0.02)
+  raise AssertionError(f"no checkpoint appeared in {directory}; process output:\n{proc.stdout.read() if proc.poll() is not None else ''}")
+
+
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
+  reference, interrupted = str(tmp_path / "ref"), str(tmp_path / "int")
+  assert launch(reference).wait(timeout=300) == 0
+
+  proc = launch(interrupted)
+  wait_for_checkpoint(proc, os.path.join(interrupted, "checkpoints"))
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait(timeout=30) == -signal.SIGKILL, "the run finished before it could be killed"
+  killed_at = si.load_run(interrupted).metrics.step.max()
+  assert killed_at < 4000
+
+  resumed = launch(interrupted)
+  output, _ = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, output
+  assert "resuming" in output
+  with open(os.path.join(reference, "metrics.jsonl")) as a, open(os.path.join(interrupted, "metrics.jsonl")) as b:
+    assert a.read() == b.read(), "resumed metrics differ from the uninterrupted run's"
