@@ -3,7 +3,7 @@
   python -m launch.train --config=configs/regression.py:demo --workdir=runs/regression_demo
   python -m analysis.summary --workdir=runs/regression_demo
 
-demo: 16 tasks (Zipf alpha=1, d=m=4, beta=1: 64 target directions), two-layer linear
+demo: 16 tasks (Zipf alpha=1.3, d=m=4, beta=0.8: 64 target directions, no ties in utility), two-layer linear
 members of widths 2..64, trained together. Measured: TIMING_DEMO on 2 CPU cores.
 What it shows: a width-N member keeps about the N most useful directions (frequency x
 importance), so small widths learn the frequent tasks' strong directions and drop the rare
@@ -24,11 +24,11 @@ def get_config(preset: str = "demo"):
   config.train.decay = "cosine"
   config.train.final_lr_fraction = 0.01
   if preset == "demo":
-    config.task.update(num_tasks=16, input_dim=4, output_dim=4, alpha=1.0, beta=1.0)
+    config.task.update(num_tasks=16, input_dim=4, output_dim=4, alpha=1.3, beta=0.8)
     config.model.widths = (2, 4, 8, 16, 32, 64)
-    config.sweep.lrs = (1e-2,)
+    config.sweep.lrs = (2e-2,)
     config.train.update(steps=4000, batch_size=512, eval_every=200, checkpoint_every=1000,
-                        steps_per_dispatch=200, eval_examples_per_task=512)
+                        steps_per_dispatch=200, eval_examples_per_task=4096)
   elif preset == "paper":
     config.task.update(num_tasks=32, input_dim=16, output_dim=16, alpha=1.0, beta=1.0)
     config.model.widths = (8, 16, 32, 64, 128, 256, 512)
