@@ -20,7 +20,7 @@ CASES = [
     ("task.alpha", -0.5, r"task\.alpha: must be a finite number >= 0, got -0\.5"),
     ("task.num_tasks", 0, r"task\.num_tasks: must be an integer >= 1, got 0"),
     ("task.family", "vision", r"task\.family: unknown family 'vision'; choose one of \['regression', 'sparse_parity'\]"),
-    ("task.frequencies", (0.5, 0.5, 0.5, -0.5), r"task\.frequencies: entries must be >= 0"),
+    ("task.frequencies", (0.5, 0.5, 0.5, -0.5), r"task\.frequencies: entries must be numbers >= 0"),
     ("task.frequencies", (0.5, 0.2, 0.2, 0.2), r"task\.frequencies: must sum to 1, got sum 1\.1"),
     ("task.frequencies", (0.5, 0.5), r"task\.frequencies: needs one entry per task \(4\), got 2"),
     ("train.batch_size", 0, r"train\.batch_size: must be an integer >= 1, got 0"),

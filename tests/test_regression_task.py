@@ -136,7 +136,7 @@ def test_signal_from_map_reads_only_the_diagonal_blocks():
     (dict(alpha=-1.0), r"task\.alpha: must be a finite number >= 0, got -1\.0"),
     (dict(num_tasks=0), r"task\.num_tasks: must be an integer >= 1, got 0"),
     (dict(frequencies=(0.5, 0.4, 0.2)), r"task\.frequencies: must sum to 1, got sum 1\.1"),
-    (dict(frequencies=(1.2, -0.2, 0.0)), r"task\.frequencies: entries must be >= 0"),
+    (dict(frequencies=(1.2, -0.2, 0.0)), r"task\.frequencies: entries must be numbers >= 0"),
     (dict(frequencies=(0.5, 0.5)), r"task\.frequencies: needs one entry per task \(3\), got 2"),
     (dict(input_dim=0), r"task\.input_dim: must be an integer >= 1, got 0"),
     (dict(output_dim=2.0), r"task\.output_dim: must be an integer >= 1, got 2\.0"),

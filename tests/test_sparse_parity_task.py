@@ -85,7 +85,7 @@ def test_loss_accuracy_and_signal():
     (dict(num_tasks=0), r"task\.num_tasks: must be an integer >= 1, got 0"),
     (dict(alpha=-0.5), r"task\.alpha: must be a finite number >= 0, got -0\.5"),
     (dict(frequencies=(0.5,) * 6), r"task\.frequencies: must sum to 1, got sum 3"),
-    (dict(frequencies=(1.5, -0.5, 0, 0, 0, 0)), r"task\.frequencies: entries must be >= 0"),
+    (dict(frequencies=(1.5, -0.5, 0, 0, 0, 0)), r"task\.frequencies: entries must be numbers >= 0"),
     (dict(seed=None), r"task\.seed: must be an integer >= 0, got None"),
 ])
 def test_config_errors_name_the_field(overrides, match):

@@ -56,3 +56,9 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, regression_config):
   assert result.resumed_from == 60
   assert open(os.path.join(workdir, "metrics.jsonl")).read() == before
   assert json.load(open(os.path.join(workdir, "config.json")))["train"]["steps"] == 60
+
+
+def test_checkpoint_retention_keeps_history(tmp_path, regression_config):
+  regression_config.train.update(checkpoint_every=10, max_to_keep=2, keep_every=20)
+  si.train(regression_config, str(tmp_path / "run"))
+  assert si.load_run(str(tmp_path / "run")).steps() == [20, 40, 50, 60], "last 2, plus every multiple of 20"

@@ -9,6 +9,7 @@ To add a family, subclass `Family` in one module and decorate it with `@register
 """
 import abc
 import dataclasses
+import numbers
 from typing import Any, Callable, ClassVar
 
 import jax
@@ -117,21 +118,33 @@ def frequencies_from_config(task_config) -> np.ndarray:
   return zipf_frequencies(task_config.num_tasks, task_config.alpha)
 
 
+def is_number(value) -> bool:
+  """A finite real number that is not a bool."""
+  return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def check_int(task_config, field: str, low: int) -> None:
+  """Raises ConfigError unless task.FIELD is an integer >= low."""
+  value = task_config.get(field, None)
+  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+    raise ConfigError(f"task.{field}: must be an integer >= {low}, got {value!r}")
+
+
 def check_frequencies(task_config) -> None:
-  """Shared checks of num_tasks, alpha and explicit frequencies."""
-  k = task_config.get("num_tasks", None)
-  if not isinstance(k, int) or k < 1:
-    raise ConfigError(f"task.num_tasks: must be an integer >= 1, got {k!r}")
+  """Shared checks of num_tasks, alpha, seed and explicit frequencies."""
+  check_int(task_config, "num_tasks", 1)
+  check_int(task_config, "seed", 0)
+  k = task_config.num_tasks
   alpha = task_config.get("alpha", 0.0)
-  if not np.isfinite(alpha) or alpha < 0:
+  if not is_number(alpha) or alpha < 0:
     raise ConfigError(f"task.alpha: must be a finite number >= 0, got {alpha!r}")
   explicit = tuple(task_config.get("frequencies", ()) or ())
   if not explicit:
     return
   if len(explicit) != k:
     raise ConfigError(f"task.frequencies: needs one entry per task ({k}), got {len(explicit)}")
-  p = np.asarray(explicit, dtype=np.float64)
-  if not np.all(np.isfinite(p)) or np.any(p < 0):
-    raise ConfigError(f"task.frequencies: entries must be >= 0, got {list(explicit)}")
-  if abs(p.sum() - 1.0) > 1e-6:
-    raise ConfigError(f"task.frequencies: must sum to 1, got sum {p.sum():.6g}")
+  if not all(is_number(v) and v >= 0 for v in explicit):
+    raise ConfigError(f"task.frequencies: entries must be numbers >= 0, got {list(explicit)}")
+  total = float(np.sum(explicit))
+  if abs(total - 1.0) > 1e-6:
+    raise ConfigError(f"task.frequencies: must sum to 1, got sum {total:.6g}")

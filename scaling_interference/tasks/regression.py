@@ -5,14 +5,13 @@ target map is W*_k = U_k diag(s_k) V_k^T with random orthonormal U_k (m x r), V_
 (d x r), r = min(d, m), and s_{k,i} = c_k * i^(-beta_k). Small beta spreads the
 target's energy over many directions: a complex task.
 """
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from scaling_interference.errors import ConfigError
-from scaling_interference.tasks.base import (Array, Batch, Family, check_frequencies,
+from scaling_interference.tasks.base import (Array, Batch, Family, check_frequencies, check_int, is_number,
                                              frequencies_from_config, register)
 
 
@@ -89,8 +88,7 @@ class Regression(Family):
   def validate_config(cls, task_config) -> None:
     check_frequencies(task_config)
     for field in ("input_dim", "output_dim"):
-      _check_int(task_config, field, 1)
-    _check_int(task_config, "seed", 0)
+      check_int(task_config, field, 1)
     _check_beta(task_config)
     _check_scales(task_config)
     _check_noise(task_config)
@@ -121,14 +119,6 @@ class Regression(Family):
     return norm_K / np.linalg.norm(self.w_star_KxMxD, axis=(1, 2)).astype(np.float32)
 
 
-def _is_real(value) -> bool:
-  return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_int(task_config, field: str, low: int) -> None:
-  value = task_config.get(field, None)
-  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-    raise ConfigError(f"task.{field}: must be an integer >= {low}, got {value!r}")
 
 
 def _check_beta(task_config) -> None:
@@ -136,7 +126,7 @@ def _check_beta(task_config) -> None:
   values = tuple(beta) if isinstance(beta, (tuple, list)) else (beta,)
   if isinstance(beta, (tuple, list)) and len(values) != k:
     raise ConfigError(f"task.beta: needs one entry per task ({k}), got {len(values)}")
-  if not all(_is_real(b) and np.isfinite(b) and b >= 0 for b in values):
+  if not all(is_number(b) and b >= 0 for b in values):
     raise ConfigError(f"task.beta: must be a finite number >= 0 or one per task, got {beta!r}")
 
 
@@ -146,11 +136,11 @@ def _check_scales(task_config) -> None:
     return
   if len(scales) != k:
     raise ConfigError(f"task.scales: needs one entry per task ({k}), got {len(scales)}")
-  if not all(_is_real(c) and np.isfinite(c) and c > 0 for c in scales):
+  if not all(is_number(c) and c > 0 for c in scales):
     raise ConfigError(f"task.scales: entries must be finite numbers > 0, got {list(scales)}")
 
 
 def _check_noise(task_config) -> None:
   noise = task_config.get("noise", 0.0)
-  if not (_is_real(noise) and np.isfinite(noise) and noise >= 0):
+  if not (is_number(noise) and noise >= 0):
     raise ConfigError(f"task.noise: must be a finite number >= 0, got {noise!r}")

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 
 from scaling_interference.errors import ConfigError
-from scaling_interference.tasks.base import (Array, Batch, Family, check_frequencies,
+from scaling_interference.tasks.base import (Array, Batch, Family, check_frequencies, check_int,
                                              frequencies_from_config, register)
 
 
@@ -51,11 +51,10 @@ class SparseParity(Family):
   @classmethod
   def validate_config(cls, task_config) -> None:
     check_frequencies(task_config)
-    n = _check_int(task_config, "n_bits", 1)
-    k = task_config.get("k", None)
-    if not _is_int(k) or not 1 <= k <= n:
+    check_int(task_config, "n_bits", 1)
+    n, k = task_config.n_bits, task_config.get("k", None)
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or not 1 <= k <= n:
       raise ConfigError(f"task.k: must be an integer with 1 <= k <= n_bits ({n}), got {k!r}")
-    _check_int(task_config, "seed", 0)
 
   def sample(self, key: Array, task_B: Array) -> Batch:
     b = task_B.shape[0]
@@ -76,14 +75,3 @@ class SparseParity(Family):
     """2 * accuracy - 1: 0 at chance, 1 when perfect."""
     return 2.0 * accuracy_T - 1.0
 
-
-def _is_int(value) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_int(task_config, field: str, low: int) -> int:
-  """Returns task_config.FIELD after checking it is an integer >= low."""
-  value = task_config.get(field, None)
-  if not _is_int(value) or value < low:
-    raise ConfigError(f"task.{field}: must be an integer >= {low}, got {value!r}")
-  return value
