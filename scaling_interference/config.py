@@ -7,6 +7,7 @@ import math
 
 import ml_collections
 
+from scaling_interference.data import mixture, schedules
 from scaling_interference.errors import ConfigError
 from scaling_interference.models import ACTIVATIONS
 from scaling_interference.sweep.optim import DECAYS, OPTIMIZERS
@@ -60,6 +61,7 @@ def validate_model(model) -> None:
     raise ConfigError(f"model.widths: entries must be distinct, got {list(model.widths)}")
   require_int(model, "model.depth", 1)
   require_choice(model, "model.activation", ACTIVATIONS)
+  require_number(model, "model.init_scale", 0.0, strict=True)
 
 
 def validate_sweep(sweep) -> None:
@@ -83,6 +85,17 @@ def validate_train(train) -> None:
   require_number(train, "train.final_lr_fraction", 0.0, 1.0)
   require_number(train, "train.grad_clip", 0.0)
   require_number(train, "train.weight_decay", 0.0)
+  require_int(train, "train.trace_every", 0)
+  require_int(train, "train.trace_examples", 1)
+
+
+def validate_injection(config, family) -> None:
+  """Schedules, the base mixture they leave, and traced task ids."""
+  found = schedules.from_config(config.get("inject"), config.train.batch_size, family.num_tasks)
+  mixture.base_frequencies(family.frequencies, found)
+  for t in config.train.get("trace_tasks", ()) or ():
+    if not _is_int(t) or not 0 <= t < family.num_tasks:
+      raise ConfigError(f"train.trace_tasks: every entry must be a task id in [0, {family.num_tasks}), got {t!r}")
 
 
 def validate(config: ml_collections.ConfigDict):
@@ -93,7 +106,9 @@ def validate(config: ml_collections.ConfigDict):
   validate_model(config.model)
   validate_sweep(config.sweep)
   validate_train(config.train)
-  return make_family(config.task)
+  family = make_family(config.task)
+  validate_injection(config, family)
+  return family
 
 
 def flatten(tree, prefix="") -> dict:

@@ -13,6 +13,7 @@ def model_config() -> ml_collections.ConfigDict:
       depth=1,  # hidden layers
       activation="relu",
       use_bias=True,
+      init_scale=1.0,  # multiplies the default (LeCun-normal) init of every parameter
   ))
 
 
@@ -41,6 +42,9 @@ def train_config() -> ml_collections.ConfigDict:
       final_lr_fraction=1.0,  # decay ends at this fraction of each member's peak lr
       grad_clip=0.0,  # global-norm clipping (0: off)
       data_seed=0,
+      trace_every=0,  # record the signal of traced tasks every this many steps (0: off)
+      trace_tasks=(),  # task ids to trace (empty: the injected tasks)
+      trace_examples=256,  # examples per traced task when the signal needs a loss
   ))
 
 
@@ -77,4 +81,5 @@ def base_config(task: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.model = model_config()
   config.sweep = sweep_config()
   config.train = train_config()
+  config.inject = ml_collections.ConfigDict()  # name -> schedule fields (see data/schedules.py)
   return config

@@ -23,3 +23,10 @@ def small_regression(**task):
 @pytest.fixture
 def regression_config():
   return small_regression()
+
+
+def as_fn(map_IxO):
+  """A linear member's map as the function the families' signal takes."""
+  import jax.numpy as jnp
+  m = jnp.asarray(map_IxO, jnp.float32)
+  return lambda x_NxI: x_NxI @ m

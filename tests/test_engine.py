@@ -16,7 +16,7 @@ def trained_states(config, steps):
   engine = Engine(config, family, groups)
   states = engine.init_states()
   for start in range(0, steps, config.train.steps_per_dispatch):
-    states, _ = engine.train_segment(states, jnp.int32(start), config.train.steps_per_dispatch)
+    states, *_ = engine.train_segment(states, jnp.int32(start), config.train.steps_per_dispatch)
   return engine, groups, states
 
 

@@ -5,6 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from conftest import as_fn
 from scaling_interference.analysis.oracle import (oracle, oracle_table, population_loss,
                                                   population_total)
 from scaling_interference.tasks.regression import Regression
@@ -35,7 +36,7 @@ def test_oracle_matches_truncated_svd_reference(width):
   assert np.linalg.matrix_rank(reference_IxO) == min(width, 9)
   np.testing.assert_allclose(best.total_loss, population_total(family, reference_IxO), rtol=1e-10)
   np.testing.assert_allclose(best.loss_K, population_loss(family, reference_IxO), rtol=1e-9)
-  signal_K = family.signal(jnp.zeros(3), None, jnp.asarray(reference_IxO, jnp.float32))
+  signal_K = family.signal(jnp.arange(3), jnp.zeros(3), None, as_fn(reference_IxO))
   np.testing.assert_allclose(signal_K, best.signal_K, atol=1e-6)
 
 

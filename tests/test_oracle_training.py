@@ -20,7 +20,7 @@ def test_linear_members_reach_the_oracle():
   engine = Engine(config, family, expand(config, family))
   states = engine.init_states()
   for start in range(0, 3000, 500):
-    states, _ = engine.train_segment(states, jnp.int32(start), 500)
+    states, *_ = engine.train_segment(states, jnp.int32(start), 500)
   for group, state in zip(engine.groups, states):
     params = jax.tree.map(lambda a: a[0], state["params"])
     map_IxO = np.asarray(group.model.linear_map(params), np.float64)

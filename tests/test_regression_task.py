@@ -5,6 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from conftest import as_fn
 from scaling_interference.errors import ConfigError
 from scaling_interference.tasks import FAMILIES, make_family
 from scaling_interference.tasks.regression import Regression, participation_ratio
@@ -110,8 +111,8 @@ def test_true_map_has_zero_loss_and_signal_one():
   loss_B = family.loss(batch.x @ true_IxO, batch)
   assert loss_B.shape == (192,) and float(loss_B.max()) < 1e-8
   loss_T = jax.ops.segment_sum(loss_B, batch.task, 3) / 64
-  np.testing.assert_allclose(family.signal(loss_T, None, true_IxO), np.ones(3), rtol=1e-6)
-  np.testing.assert_allclose(family.signal(loss_T, None, None), np.ones(3), rtol=1e-6)
+  np.testing.assert_allclose(family.signal(jnp.arange(3), loss_T, None, as_fn(true_IxO)), np.ones(3), rtol=1e-6)
+  np.testing.assert_allclose(family.signal(jnp.arange(3), loss_T, None), np.ones(3), rtol=1e-6)
 
 
 def test_zero_map_has_signal_zero():
@@ -119,8 +120,8 @@ def test_zero_map_has_signal_zero():
   batch = _samples(family, per_task=4000)
   loss_B = family.loss(jnp.zeros_like(batch.y), batch)
   loss_T = jax.ops.segment_sum(loss_B, batch.task, 3) / 4000
-  np.testing.assert_allclose(family.signal(jnp.zeros(3), None, jnp.zeros((15, 12))), np.zeros(3))
-  np.testing.assert_allclose(family.signal(loss_T, None, None), np.zeros(3), atol=0.06)
+  np.testing.assert_allclose(family.signal(jnp.arange(3), jnp.zeros(3), None, as_fn(np.zeros((15, 12)))), np.zeros(3))
+  np.testing.assert_allclose(family.signal(jnp.arange(3), loss_T, None), np.zeros(3), atol=0.06)
 
 
 def test_signal_from_map_reads_only_the_diagonal_blocks():
@@ -128,7 +129,7 @@ def test_signal_from_map_reads_only_the_diagonal_blocks():
   map_IxO = family.target_map()
   map_IxO[:5, 4:] = 7.0  # task 0's input leaking into other tasks' outputs
   map_IxO[5:10, 4:8] *= 0.5  # task 1 learned at half strength
-  signal_K = family.signal(jnp.zeros(3), None, jnp.asarray(map_IxO, jnp.float32))
+  signal_K = family.signal(jnp.arange(3), jnp.zeros(3), None, as_fn(map_IxO))
   np.testing.assert_allclose(signal_K, [1.0, 0.5, 1.0], rtol=1e-6)
 
 

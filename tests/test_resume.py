@@ -1,22 +1,24 @@
-"""A run killed after a checkpoint and resumed ends with exactly the metrics of an uninterrupted run."""
+"""A run killed after a checkpoint and resumed ends with exactly the metrics and traces of an uninterrupted run."""
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
+
 import scaling_interference as si
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OVERRIDES = ["--config.task.num_tasks=4", "--config.task.input_dim=4", "--config.task.output_dim=4",
+OVERRIDES = ["--config.task.input_dim=2", "--config.task.output_dim=2", "--config.inject.burst.at=1700", "--config.inject.burst.count=16",
              "--config.model.widths=4,8", "--config.sweep.seeds=0,1", "--config.train.steps=4000",
              "--config.train.batch_size=64", "--config.train.eval_every=100",
              "--config.train.checkpoint_every=500", "--config.train.steps_per_dispatch=20",
-             "--config.train.eval_examples_per_task=32"]
+             "--config.train.eval_examples_per_task=32", "--config.train.trace_every=10"]
 
 
 def launch(workdir):
-  cmd = [sys.executable, "-m", "launch.train", "--config=configs/regression.py:demo", f"--workdir={workdir}", *OVERRIDES]
+  cmd = [sys.executable, "-m", "launch.train", "--config=configs/injection.py:demo", f"--workdir={workdir}", *OVERRIDES]
   return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -46,3 +48,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
   assert "resuming" in output
   with open(os.path.join(reference, "metrics.jsonl")) as a, open(os.path.join(interrupted, "metrics.jsonl")) as b:
     assert a.read() == b.read(), "resumed metrics differ from the uninterrupted run's"
+  with np.load(os.path.join(reference, "traces.npz")) as a, np.load(os.path.join(interrupted, "traces.npz")) as b:
+    assert a["step"].size == 400
+    np.testing.assert_array_equal(a["step"], b["step"])
+    np.testing.assert_array_equal(a["signal"], b["signal"])

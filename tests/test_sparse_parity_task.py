@@ -74,7 +74,7 @@ def test_loss_accuracy_and_signal():
   expected_B = np.where(y_B == 0, np.log1p(np.exp(-2.0)), np.log1p(np.exp(2.0)))
   np.testing.assert_allclose(family.loss(logits_BxO, batch), expected_B, rtol=1e-6)
   np.testing.assert_array_equal(family.accuracy(logits_BxO, batch), (y_B == 0).astype(float))
-  signal_T = family.signal(None, jnp.array([0.5, 1.0, 0.75]), None)
+  signal_T = family.signal(jnp.arange(3), None, jnp.array([0.5, 1.0, 0.75]))
   np.testing.assert_allclose(signal_T, [0.0, 1.0, 0.5])
 
 

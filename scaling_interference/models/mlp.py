@@ -55,13 +55,15 @@ class MLPDef:
   depth: int = 1
   activation: str = "relu"
   use_bias: bool = True
+  init_scale: float = 1.0  # multiplies Flax's default init (small values: the rich, saddle-to-saddle regime)
 
   def _module(self, key):
     return MLP(self.input_dim, self.width, self.output_dim, depth=self.depth,
                activation=self.activation, use_bias=self.use_bias, rngs=nnx.Rngs(params=key))
 
   def init(self, key) -> dict:
-    return nnx.to_pure_dict(nnx.state(self._module(key), nnx.Param))
+    params = nnx.to_pure_dict(nnx.state(self._module(key), nnx.Param))
+    return jax.tree.map(lambda p: p * self.init_scale, params) if self.init_scale != 1.0 else params
 
   def bind(self, params: dict) -> MLP:
     """The NNX module holding `params` (for apply, probes and analysis)."""

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from scaling_interference.data import Mixture
+from scaling_interference.data import Mixture, schedules
 from scaling_interference.sweep.members import Group
 from scaling_interference.sweep.optim import member_optimizer
 from scaling_interference.tasks import Batch, Family
@@ -21,6 +21,12 @@ from scaling_interference.tasks import Batch, Family
 GroupState = dict  # {"params": pytree, "opt_state": pytree}, leaves with a leading member axis
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
+
+
+def trace_tasks(config, mixture: Mixture) -> list[int]:
+  """Tasks whose signal is traced densely: `train.trace_tasks`, else the injected ones."""
+  explicit = list(config.train.get("trace_tasks", ()) or ())
+  return explicit or sorted({s.task for s in mixture.schedules})
 
 
 def data_keys(data_seed: int):
@@ -55,7 +61,11 @@ class Engine:
 
   def __init__(self, config, family: Family, groups: list[Group]):
     self.family, self.groups = family, groups
-    self.mixture = Mixture(family.frequencies)
+    self.mixture = Mixture(family.frequencies, schedules.from_config(config.get("inject"), config.train.batch_size,
+                                                                      family.num_tasks))
+    self.trace_every = config.train.trace_every
+    self.trace_T = jnp.asarray(trace_tasks(config, self.mixture), jnp.int32)
+    self.trace_n = config.train.trace_examples
     self.batch_size = config.train.batch_size
     self.eval_n = config.train.eval_examples_per_task
     self.eval_chunk = max(1, min(family.num_tasks, config.train.get("eval_chunk_examples", 32768) // self.eval_n))
@@ -97,12 +107,30 @@ class Engine:
       new_state, loss_G = jax.vmap(functools.partial(self._member_step, group), in_axes=(0, None))(state, batch)
       new_states.append(new_state)
       losses.append(loss_G)
-    return new_states, tuple(losses)
+    return new_states, (tuple(losses), self._maybe_trace(new_states, step + 1))
 
   def _train_segment(self, states, start_step, num_steps: int):
-    """num_steps steps from start_step; returns new states and per-group losses (S, G)."""
+    """num_steps steps from start_step; returns new states, per-group losses (S, G) and traces (S, G, T)."""
     steps = start_step + jnp.arange(num_steps, dtype=jnp.int32)
-    return jax.lax.scan(self._one_step, states, steps)
+    states, (losses, traces) = jax.lax.scan(self._one_step, states, steps)
+    return states, losses, traces
+
+  # ---- dense signal traces -------------------------------------------------------------
+  def _maybe_trace(self, states, step):
+    """Signal of the traced tasks after `step` updates when step % trace_every == 0, else NaN."""
+    if not self.trace_every or not self.trace_T.size:
+      return ()
+    empty = tuple(jnp.full((g.size, self.trace_T.size), jnp.nan) for g in self.groups)
+    return jax.lax.cond(step % self.trace_every == 0, lambda: self._trace(states), lambda: empty)
+
+  def _trace(self, states):
+    batch = eval_examples(self.family, self.eval_key, self.trace_T, self.trace_n)
+    out = []
+    for group, state in zip(self.groups, states):
+      metrics = functools.partial(self._member_metrics, group, batch=batch, num_tasks=self.trace_T.size)
+      loss_GxT, acc_GxT = jax.vmap(metrics)(state["params"])
+      out.append(self._signal(group, state["params"], self.trace_T, loss_GxT, acc_GxT))
+    return tuple(out)
 
   # ---- evaluation ----------------------------------------------------------------------
   def _member_metrics(self, group: Group, params, batch: Batch, num_tasks: int):
@@ -127,18 +155,25 @@ class Engine:
     for group, state, (loss_NxGxC, acc_NxGxC) in zip(self.groups, states, per_chunk):
       loss_GxT = _unchunk(loss_NxGxC, num_tasks)
       acc_GxT = None if acc_NxGxC is None else _unchunk(acc_NxGxC, num_tasks)
-      results.append((loss_GxT, acc_GxT, self._signal(group, state["params"], loss_GxT, acc_GxT)))
+      signal_GxT = self._signal(group, state["params"], jnp.arange(num_tasks), loss_GxT, acc_GxT)
+      results.append((loss_GxT, acc_GxT, signal_GxT))
     return results
 
-  def _signal(self, group: Group, params, loss_GxT, acc_GxT):
+  def _signal(self, group: Group, params, task_T, loss_GxT, acc_GxT):
     def one(p, loss_T, acc_T):
-      map_IxO = group.model.linear_map(p) if group.model.is_linear else None
-      return self.family.signal(loss_T, acc_T, map_IxO)
+      return self.family.signal(task_T, loss_T, acc_T, linear_fn(group.model, p))
     return jax.vmap(one)(params, loss_GxT, acc_GxT)
 
   def evaluate(self, states) -> list[EvalResult]:
     host = jax.device_get(self.evaluate_on_device(states))
     return [EvalResult(np.asarray(l), None if a is None else np.asarray(a), np.asarray(s)) for l, a, s in host]
+
+
+def linear_fn(model, params):
+  """x -> model(x) - model(0) for linear members (their map, applied), else None."""
+  if not model.is_linear:
+    return None
+  return lambda x_NxI: model.apply(params, x_NxI) - model.apply(params, jnp.zeros((1, x_NxI.shape[-1])))
 
 
 def _unchunk(x_NxGxC, num_tasks: int):

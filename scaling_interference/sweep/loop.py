@@ -17,7 +17,8 @@ from scaling_interference.errors import NonFiniteLossError
 from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep.engine import Engine
 from scaling_interference.sweep.members import Member, all_members, expand
-from scaling_interference.sweep.workdir import Workdir, metric_rows, stats_line
+from scaling_interference.data.schedules import realised_counts
+from scaling_interference.sweep.workdir import TRACES, Workdir, metric_rows, stats_line, write_npz_atomic
 
 DEFAULT_CACHE = os.path.join("~", ".cache", "scaling_interference", "jax")
 log = logging.getLogger("scaling_interference")
@@ -77,6 +78,43 @@ def check_finite(losses_SxM: np.ndarray, first_step: int, members: list[Member])
     raise NonFiniteLossError(f"{members[m].describe()}: training loss is {losses_SxM[s, m]} at step {first_step + s}")
 
 
+class TraceLog:
+  """Dense signal traces of the traced tasks: steps (N,), signal (N, members, tasks), in traces.npz."""
+
+  def __init__(self, path: str, every: int, task_ids, member_ids):
+    self.path, self.every = path, every
+    self.task_ids, self.member_ids = np.asarray(task_ids, np.int32), np.asarray(member_ids, np.int32)
+    self.steps: list[int] = []
+    self.signal: list[np.ndarray] = []
+
+  @property
+  def enabled(self) -> bool:
+    return bool(self.every) and self.task_ids.size > 0
+
+  def add(self, first_step: int, traces) -> None:
+    """traces: per group (S, G, T) from a segment starting at first_step; keeps the traced steps."""
+    if not self.enabled:
+      return
+    signal_SxMxT = np.concatenate([np.asarray(t) for t in traces], axis=1)
+    for i, row in enumerate(signal_SxMxT):
+      if (first_step + i + 1) % self.every == 0:
+        self.steps.append(first_step + i + 1)
+        self.signal.append(row)
+
+  def load(self, last_step: int) -> None:
+    """Reads the traces a previous process saved, up to last_step."""
+    if self.enabled and os.path.exists(self.path):
+      with np.load(self.path) as f:
+        keep = f["step"] <= last_step
+        self.steps, self.signal = [int(v) for v in f["step"][keep]], list(f["signal"][keep])
+
+  def save(self) -> None:
+    if self.enabled:
+      signal = np.stack(self.signal) if self.signal else np.zeros((0, self.member_ids.size, self.task_ids.size))
+      write_npz_atomic(self.path, step=np.asarray(self.steps, np.int64), signal=signal.astype(np.float32),
+                       task=self.task_ids, member=self.member_ids)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunResult:
   workdir: str
@@ -96,6 +134,8 @@ class Trainer:
     self.workdir = Workdir(workdir)
     self.resuming = self.workdir.check_config(config_as_json(config))
     self.engine = Engine(config, self.family, self.groups)
+    self.traces = TraceLog(self.workdir.file(TRACES), self.train.trace_every, self.engine.trace_T,
+                           [m.id for m in self.members])
 
   def _write_eval(self, step: int, states, train_loss_M) -> None:
     results = self.engine.evaluate(states)
@@ -106,17 +146,31 @@ class Trainer:
       rows += metric_rows(step, ids, task_ids, result, loss_G)
     self.workdir.append_metrics(rows)
 
+  def _tasks(self):
+    """Task metadata with the frequencies the mixture realises over the run (injection included)."""
+    p = self.engine.mixture.realised_frequencies(self.train.steps, self.train.batch_size)
+    return [dataclasses.replace(t, frequency=float(p[t.id])) for t in self.family.info()]
+
+  def _schedule(self) -> dict:
+    """The realised schedule: injected examples per schedule at every step that has any."""
+    found = self.engine.mixture.schedules
+    counts_SxN = realised_counts(found, self.train.steps)
+    steps = np.nonzero(counts_SxN.sum(axis=1))[0]
+    return {"step": steps, "count": counts_SxN[steps], "task": np.asarray([s.task for s in found], np.int32),
+            "name": np.asarray([s.name for s in found], dtype=str)}
+
   def _start(self, checkpoints: Checkpoints):
     latest = checkpoints.latest_step() if self.resuming else None
     tracker = TrainLossTracker(np.zeros(len(self.members)))
     if latest is None:
-      self.workdir.claim(config_as_json(self.config), self.members, self.family.info())
+      self.workdir.claim(config_as_json(self.config), self.members, self._tasks(), self._schedule())
       self.workdir.truncate_metrics(-1)
       states = self.engine.init_states()
       self._write_eval(0, states, None)
       return states, 0, tracker
     states, meta = checkpoints.restore(latest, self.engine.abstract_states())
     tracker.sums, tracker.count = np.asarray(meta["train_loss_sums"]), meta["train_loss_count"]
+    self.traces.load(latest)
     self.workdir.truncate_metrics(latest)
     log.info("resuming %s from step %d", self.workdir.path, latest)
     return states, latest, tracker
@@ -139,16 +193,19 @@ class Trainer:
     t0, first = time.time(), step
     while step < self.train.steps:
       end = next_boundary(step, self.train)
-      states, losses = self.engine.train_segment(states, jnp.int32(step), end - step)
-      losses_SxM = np.concatenate([np.asarray(l) for l in jax.device_get(losses)], axis=1)
+      states, losses, traces = self.engine.train_segment(states, jnp.int32(step), end - step)
+      losses, traces = jax.device_get((losses, traces))
+      losses_SxM = np.concatenate([np.asarray(l) for l in losses], axis=1)
       check_finite(losses_SxM, step, self.members)
       tracker.add(losses_SxM)
+      self.traces.add(step, traces)
       step = end
       if is_eval_step(step, self.train):
         mean_M = tracker.take_mean()
         self._write_eval(step, states, mean_M)
         self._log_progress(step, first, t0, mean_M)
       if is_checkpoint_step(step, self.train):
+        self.traces.save()
         checkpoints.save(step, states, {"step": step, **tracker.meta()})
 
   def _log_progress(self, step: int, first: int, t0: float, loss_M) -> None:

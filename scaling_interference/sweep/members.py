@@ -38,7 +38,8 @@ class Group:
 def model_def(config, family, width: int) -> MLPDef:
   m = config.model
   return MLPDef(input_dim=family.input_dim, width=width, output_dim=family.output_dim,
-                depth=m.depth, activation=m.activation, use_bias=m.use_bias)
+                depth=m.depth, activation=m.activation, use_bias=m.use_bias,
+                init_scale=m.get("init_scale", 1.0))
 
 
 def expand(config, family) -> list[Group]:

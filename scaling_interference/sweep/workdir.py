@@ -15,6 +15,7 @@ from scaling_interference.config import differing_fields
 from scaling_interference.errors import WorkdirError
 
 CONFIG, MEMBERS, TASKS, METRICS, CHECKPOINTS = "config.json", "members.json", "tasks.json", "metrics.jsonl", "checkpoints"
+SCHEDULE, TRACES = "schedule.npz", "traces.npz"
 
 
 def _write_json_atomic(path: str, obj) -> None:
@@ -58,9 +59,10 @@ class Workdir:
                          "use a new --workdir or the saved config")
     return True
 
-  def claim(self, config_dict: dict, members, tasks) -> None:
-    """Writes config.json, members.json and tasks.json of a new run."""
+  def claim(self, config_dict: dict, members, tasks, schedule: dict) -> None:
+    """Writes config.json, members.json, tasks.json and schedule.npz of a new run."""
     os.makedirs(self.path, exist_ok=True)
+    write_npz_atomic(self.file(SCHEDULE), **schedule)
     _write_json_atomic(self.file(MEMBERS), [dataclasses.asdict(m) for m in members])
     _write_json_atomic(self.file(TASKS), [dataclasses.asdict(t) for t in tasks])
     _write_json_atomic(self.file(CONFIG), config_dict)  # last: its presence marks a claimed workdir
@@ -83,6 +85,12 @@ class Workdir:
     with open(tmp, "w") as f:
       f.writelines(kept)
     os.replace(tmp, path)
+
+
+def write_npz_atomic(path: str, **arrays) -> None:
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)
 
 
 def read_metric_lines(path: str) -> list[str]:

@@ -70,11 +70,11 @@ class Family(abc.ABC):
     return None
 
   @abc.abstractmethod
-  def signal(self, loss_T: Array, accuracy_T: Array | None, map_IxO: Array | None) -> Array:
-    """Per-task signal on a scale where 0 is chance and 1 is perfect, shape (K,).
+  def signal(self, task_T: Array, loss_T: Array, accuracy_T: Array | None, linear_fn=None) -> Array:
+    """Signal of the tasks task_T on a scale where 0 is chance and 1 is perfect, shape (T,).
 
-    loss_T, accuracy_T: per-task eval means. map_IxO: the member's end-to-end map when
-    the member is linear (x @ map_IxO is its output), else None.
+    loss_T, accuracy_T: the member's eval means on those tasks. linear_fn: for a linear member,
+    x_NxI -> its output minus its output at 0 (so linear_fn(x) = x @ M); else None.
     """
 
   def info(self) -> list[TaskInfo]:

@@ -109,14 +109,17 @@ class Regression(Family):
     """Squared error summed over all K*m output coordinates."""
     return jnp.sum(jnp.square(out_BxO - batch.y), axis=-1)
 
-  def signal(self, loss_T: Array, accuracy_T: Array | None, map_IxO: Array | None) -> Array:
-    """||M_kk||_F / ||W*_k||_F from the map when given, else 1 - loss / zero-predictor loss."""
-    if map_IxO is None:
-      return 1.0 - loss_T / jnp.asarray(self.baseline_K, loss_T.dtype)
+  def signal(self, task_T: Array, loss_T: Array, accuracy_T: Array | None, linear_fn=None) -> Array:
+    """||M_kk||_F / ||W*_k||_F for linear members, else 1 - loss / zero-predictor loss."""
+    if linear_fn is None:
+      return 1.0 - loss_T / jnp.asarray(self.baseline_K, loss_T.dtype)[task_T]
     k, d, m = self.num_tasks, self.task_input_dim, self.task_output_dim
-    blocks_KxDxM = jnp.einsum("kdkm->kdm", map_IxO.reshape(k, d, k, m))
-    norm_K = jnp.sqrt(jnp.sum(jnp.square(blocks_KxDxM), axis=(1, 2)))
-    return norm_K / np.linalg.norm(self.w_star_KxMxD, axis=(1, 2)).astype(np.float32)
+    t = task_T.shape[0]
+    basis_TxDxI = jax.nn.one_hot(task_T[:, None] * d + jnp.arange(d), k * d, dtype=jnp.float32)
+    out_TxDxKxM = linear_fn(basis_TxDxI.reshape(t * d, k * d)).reshape(t, d, k, m)
+    block_TxDxM = jnp.take_along_axis(out_TxDxKxM, task_T[:, None, None, None], axis=2)[:, :, 0]
+    norm_T = jnp.sqrt(jnp.sum(jnp.square(block_TxDxM), axis=(1, 2)))
+    return norm_T / jnp.asarray(np.linalg.norm(self.w_star_KxMxD, axis=(1, 2)), jnp.float32)[task_T]
 
 
 

@@ -71,7 +71,7 @@ class SparseParity(Family):
   def accuracy(self, out_BxO: Array, batch: Batch) -> Array:
     return (jnp.argmax(out_BxO, axis=-1) == batch.y).astype(jnp.float32)
 
-  def signal(self, loss_T: Array, accuracy_T: Array | None, map_IxO: Array | None) -> Array:
+  def signal(self, task_T: Array, loss_T: Array, accuracy_T: Array | None, linear_fn=None) -> Array:
     """2 * accuracy - 1: 0 at chance, 1 when perfect."""
     return 2.0 * accuracy_T - 1.0
 

@@ -1,0 +1,362 @@
+"""Base token streams: rows of `seq_len` tokens, the language-model side of the data.
+
+A row is L = seq_len tokens; a model trained on it predicts row[1:] from row[:-1]. Rows of
+a host stream are consecutive, non-overlapping cuts of one long token stream (documents
+joined by EOS), as in OLMo's fixed-length chunking.
+
+Sources (`config.data.source`):
+  synthetic:   `SyntheticLanguage`, sampled on device as a pure function of a key.
+               Fields: vocab_size, zipf_exponent, successors, bigram_weight.
+  text_files:  local text files (`paths`: files or glob patterns; `documents`: "file" or
+               "line"), built into a TFDS ArrayRecord dataset under `data_dir`
+               (see tfds_text.py), byte-level tokens.
+  tfds:        a prepared TFDS dataset (`name`, `split`, `feature` holding text, `data_dir`),
+               in ArrayRecord format (`tfds build --file_format=array_record NAME`),
+               byte-level tokens.
+  token_files: OLMo-style pre-tokenised files (`paths`): flat uint16/uint32 arrays, `.npy`
+               or raw (`dtype`), with `vocab_size` and the tokenizer's `eos_id`.
+Byte-level tokens: EOS is 0 and byte b is b + 1 (vocabulary 257). The synthetic language
+also keeps 0 for EOS and never emits it (one endless document).
+
+Host streams read through grain and can save and restore their position: a resumed run
+sees exactly the batches of an uninterrupted one. Documents (text) or rows (token files)
+are shuffled by the seed, reshuffled each epoch, and repeat forever.
+"""
+import glob
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from scaling_interference.errors import ConfigError
+
+SOURCES = ("synthetic", "text_files", "tfds", "token_files")
+EOS_ID = 0
+BYTE_VOCAB = 257  # EOS + 256 bytes
+TOKEN_DTYPES = ("uint16", "uint32")
+CHECK_BLOCK = 65536  # tokens read per sample block when checking token files against vocab_size
+CHECK_BLOCKS = 4
+
+
+def data_config() -> ml_collections.ConfigDict:
+  """Every field of the `data` section, with defaults."""
+  return ml_collections.ConfigDict(dict(
+      source="synthetic",
+      seq_len=256,
+      vocab_size=4096,  # synthetic and token_files
+      zipf_exponent=1.0,  # synthetic: unigram p(rank r) ~ r^-zipf_exponent
+      successors=16,  # synthetic: successor tokens per token
+      bigram_weight=0.9,  # synthetic: chance the next token is a successor of the current one
+      paths=(),  # text_files, token_files: files or glob patterns
+      documents="file",  # text_files: "file" or "line"
+      data_dir="",  # text_files, tfds: TFDS data directory ("" = TFDS default)
+      name="",  # tfds: dataset name, e.g. "lm1b"
+      split="train",  # tfds
+      feature="text",  # tfds: the text feature
+      dtype="uint16",  # token_files: dtype of raw (non-.npy) files
+      eos_id=0,  # token_files: the tokenizer's EOS
+      read_threads=2,  # grain reader threads
+  ))
+
+
+class SyntheticLanguage:
+  """A seeded language with Zipfian unigrams and sparse bigram structure, sampled on device.
+
+  Language tokens are 1..V-1 (0 is EOS), ranked by a seeded permutation; the unigram
+  distribution is pi(rank r) ~ r^-zipf_exponent. Each token has `successors` K successors
+  drawn i.i.d. from pi. The next token is, with probability bigram_weight (lambda), one of
+  the current token's K successors uniformly, else a fresh draw from pi. Each successor
+  row is the empirical distribution of K draws from pi, so its expectation is pi and the
+  stationary marginal nu = (1 - lambda) pi + lambda nu T stays close to pi (Zipf-like,
+  noisier in the tail); `stationary_V` is nu, computed exactly by power iteration. The
+  first token of a row is drawn from nu, so every position has marginal nu.
+  H(next | prev) <= H(lambda) + lambda log K + (1 - lambda) H(pi): far below H(pi).
+  """
+
+  on_device = True
+  eos_id = EOS_ID
+
+  def __init__(self, vocab_size: int, seed: int, zipf_exponent: float = 1.0,
+               successors: int = 16, bigram_weight: float = 0.9):
+    check_synthetic(vocab_size, zipf_exponent, successors, bigram_weight)
+    self.vocab_size, self.seed = vocab_size, seed
+    self.successors, self.bigram_weight = successors, bigram_weight
+    rng = np.random.default_rng(seed)
+    self.rank_tokens = 1 + rng.permutation(vocab_size - 1)  # token id of each rank
+    self.unigram_V = np.zeros(vocab_size)
+    self.unigram_V[self.rank_tokens] = zipf(vocab_size - 1, zipf_exponent)
+    self.successors_VxK = rng.choice(vocab_size, size=(vocab_size, successors), p=self.unigram_V)
+    self.stationary_V = self._stationary()
+    self._successors = jnp.asarray(self.successors_VxK, jnp.int32)
+    self._unigram_cdf = jnp.asarray(np.cumsum(self.unigram_V), jnp.float32)
+    self._stationary_cdf = jnp.asarray(np.cumsum(self.stationary_V), jnp.float32)
+
+  def _stationary(self) -> np.ndarray:
+    """nu = (1 - lambda) pi + lambda nu T, by power iteration to 1e-9."""
+    lam, k = self.bigram_weight, self.successors
+    steps = 1 if lam == 0 else math.ceil(math.log(1e-9) / math.log(lam))
+    flat = self.successors_VxK.ravel()
+    nu = self.unigram_V
+    for _ in range(steps):
+      moved = np.bincount(flat, weights=np.repeat(nu / k, k), minlength=self.vocab_size)
+      nu = (1 - lam) * self.unigram_V + lam * moved
+    return nu / nu.sum()
+
+  def sample(self, key: jax.Array, batch: int, seq_len: int) -> jax.Array:
+    """(batch, seq_len) int32 tokens; a pure function of `key`."""
+    k_first, k_follow, k_slot, k_fresh = jax.random.split(key, 4)
+    steps = (seq_len - 1, batch)  # time-major for the scan
+    first_B = _draw(k_first, self._stationary_cdf, (batch,))
+    follow_LxB = jax.random.bernoulli(k_follow, self.bigram_weight, steps)
+    slot_LxB = jax.random.randint(k_slot, steps, 0, self.successors)
+    fresh_LxB = _draw(k_fresh, self._unigram_cdf, steps)
+
+    def step(prev_B, xs):
+      follow_B, slot_B, fresh_B = xs
+      next_B = jnp.where(follow_B, self._successors[prev_B, slot_B], fresh_B)
+      return next_B, next_B
+
+    _, rest_LxB = jax.lax.scan(step, first_B, (follow_LxB, slot_LxB, fresh_LxB))
+    return jnp.concatenate([first_B[:, None], rest_LxB.T], axis=1)
+
+
+def zipf(n: int, exponent: float) -> np.ndarray:
+  """p(r) ~ r^-exponent for ranks r = 1..n."""
+  p = np.arange(1, n + 1, dtype=np.float64) ** (-exponent)
+  return p / p.sum()
+
+
+def _draw(key: jax.Array, cdf_V: jax.Array, shape) -> jax.Array:
+  """Token ids drawn from a distribution given by its cumulative sums (inverse CDF)."""
+  u = jax.random.uniform(key, shape, jnp.float32) * cdf_V[-1]
+  return jnp.minimum(jnp.searchsorted(cdf_V, u, side="right"), cdf_V.shape[0] - 1).astype(jnp.int32)
+
+
+def check_synthetic(vocab_size, zipf_exponent, successors, bigram_weight) -> None:
+  if not _is_int(vocab_size) or vocab_size < 3:
+    raise ConfigError(f"data.vocab_size: must be an integer >= 3, got {vocab_size!r}")
+  if not _is_number(zipf_exponent) or zipf_exponent < 0:
+    raise ConfigError(f"data.zipf_exponent: must be a finite number >= 0, got {zipf_exponent!r}")
+  if not _is_int(successors) or successors < 1:
+    raise ConfigError(f"data.successors: must be an integer >= 1, got {successors!r}")
+  if not _is_number(bigram_weight) or not 0 <= bigram_weight <= 0.99:
+    raise ConfigError(f"data.bigram_weight: must be a number in [0, 0.99], got {bigram_weight!r}")
+
+
+class SyntheticIterator:
+  """Host batches of a SyntheticLanguage: batch s is sample(fold_in(key(seed), s))."""
+
+  on_device = False
+
+  def __init__(self, language: SyntheticLanguage, batch_size: int, seq_len: int, seed: int):
+    self.vocab_size, self.eos_id = language.vocab_size, language.eos_id
+    self._key = jax.random.key(seed)
+    self._sample = jax.jit(lambda key: language.sample(key, batch_size, seq_len))
+    self._step = 0
+
+  def next(self) -> np.ndarray:
+    tokens_BxL = self._sample(jax.random.fold_in(self._key, self._step))
+    self._step += 1
+    return np.asarray(tokens_BxL, np.int32)
+
+  def get_state(self) -> dict:
+    return {"step": self._step}
+
+  def set_state(self, state: dict) -> None:
+    self._step = int(state["step"])
+
+
+class HostIterator:
+  """Batches (batch_size, seq_len) int32 from a grain pipeline; resumable from get_state()."""
+
+  on_device = False
+
+  def __init__(self, dataset, vocab_size: int, eos_id: int):
+    self.vocab_size, self.eos_id = vocab_size, eos_id
+    self._iterator = iter(dataset)
+
+  def next(self) -> np.ndarray:
+    return np.asarray(next(self._iterator), np.int32)
+
+  def get_state(self) -> dict:
+    """grain's state; JSON turns its tuples into lists, `set_state` turns them back."""
+    return self._iterator.get_state()
+
+  def set_state(self, state: dict) -> None:
+    self._iterator.set_state(_lists_to_tuples(state))
+
+
+def _lists_to_tuples(state):
+  """grain compares some state entries with tuples (e.g. packing's (-1, -1) empty slice)."""
+  if isinstance(state, dict):
+    return {k: _lists_to_tuples(v) for k, v in state.items()}
+  if isinstance(state, (list, tuple)):
+    return tuple(_lists_to_tuples(v) for v in state)
+  return state
+
+
+class TokenWindows:
+  """Random access to rows of seq_len tokens cut from token files (remainders dropped)."""
+
+  def __init__(self, arrays, seq_len: int):
+    self.arrays, self.seq_len = tuple(arrays), seq_len
+    self._ends = np.cumsum([a.shape[0] // seq_len for a in self.arrays], dtype=np.int64)
+
+  def __len__(self) -> int:
+    return int(self._ends[-1])
+
+  def __getitem__(self, index: int) -> np.ndarray:
+    f = int(np.searchsorted(self._ends, index, side="right"))
+    row = index - (int(self._ends[f - 1]) if f else 0)
+    return np.asarray(self.arrays[f][row * self.seq_len:(row + 1) * self.seq_len], np.int32)
+
+
+def make_host_iterator(source_config, batch_size: int, seq_len: int, seed: int):
+  """A resumable iterator of (batch_size, seq_len) int32 batches of `source_config.source`."""
+  source = _check_source(source_config)
+  if not _is_int(batch_size) or batch_size < 1:
+    raise ConfigError(f"train.batch_size: must be an integer >= 1, got {batch_size!r}")
+  if not _is_int(seq_len) or seq_len < 2:
+    raise ConfigError(f"data.seq_len: must be an integer >= 2, got {seq_len!r}")
+  if source == "synthetic":
+    return SyntheticIterator(synthetic_language(source_config, seed), batch_size, seq_len, seed)
+  if source == "token_files":
+    return _token_file_iterator(source_config, batch_size, seq_len, seed)
+  return _text_iterator(source_config, batch_size, seq_len, seed)
+
+
+def make_stream(config):
+  """The base stream of `config.data`: a SyntheticLanguage (on device) or a host iterator.
+
+  Host iterators take batch_size from config.train.batch_size and their seed from
+  config.train.data_seed; every stream has `vocab_size`, `eos_id` and `on_device`.
+  """
+  data, train = config.data, config.train
+  if _check_source(data) == "synthetic":
+    return synthetic_language(data, train.data_seed)
+  return make_host_iterator(data, train.batch_size, data.seq_len, train.data_seed)
+
+
+def synthetic_language(source_config, seed: int) -> SyntheticLanguage:
+  defaults = data_config()
+  field = lambda name: source_config.get(name, defaults[name])
+  return SyntheticLanguage(field("vocab_size"), seed, field("zipf_exponent"), field("successors"),
+                           field("bigram_weight"))
+
+
+def _check_source(source_config) -> str:
+  source = source_config.get("source", None)
+  if source not in SOURCES:
+    raise ConfigError(f"data.source: must be one of {list(SOURCES)}, got {source!r}")
+  return source
+
+
+def _grain():
+  try:
+    import grain  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ConfigError("data.source: host sources need grain and tensorflow-datasets: "
+                      "pip install 'scaling_interference[tfds]'") from e
+  return grain
+
+
+def _read_options(source_config):
+  return _grain().ReadOptions(num_threads=source_config.get("read_threads", 2),
+                              prefetch_buffer_size=8)
+
+
+def _token_file_iterator(source_config, batch_size: int, seq_len: int, seed: int) -> HostIterator:
+  vocab_size = source_config.get("vocab_size", None)
+  if not _is_int(vocab_size) or vocab_size < 2:
+    raise ConfigError(f"data.vocab_size: must be an integer >= 2, got {vocab_size!r}")
+  eos_id = source_config.get("eos_id", 0)
+  if not _is_int(eos_id) or not 0 <= eos_id < vocab_size:
+    raise ConfigError(f"data.eos_id: must be an integer in [0, vocab_size={vocab_size}), got {eos_id!r}")
+  paths = _paths(source_config)
+  arrays = [open_token_file(p, source_config.get("dtype", "uint16")) for p in paths]
+  for path, array in zip(paths, arrays):
+    check_tokens(path, array, vocab_size)
+  windows = TokenWindows(arrays, seq_len)
+  if len(windows) == 0:
+    raise ConfigError(f"data.paths: the files hold no full row of seq_len={seq_len} tokens")
+  dataset = (_grain().MapDataset.source(windows).shuffle(seed=seed).repeat(None)
+             .batch(batch_size, drop_remainder=True).to_iter_dataset(_read_options(source_config)))
+  return HostIterator(dataset, vocab_size, eos_id)
+
+
+def open_token_file(path: str, dtype: str) -> np.ndarray:
+  """A flat token array, memory-mapped: `.npy` with its own dtype, else raw `dtype`."""
+  if path.endswith(".npy"):
+    array = np.load(path, mmap_mode="r")
+  elif dtype in TOKEN_DTYPES:
+    array = np.memmap(path, dtype=dtype, mode="r")
+  else:
+    raise ConfigError(f"data.dtype: must be one of {list(TOKEN_DTYPES)}, got {dtype!r}")
+  if array.ndim != 1 or array.dtype.name not in TOKEN_DTYPES:
+    raise ConfigError(f"data.paths: {path} holds a {array.dtype.name} array of shape {array.shape}; "
+                      f"token files must be flat {' or '.join(TOKEN_DTYPES)}")
+  return array
+
+
+def check_tokens(path: str, array: np.ndarray, vocab_size: int) -> None:
+  """Checks evenly spaced blocks of a token file against vocab_size."""
+  starts = np.linspace(0, max(array.shape[0] - CHECK_BLOCK, 0), CHECK_BLOCKS).astype(np.int64)
+  largest = max((int(array[s:s + CHECK_BLOCK].max(initial=0)) for s in starts), default=0)
+  if largest >= vocab_size:
+    raise ConfigError(f"data.vocab_size: {path} holds token {largest}; vocab_size must exceed it, "
+                      f"got {vocab_size}")
+
+
+def _paths(source_config) -> list[str]:
+  patterns = source_config.get("paths", ())
+  patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+  paths = [p for pattern in patterns for p in sorted(glob.glob(pattern))]
+  if not paths:
+    raise ConfigError(f"data.paths: no file matches {list(patterns)}")
+  return paths
+
+
+def _text_iterator(source_config, batch_size: int, seq_len: int, seed: int) -> HostIterator:
+  """Documents shuffled by seed, byte tokens + EOS, packed by grain's concat-then-split."""
+  grain = _grain()
+  feature, documents = _text_documents(source_config)
+  tokens = lambda record: {"tokens": byte_tokens(record[feature])}
+  docs = (grain.MapDataset.source(documents).shuffle(seed=seed).repeat(None).map(tokens)
+          .to_iter_dataset(_read_options(source_config)))
+  packed = grain.experimental.ConcatThenSplitIterDataset(docs, length_struct={"tokens": seq_len})
+  return HostIterator(packed.map(lambda row: row["tokens"]).batch(batch_size), BYTE_VOCAB, EOS_ID)
+
+
+def _text_documents(source_config):
+  """(feature name, random-access source of document records)."""
+  data_dir = source_config.get("data_dir", "") or None
+  if source_config.source == "text_files":
+    from scaling_interference.data import tfds_text  # pylint: disable=g-import-not-at-top
+    documents = source_config.get("documents", "file")
+    if documents not in tfds_text.DOCUMENTS:
+      raise ConfigError(f"data.documents: must be one of {list(tfds_text.DOCUMENTS)}, got {documents!r}")
+    return "text", tfds_text.text_files_source(_paths(source_config), data_dir, documents)
+  name = source_config.get("name", "")
+  if not name:
+    raise ConfigError("data.name: must name a prepared TFDS dataset for source 'tfds', got ''")
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  source = tfds.data_source(name, split=source_config.get("split", "train"), data_dir=data_dir,
+                            download=False)
+  return source_config.get("feature", "text"), source
+
+
+def byte_tokens(text) -> np.ndarray:
+  """UTF-8 bytes b -> tokens b + 1, then EOS (0)."""
+  data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+  return np.append(np.frombuffer(data, np.uint8).astype(np.int32) + 1, EOS_ID).astype(np.int32)
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

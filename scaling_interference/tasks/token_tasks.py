@@ -1,0 +1,279 @@
+"""Token tasks over random tokens: modular addition and comparison.
+
+An example is the token sequence [marker, operand_1, ..., operand_n, separator, answer].
+Numbers (addition) and items (comparison) are token ids drawn at random from the model's
+vocabulary by `task.seed`, together with the task's marker and separator tokens: novel by
+construction. A task's tokens never go below `task.reserved_tokens` (ids kept for a base
+stream's special tokens) and never collide with the `exclude` ids passed to it;
+`make_token_tasks` passes each task the tokens of the tasks listed before it, so the
+tasks of one run never share a token.
+
+  modular_addition (modulus P, n_operands n): operands are values in [0, P), the answer
+    is their sum mod P. Complexity: P * (n - 1), the number of values times the number of
+    additions the answer needs.
+  comparison (n_items n): operands are two distinct items, the answer is the one that
+    comes later in a hidden random order of the n items (drawn from the seed).
+    Complexity: n.
+
+Loss and accuracy apply to the answer token only: the logits at position seq_len - 2
+predict it.
+
+Split: the operand tuples (P^n for addition, n (n - 1) ordered pairs for comparison) are
+numbered; `heldout_fraction` of them, drawn from the seed, are never shown in training.
+Only the sorted held-out indices are kept on device (memory: heldout_fraction x tuples,
+at most 2**22 ints); a train tuple is drawn exactly uniformly as the j-th index not held
+out, found by a binary search over the held-out indices.
+"""
+import abc
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scaling_interference.errors import ConfigError
+from scaling_interference.tasks.base import Array, TaskInfo, check_int, is_number
+
+KINDS = ("modular_addition", "comparison")
+SPLITS = ("train", "heldout")
+MAX_TUPLES = 2**31 - 1  # tuple indices are int32 on device
+MAX_HELDOUT = 2**22
+MAX_HELDOUT_FRACTION = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskTokens:
+  """The token ids of one task; value v is written as token values[v]."""
+  marker: int
+  separator: int
+  values: np.ndarray  # (num_values,) int32
+
+  def ids(self) -> np.ndarray:
+    return np.concatenate([[self.marker, self.separator], self.values]).astype(np.int32)
+
+
+class TokenTask(abc.ABC):
+  """One token task, built from its config alone (plus the ids it must avoid)."""
+
+  kind: str
+  symbol: str  # how `decode` shows the marker
+  num_values: int  # numbers or items
+  n_operands: int
+
+  def __init__(self, task_config, exclude=()):
+    validate_task(task_config)
+    self._configure(task_config)
+    self.seed = task_config.seed
+    self.vocab_size = task_config.vocab_size
+    self.reserved_tokens = task_config.get("reserved_tokens", 0)
+    self.heldout_fraction = task_config.get("heldout_fraction", 0.1)
+    self.n_tuples = self.count_tuples()
+    self.n_heldout = int(round(self.heldout_fraction * self.n_tuples))
+    rng = np.random.default_rng(self.seed)
+    self.tokens = draw_tokens(rng, task_config, self.num_values, exclude)
+    self._draw_structure(rng)
+    self.heldout_H = draw_distinct(rng, self.n_tuples, self.n_heldout)
+    self._value_tokens = jnp.asarray(self.tokens.values)
+    self._heldout = jnp.asarray(self.heldout_H, jnp.int32)
+    self._gaps = jnp.asarray(self.heldout_H - np.arange(self.n_heldout), jnp.int32)
+
+  @abc.abstractmethod
+  def _configure(self, task_config) -> None:
+    """Reads the family's own fields (already validated)."""
+
+  def _draw_structure(self, rng: np.random.Generator) -> None:
+    """Draws what the family hides besides tokens and split (nothing by default)."""
+
+  @abc.abstractmethod
+  def count_tuples(self) -> int:
+    """Number of operand tuples."""
+
+  @abc.abstractmethod
+  def operands_of(self, index_N, xp=jnp):
+    """(N, n_operands) operand values of tuple indices, with jax.numpy or numpy."""
+
+  @abc.abstractmethod
+  def answer_of(self, operands_NxO, xp=jnp):
+    """(N,) answer values of operand values, with jax.numpy or numpy."""
+
+  @abc.abstractmethod
+  def complexity(self) -> float:
+    """Larger is harder; see the module docstring."""
+
+  @property
+  def seq_len(self) -> int:
+    return self.n_operands + 3
+
+  @property
+  def answer_position(self) -> int:
+    """The position whose logits predict the answer token."""
+    return self.seq_len - 2
+
+  def sample(self, key: Array, n: int, split: str = "train") -> dict:
+    """n examples of `split`, on device: tokens (n, seq_len), operands (n, O), answer (n,)."""
+    index_N = self._sample_index(key, n, split)
+    operands_NxO = self.operands_of(index_N)
+    answer_N = self.answer_of(operands_NxO)
+    marker_N = jnp.full((n, 1), self.tokens.marker, jnp.int32)
+    separator_N = jnp.full((n, 1), self.tokens.separator, jnp.int32)
+    tokens_NxT = jnp.concatenate([marker_N, self._value_tokens[operands_NxO], separator_N,
+                                  self._value_tokens[answer_N][:, None]], axis=1)
+    return dict(tokens=tokens_NxT, operands=operands_NxO, answer=answer_N)
+
+  def _sample_index(self, key: Array, n: int, split: str) -> Array:
+    if split not in SPLITS:
+      raise ConfigError(f"split: must be one of {list(SPLITS)}, got {split!r}")
+    if split == "heldout":
+      if self.n_heldout == 0:
+        raise ConfigError(f"task.heldout_fraction: {self.heldout_fraction} holds out no tuple "
+                          f"of {self.n_tuples}; raise it to sample split='heldout'")
+      return self._heldout[jax.random.randint(key, (n,), 0, self.n_heldout)]
+    j_N = jax.random.randint(key, (n,), 0, self.n_tuples - self.n_heldout)
+    return j_N + jnp.searchsorted(self._gaps, j_N, side="right").astype(jnp.int32)
+
+  def heldout_operands(self) -> np.ndarray:
+    """(H, n_operands) operand values of the held-out tuples."""
+    return self.operands_of(self.heldout_H.astype(np.int64), xp=np)
+
+  def decode(self, tokens_T) -> str:
+    """One example as readable values, e.g. '<add> 17 5 = 22'."""
+    index_of = {int(t): v for v, t in enumerate(self.tokens.values)}
+    names = {self.tokens.marker: self.symbol, self.tokens.separator: "="}
+    words = [names.get(t, str(index_of.get(t, f"#{t}"))) for t in np.asarray(tokens_T).tolist()]
+    return " ".join(words)
+
+  def info(self, task_id: int, frequency: float) -> TaskInfo:
+    return TaskInfo(task_id, self.kind, float(frequency), float(self.complexity()))
+
+
+class ModularAddition(TokenTask):
+  """(a_1 + ... + a_n) mod P over P random number tokens."""
+
+  kind = "modular_addition"
+  symbol = "<add>"
+
+  def _configure(self, task_config) -> None:
+    self.modulus = task_config.modulus
+    self.n_operands = task_config.get("n_operands", 2)
+    self.num_values = self.modulus
+
+  def count_tuples(self) -> int:
+    return self.modulus**self.n_operands
+
+  def operands_of(self, index_N, xp=jnp):
+    powers_O = self.modulus ** np.arange(self.n_operands - 1, -1, -1)
+    return ((index_N[:, None] // xp.asarray(powers_O, index_N.dtype)) % self.modulus).astype(xp.int32)
+
+  def answer_of(self, operands_NxO, xp=jnp):
+    return (xp.sum(operands_NxO, axis=1) % self.modulus).astype(xp.int32)
+
+  def complexity(self) -> float:
+    return float(self.modulus * (self.n_operands - 1))
+
+
+class Comparison(TokenTask):
+  """Which of two distinct items comes later in a hidden order of n random item tokens."""
+
+  kind = "comparison"
+  symbol = "<cmp>"
+  n_operands = 2
+
+  def _configure(self, task_config) -> None:
+    self.n_items = task_config.n_items
+    self.num_values = self.n_items
+
+  def _draw_structure(self, rng: np.random.Generator) -> None:
+    self.rank_V = rng.permutation(self.n_items).astype(np.int32)  # item v's place in the order
+    self._rank = jnp.asarray(self.rank_V)
+
+  def count_tuples(self) -> int:
+    return self.n_items * (self.n_items - 1)
+
+  def operands_of(self, index_N, xp=jnp):
+    """Pair t = a (n - 1) + r, with b = r, or r + 1 when r >= a (b != a)."""
+    a_N, r_N = index_N // (self.n_items - 1), index_N % (self.n_items - 1)
+    return xp.stack([a_N, r_N + (r_N >= a_N)], axis=1).astype(xp.int32)
+
+  def answer_of(self, operands_NxO, xp=jnp):
+    rank = self._rank if xp is jnp else self.rank_V
+    a_N, b_N = operands_NxO[:, 0], operands_NxO[:, 1]
+    return xp.where(rank[a_N] > rank[b_N], a_N, b_N).astype(xp.int32)
+
+  def complexity(self) -> float:
+    return float(self.n_items)
+
+
+TASKS = {cls.kind: cls for cls in (ModularAddition, Comparison)}
+
+
+def make_token_task(task_config, exclude=()) -> TokenTask:
+  """The task of `task_config.kind`, avoiding the token ids in `exclude`."""
+  kind = task_config.get("kind", None)
+  if kind not in TASKS:
+    raise ConfigError(f"task.kind: must be one of {list(KINDS)}, got {kind!r}")
+  return TASKS[kind](task_config, exclude)
+
+
+def make_token_tasks(task_configs) -> list[TokenTask]:
+  """The tasks of one run in order; each avoids the tokens of the tasks before it."""
+  tasks, used = [], np.zeros(0, np.int32)
+  for task_config in task_configs:
+    tasks.append(make_token_task(task_config, exclude=used))
+    used = np.concatenate([used, tasks[-1].tokens.ids()])
+  return tasks
+
+
+def validate_task(task_config) -> None:
+  """Raises ConfigError naming the first bad field of a token task config."""
+  kind = task_config.get("kind", None)
+  if kind not in KINDS:
+    raise ConfigError(f"task.kind: must be one of {list(KINDS)}, got {kind!r}")
+  check_int(task_config, "seed", 0)
+  check_int(task_config, "vocab_size", 1)
+  if "reserved_tokens" in task_config:
+    check_int(task_config, "reserved_tokens", 0)
+  if kind == "modular_addition":
+    check_int(task_config, "modulus", 2)
+    if "n_operands" in task_config:
+      check_int(task_config, "n_operands", 2)
+    n_tuples = task_config.modulus ** task_config.get("n_operands", 2)
+  else:
+    check_int(task_config, "n_items", 2)
+    n_tuples = task_config.n_items * (task_config.n_items - 1)
+  _check_split(task_config, kind, n_tuples)
+
+
+def _check_split(task_config, kind: str, n_tuples: int) -> None:
+  size_field = "modulus" if kind == "modular_addition" else "n_items"
+  if n_tuples > MAX_TUPLES:
+    raise ConfigError(f"task.{size_field}: gives {n_tuples} operand tuples; at most {MAX_TUPLES} "
+                      "are supported")
+  fraction = task_config.get("heldout_fraction", 0.1)
+  if not is_number(fraction) or not 0 <= fraction <= MAX_HELDOUT_FRACTION:
+    raise ConfigError(f"task.heldout_fraction: must be a number in [0, {MAX_HELDOUT_FRACTION}], "
+                      f"got {fraction!r}")
+  if round(fraction * n_tuples) > MAX_HELDOUT:
+    raise ConfigError(f"task.heldout_fraction: holds out {round(fraction * n_tuples)} of "
+                      f"{n_tuples} tuples; at most {MAX_HELDOUT} are supported")
+
+
+def draw_tokens(rng: np.random.Generator, task_config, num_values: int, exclude) -> TaskTokens:
+  """Marker, separator and value tokens: distinct, >= reserved_tokens, not in `exclude`."""
+  reserved = task_config.get("reserved_tokens", 0)
+  free = np.setdiff1d(np.arange(reserved, task_config.vocab_size), np.asarray(exclude, np.int64))
+  need = num_values + 2
+  if free.size < need:
+    raise ConfigError(
+        f"task.vocab_size: {task_config.kind} needs {need} free token ids ({num_values} values, "
+        f"a marker and a separator) at or above reserved_tokens={reserved} and outside the "
+        f"{len(exclude)} ids of earlier tasks; vocab_size={task_config.vocab_size} leaves {free.size}")
+  chosen = rng.choice(free, size=need, replace=False).astype(np.int32)
+  return TaskTokens(marker=int(chosen[0]), separator=int(chosen[1]), values=chosen[2:])
+
+
+def draw_distinct(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+  """k distinct sorted integers in [0, n), uniformly, in O(k) memory (k <= n / 2)."""
+  chosen = np.zeros(0, np.int64)
+  while chosen.size < k:
+    chosen = np.unique(np.concatenate([chosen, rng.integers(0, n, size=k - chosen.size)]))
+  return chosen

@@ -1,0 +1,175 @@
+"""Token tasks (modular addition, comparison) against numpy recomputations of their definitions."""
+import collections
+import itertools
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from scaling_interference.errors import ConfigError
+from scaling_interference.tasks.token_tasks import (Comparison, ModularAddition, make_token_task,
+                                                    make_token_tasks)
+
+
+def _addition(**overrides):
+  fields = dict(kind="modular_addition", seed=0, vocab_size=300, modulus=11, n_operands=2,
+                heldout_fraction=0.1, reserved_tokens=0)
+  fields.update(overrides)
+  return ml_collections.ConfigDict(fields)
+
+
+def _comparison(**overrides):
+  fields = dict(kind="comparison", seed=0, vocab_size=300, n_items=9, heldout_fraction=0.1,
+                reserved_tokens=0)
+  fields.update(overrides)
+  return ml_collections.ConfigDict(fields)
+
+
+def _values(task, tokens_NxT):
+  """Token ids -> values through the task's number/item tokens, -1 where not a value."""
+  lookup = np.full(task.vocab_size, -1)
+  lookup[task.tokens.values] = np.arange(task.num_values)
+  return lookup[np.asarray(tokens_NxT)]
+
+
+def _sample(task, n, split="train", seed=0):
+  batch = jax.jit(task.sample, static_argnums=(1, 2))(jax.random.key(seed), n, split)
+  return {k: np.asarray(v) for k, v in batch.items()}
+
+
+@pytest.mark.parametrize("n_operands", [2, 3])
+def test_modular_addition_answers_every_example(n_operands):
+  task = make_token_task(_addition(n_operands=n_operands, modulus=7))
+  assert isinstance(task, ModularAddition) and task.seq_len == n_operands + 3
+  batch = _sample(task, 512)
+  tokens_NxT = batch["tokens"]
+  assert tokens_NxT.shape == (512, n_operands + 3) and tokens_NxT.dtype == np.int32
+  np.testing.assert_array_equal(tokens_NxT[:, 0], task.tokens.marker)
+  np.testing.assert_array_equal(tokens_NxT[:, -2], task.tokens.separator)
+  values_NxT = _values(task, tokens_NxT)
+  operands_NxO, answer_N = values_NxT[:, 1:-2], values_NxT[:, -1]
+  np.testing.assert_array_equal(operands_NxO, batch["operands"], "tokens must spell the operands")
+  np.testing.assert_array_equal(answer_N, operands_NxO.sum(1) % 7, "answer must be the sum mod P")
+  np.testing.assert_array_equal(batch["answer"], answer_N)
+  assert task.answer_position == n_operands + 1
+
+
+def test_decode_shows_values():
+  task = make_token_task(_addition())
+  tokens_T = _sample(task, 1)["tokens"][0]
+  a, b, c = _values(task, tokens_T[None])[0, [1, 2, 4]]
+  assert task.decode(tokens_T) == f"<add> {a} {b} = {c}"
+  assert task.decode(np.array([task.tokens.marker, 5000])) == "<add> #5000"
+
+
+def test_comparison_answers_follow_one_hidden_total_order():
+  task = make_token_task(_comparison(n_items=6, heldout_fraction=0.0))
+  assert isinstance(task, Comparison)
+  batch = _sample(task, 2000)
+  values_NxT = _values(task, batch["tokens"])
+  a_N, b_N, answer_N = values_NxT[:, 1], values_NxT[:, 2], values_NxT[:, 4]
+  assert np.all(a_N != b_N) and np.all((answer_N == a_N) | (answer_N == b_N))
+  wins = {}
+  for a, b, w in zip(a_N, b_N, answer_N):
+    assert wins.setdefault(frozenset((a, b)), w) == w, "a pair must always have the same answer"
+  assert len(wins) == 15, "all unordered pairs of 6 items should be drawn"
+  count_V = np.bincount([w for w in wins.values()], minlength=6)
+  np.testing.assert_array_equal(np.sort(count_V), np.arange(6), "answers must form a total order")
+  np.testing.assert_array_equal(np.argsort(count_V), np.argsort(task.rank_V),
+                                "the order must be the hidden rank_V")
+
+
+def test_comparison_order_is_a_function_of_the_seed():
+  a, b, c = (make_token_task(_comparison(seed=s)) for s in (3, 3, 4))
+  np.testing.assert_array_equal(a.rank_V, b.rank_V)
+  np.testing.assert_array_equal(a.tokens.ids(), b.tokens.ids())
+  assert not np.array_equal(a.rank_V, c.rank_V)
+  np.testing.assert_array_equal(_sample(a, 64)["tokens"], _sample(b, 64)["tokens"])
+
+
+@pytest.mark.parametrize("config", [_addition(), _comparison()], ids=["addition", "comparison"])
+def test_split_is_disjoint_and_heldout_never_trained(config):
+  task = make_token_task(config)
+  all_tuples = {tuple(t) for t in _all_tuples(task)}
+  heldout = {tuple(t) for t in task.heldout_operands().tolist()}
+  assert len(heldout) == round(0.1 * len(all_tuples)) == task.n_heldout > 0
+  assert heldout <= all_tuples
+  train = [tuple(t) for t in _sample(task, 20000, "train")["operands"].tolist()]
+  assert not heldout & set(train), "a held-out tuple was sampled for training"
+  assert set(train) == all_tuples - heldout, "every train tuple should be drawn"
+  counts = np.array(list(collections.Counter(train).values()))
+  assert counts.min() > 0.5 * counts.mean(), "train tuples should be drawn uniformly"
+  drawn_heldout = {tuple(t) for t in _sample(task, 2000, "heldout")["operands"].tolist()}
+  assert drawn_heldout == heldout
+
+
+def _all_tuples(task):
+  """Every operand tuple of the task's definition, enumerated independently."""
+  if isinstance(task, ModularAddition):
+    return list(itertools.product(range(task.modulus), repeat=task.n_operands))
+  return list(itertools.permutations(range(task.n_items), 2))
+
+
+def test_large_modulus_keeps_only_the_heldout_indices():
+  task = make_token_task(_addition(vocab_size=50304, modulus=1000))
+  assert task._heldout.shape == (100_000,), "device memory must stay at heldout_fraction x tuples"
+  operands_NxO = _sample(task, 4096)["operands"]
+  heldout_index = set((task.heldout_operands() @ [1000, 1]).tolist())
+  assert not heldout_index & set((operands_NxO @ [1000, 1]).tolist())
+
+
+def test_tokens_avoid_reserved_ids_markers_and_other_tasks():
+  configs = [_addition(seed=1, reserved_tokens=40, vocab_size=120, modulus=30),
+             _comparison(seed=1, reserved_tokens=40, vocab_size=120, n_items=40)]
+  tasks = make_token_tasks(configs)
+  ids = [t.tokens.ids() for t in tasks]
+  for task_ids, task in zip(ids, tasks):
+    assert len(set(task_ids.tolist())) == task.num_values + 2, "marker, separator, values distinct"
+    assert task_ids.min() >= 40 and task_ids.max() < 120
+  assert not set(ids[0].tolist()) & set(ids[1].tolist()), "two tasks of a run share a token"
+  alone = make_token_task(configs[1])
+  assert set(alone.tokens.ids().tolist()) & set(ids[0].tolist()), "exclusion should matter here"
+
+
+def test_vocab_too_small_names_field_and_need():
+  with pytest.raises(ConfigError, match=r"task\.vocab_size: modular_addition needs 13 free"):
+    make_token_task(_addition(vocab_size=20, reserved_tokens=10))
+  with pytest.raises(ConfigError, match=r"task\.vocab_size: comparison needs 11 free .* leaves 8"):
+    make_token_tasks([_addition(vocab_size=21, modulus=11), _comparison(vocab_size=21)])
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (dict(kind="parity"), "task.kind"),
+    (dict(modulus=1), "task.modulus"),
+    (dict(n_operands=1), "task.n_operands"),
+    (dict(heldout_fraction=0.7), "task.heldout_fraction"),
+    (dict(reserved_tokens=-1), "task.reserved_tokens"),
+    (dict(modulus=20_000, n_operands=2), "task.heldout_fraction"),
+    (dict(modulus=2_000, n_operands=3), "task.modulus"),
+])
+def test_bad_config_names_the_field(overrides, field):
+  with pytest.raises(ConfigError, match=rf"^{field}:"):
+    make_token_task(_addition(**overrides))
+
+
+def test_heldout_split_without_heldout_tuples_is_refused():
+  task = make_token_task(_comparison(heldout_fraction=0.0))
+  with pytest.raises(ConfigError, match="task.heldout_fraction"):
+    task.sample(jax.random.key(0), 4, "heldout")
+
+
+def test_sampling_is_pure_jittable_and_vmappable():
+  task = make_token_task(_addition())
+  eager = task.sample(jax.random.key(5), 32)["tokens"]
+  jitted = jax.jit(lambda k: task.sample(k, 32)["tokens"])(jax.random.key(5))
+  np.testing.assert_array_equal(eager, jitted)
+  keys = jax.random.split(jax.random.key(0), 3)
+  assert jax.vmap(lambda k: task.sample(k, 8)["tokens"])(keys).shape == (3, 8, 5)
+
+
+def test_info_reports_complexity():
+  addition = make_token_task(_addition(modulus=13, n_operands=3))
+  info = addition.info(task_id=2, frequency=0.0025)
+  assert (info.id, info.family, info.frequency, info.complexity) == (2, "modular_addition", 0.0025, 26.0)
+  assert make_token_task(_comparison(n_items=9)).info(1, 0.1).complexity == 9.0
