@@ -69,6 +69,15 @@ def test_heads_must_divide_d_model():
     ladder.validate_shape(96, 32)
 
 
+def test_bad_options_name_their_field():
+  with pytest.raises(ConfigError, match=r"^model\.compute_dtype: must be one of"):
+    ladder.preset("4M", compute_dtype="fp8")
+  with pytest.raises(ConfigError, match=r"^model\.attention_impl: 'cudnn' needs compute_dtype='bfloat16'"):
+    ladder.preset("4M", attention_impl="cudnn")
+  with pytest.raises(ConfigError, match=r"^model\.d_model: must be a positive integer, got 0"):
+    ladder.validate_shape(0, 8)
+
+
 def test_tiny_presets_need_the_run_vocabulary():
   with pytest.raises(ConfigError, match=r"^model\.vocab_size: preset 'tiny-c' takes the run's vocabulary"):
     ladder.preset("tiny-c")
@@ -77,8 +86,8 @@ def test_tiny_presets_need_the_run_vocabulary():
 def test_ladder_rules_for_4m_150m_1b():
   rows = {row["name"]: row for row in ladder.ladder_table()}
   # golden numbers: lr = 0.0047 (N/108M)^(-1/3), batch = round(160 (N/108M)^(2/3)), warmup = N / (batch*2048)
-  golden = {"4M": (3_745_856, 0.014408, 17, 108), "150M": (151_917_312, 0.0041918, 201, 369),
-            "1B": (1_176_897_536, 0.0021193, 786, 731)}
+  golden = {"4M": (3_745_856, 0.014412, 17, 108), "150M": (151_917_312, 0.0041947, 201, 369),
+            "1B": (1_176_897_536, 0.0021200, 786, 731)}
   for name, (n, lr, batch, warmup) in golden.items():
     row = rows[name]
     assert row["n_params"] == n

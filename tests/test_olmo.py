@@ -1,4 +1,6 @@
 """The OLMo decoder against independent references: numpy norms and losses, causality, RoPE algebra, muP."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +18,16 @@ def tiny(**fields):
 
 def count(params):
   return sum(x.size for x in jax.tree.leaves(params))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def logits_of(model, params, tokens_BxL):
+  return model.apply(params, tokens_BxL)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def streams_of(model, params, tokens_BxL):
+  return model.hidden_states(params, tokens_BxL)
 
 
 def rms_norm(x, scale):
@@ -51,11 +63,10 @@ def test_init_is_truncated_normal_std_002(params):
 
 
 def test_logits_do_not_depend_on_future_tokens(params, tokens):
-  apply = jax.jit(tiny().apply)
-  logits = apply(params, tokens)
+  logits = logits_of(tiny(), params, tokens)
   for t in range(L - 1):
     changed = tokens.at[:, t + 1:].set((tokens[:, t + 1:] + 1) % V)
-    other = apply(params, changed)
+    other = logits_of(tiny(), params, changed)
     np.testing.assert_allclose(other[:, :t + 1], logits[:, :t + 1], rtol=0, atol=1e-6,
                                err_msg=f"position <= {t} sees a later token: the causal mask is broken")
     assert np.abs(other[:, t + 1:] - logits[:, t + 1:]).max() > 1e-4
@@ -67,7 +78,7 @@ def test_rotary_matches_complex_rotation():
   z = x[..., :4] + 1j * x[..., 4:]  # rotate-half pairs coordinate i with i + H/2
   angle = np.arange(L)[:, None, None] * theta ** (-np.arange(4) / 4)
   expected = z * np.exp(1j * angle)
-  out = np.asarray(rotary(jnp.asarray(x), theta))
+  out = np.asarray(jax.jit(rotary, static_argnums=1)(jnp.asarray(x), theta))
   np.testing.assert_allclose(out[..., :4] + 1j * out[..., 4:], expected, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(np.linalg.norm(out, axis=-1), np.linalg.norm(x, axis=-1), rtol=1e-5)
 
@@ -85,23 +96,25 @@ def test_rotary_dot_depends_only_on_relative_position():
 
 def test_tied_readout_uses_the_embedding(params, tokens):
   model = tiny()
-  streams = jax.jit(model.hidden_states)(params, tokens)
+  streams = streams_of(model, params, tokens)
   assert len(streams) == model.n_layers + 1
   np.testing.assert_allclose(streams[0], np.asarray(params["embedding"])[np.asarray(tokens)], rtol=1e-6)
   x = rms_norm(np.asarray(streams[-1]), np.asarray(params["final_norm"]["scale"]))
   expected = x @ np.asarray(params["embedding"]).T
-  np.testing.assert_allclose(jax.jit(model.apply)(params, tokens), expected, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(logits_of(model, params, tokens), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_untied_readout_has_its_own_matrix(tokens):
+def test_untied_readout_has_its_own_matrix(params, tokens):
   model = tiny(tie_embeddings=False)
-  params = model.init(jax.random.key(0))
-  assert params["unembed"].shape == (D, V)
-  assert count(params) == model.n_params == tiny().n_params + D * V
-  streams = jax.jit(model.hidden_states)(params, tokens)
-  x = rms_norm(np.asarray(streams[-1]), np.asarray(params["final_norm"]["scale"]))
-  np.testing.assert_allclose(jax.jit(model.apply)(params, tokens), x @ np.asarray(params["unembed"]),
-                             rtol=1e-4, atol=1e-5)
+  shapes = jax.eval_shape(model.init, jax.random.key(0))
+  assert shapes["unembed"].shape == (D, V)
+  assert count(shapes) == model.n_params == tiny().n_params + D * V
+  as_tied = {**params, "unembed": params["embedding"].T}
+  np.testing.assert_allclose(logits_of(model, as_tied, tokens), logits_of(tiny(), params, tokens), rtol=1e-5,
+                             atol=1e-6, err_msg="an unembedding equal to the embedding's transpose must match tying")
+  other = {**params, "unembed": jax.random.normal(jax.random.key(4), (D, V))}
+  x = rms_norm(np.asarray(streams_of(tiny(), params, tokens)[-1]), np.asarray(params["final_norm"]["scale"]))
+  np.testing.assert_allclose(logits_of(model, other, tokens), x @ np.asarray(other["unembed"]), rtol=1e-4, atol=1e-4)
 
 
 def test_lm_loss_matches_numpy():
@@ -109,7 +122,8 @@ def test_lm_loss_matches_numpy():
   logits = 3 * rng.normal(size=(2, 5, 11))
   targets = rng.integers(0, 11, (2, 5))
   weights = rng.integers(0, 2, (2, 5)).astype(np.float64)
-  ce, z = lm_loss(jnp.asarray(logits, jnp.float32), jnp.asarray(targets), jnp.asarray(weights), z_loss=1e-4)
+  loss = jax.jit(functools.partial(lm_loss, z_loss=1e-4))
+  ce, z = loss(jnp.asarray(logits, jnp.float32), jnp.asarray(targets), jnp.asarray(weights, jnp.float32))
   top = logits.max(-1)
   lse = top + np.log(np.exp(logits - top[..., None]).sum(-1))
   target_logit = np.take_along_axis(logits, targets[..., None], -1)[..., 0]
@@ -118,21 +132,25 @@ def test_lm_loss_matches_numpy():
 
 
 def test_bf16_compute_returns_float32_logits_close_to_float32(params, tokens):
-  full = jax.jit(tiny().apply)(params, tokens)
-  half = jax.jit(tiny(compute_dtype="bfloat16").apply)(params, tokens)
+  full = logits_of(tiny(), params, tokens)
+  half = logits_of(tiny(compute_dtype="bfloat16"), params, tokens)
   assert half.dtype == jnp.float32
   assert np.abs(half - full).max() < 0.05 * np.abs(full).max()
 
 
 def test_remat_gives_identical_outputs_and_gradients(params, tokens):
+  one_block = {**params, "blocks": {0: params["blocks"][0]}}
+
   def value_and_grad(model):
     def loss(p):
       ce, z = lm_loss(model.apply(p, tokens[:, :-1]), tokens[:, 1:], jnp.ones((2, L - 1)))
       return (ce + z).mean()
-    return jax.jit(jax.value_and_grad(loss))(params)
+    return jax.jit(jax.value_and_grad(loss))(one_block)
 
-  plain_loss, plain_grads = value_and_grad(tiny())
-  remat_loss, remat_grads = value_and_grad(tiny(remat=True))
+  jaxpr = str(jax.make_jaxpr(tiny(n_layers=1, remat=True).apply)(one_block, tokens))
+  assert "remat" in jaxpr, "remat=True must checkpoint each block"
+  plain_loss, plain_grads = value_and_grad(tiny(n_layers=1))
+  remat_loss, remat_grads = value_and_grad(tiny(n_layers=1, remat=True))
   np.testing.assert_allclose(remat_loss, plain_loss, rtol=1e-6)
   for a, b in zip(jax.tree.leaves(remat_grads), jax.tree.leaves(plain_grads)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
@@ -143,7 +161,7 @@ def test_apply_under_vmap_equals_each_member(params, tokens):
   other = model.init(jax.random.key(5))
   stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), params, other)
   logits_2xBxLxV = jax.jit(jax.vmap(model.apply, in_axes=(0, None)))(stacked, tokens)
-  np.testing.assert_allclose(logits_2xBxLxV[1], jax.jit(model.apply)(other, tokens), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(logits_2xBxLxV[1], logits_of(model, other, tokens), rtol=1e-5, atol=1e-6)
 
 
 def test_flops_per_token_is_palm_formula():

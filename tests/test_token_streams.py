@@ -62,8 +62,11 @@ def test_synthetic_sampling_is_pure_and_fast(language):
   for s in range(10):
     sample(jax.random.key(s)).block_until_ready()
   assert (time.perf_counter() - start) / 10 < 0.05, "64 x 256 tokens should take milliseconds"
+  as_argument = jax.jit(token_streams.sample_language, static_argnums=(2, 3))
+  np.testing.assert_array_equal(as_argument(language.tables, jax.random.key(1), 64, 256), a,
+                                "tables passed as a jit argument must give the same tokens")
   keys = jax.random.split(jax.random.key(0), 2)
-  assert jax.vmap(lambda k: language.sample(k, 4, 8))(keys).shape == (2, 4, 8)
+  assert jax.jit(jax.vmap(lambda k: language.sample(k, 4, 8)))(keys).shape == (2, 4, 8)
 
 
 def test_synthetic_language_is_a_function_of_seed():

@@ -22,6 +22,7 @@ Host streams read through grain and can save and restore their position: a resum
 sees exactly the batches of an uninterrupted one. Documents (text) or rows (token files)
 are shuffled by the seed, reshuffled each epoch, and repeat forever.
 """
+import dataclasses
 import glob
 import math
 import numbers
@@ -62,6 +63,20 @@ def data_config() -> ml_collections.ConfigDict:
   ))
 
 
+@dataclasses.dataclass(frozen=True)
+class LanguageTables:
+  """The device side of a SyntheticLanguage; a pytree, so it can be a jit argument."""
+  successors_VxK: jax.Array  # int32 successor token ids
+  unigram_cdf_V: jax.Array  # float32 cumulative pi
+  stationary_cdf_V: jax.Array  # float32 cumulative nu
+  bigram_weight: float
+
+
+jax.tree_util.register_dataclass(
+    LanguageTables, data_fields=["successors_VxK", "unigram_cdf_V", "stationary_cdf_V"],
+    meta_fields=["bigram_weight"])
+
+
 class SyntheticLanguage:
   """A seeded language with Zipfian unigrams and sparse bigram structure, sampled on device.
 
@@ -90,9 +105,10 @@ class SyntheticLanguage:
     self.unigram_V[self.rank_tokens] = zipf(vocab_size - 1, zipf_exponent)
     self.successors_VxK = rng.choice(vocab_size, size=(vocab_size, successors), p=self.unigram_V)
     self.stationary_V = self._stationary()
-    self._successors = jnp.asarray(self.successors_VxK, jnp.int32)
-    self._unigram_cdf = jnp.asarray(np.cumsum(self.unigram_V), jnp.float32)
-    self._stationary_cdf = jnp.asarray(np.cumsum(self.stationary_V), jnp.float32)
+    self.tables = LanguageTables(jnp.asarray(self.successors_VxK, jnp.int32),
+                                 jnp.asarray(np.cumsum(self.unigram_V), jnp.float32),
+                                 jnp.asarray(np.cumsum(self.stationary_V), jnp.float32),
+                                 float(bigram_weight))
 
   def _stationary(self) -> np.ndarray:
     """nu = (1 - lambda) pi + lambda nu T, by power iteration to 1e-9."""
@@ -107,20 +123,25 @@ class SyntheticLanguage:
 
   def sample(self, key: jax.Array, batch: int, seq_len: int) -> jax.Array:
     """(batch, seq_len) int32 tokens; a pure function of `key`."""
-    k_first, k_follow, k_slot, k_fresh = jax.random.split(key, 4)
-    steps = (seq_len - 1, batch)  # time-major for the scan
-    first_B = _draw(k_first, self._stationary_cdf, (batch,))
-    follow_LxB = jax.random.bernoulli(k_follow, self.bigram_weight, steps)
-    slot_LxB = jax.random.randint(k_slot, steps, 0, self.successors)
-    fresh_LxB = _draw(k_fresh, self._unigram_cdf, steps)
+    return sample_language(self.tables, key, batch, seq_len)
 
-    def step(prev_B, xs):
-      follow_B, slot_B, fresh_B = xs
-      next_B = jnp.where(follow_B, self._successors[prev_B, slot_B], fresh_B)
-      return next_B, next_B
 
-    _, rest_LxB = jax.lax.scan(step, first_B, (follow_LxB, slot_LxB, fresh_LxB))
-    return jnp.concatenate([first_B[:, None], rest_LxB.T], axis=1)
+def sample_language(tables: LanguageTables, key: jax.Array, batch: int, seq_len: int) -> jax.Array:
+  """(batch, seq_len) int32 tokens of the language with these tables."""
+  k_first, k_follow, k_slot, k_fresh = jax.random.split(key, 4)
+  steps = (seq_len - 1, batch)  # time-major for the scan
+  first_B = _draw(k_first, tables.stationary_cdf_V, (batch,))
+  follow_LxB = jax.random.bernoulli(k_follow, tables.bigram_weight, steps)
+  slot_LxB = jax.random.randint(k_slot, steps, 0, tables.successors_VxK.shape[1])
+  fresh_LxB = _draw(k_fresh, tables.unigram_cdf_V, steps)
+
+  def step(prev_B, xs):
+    follow_B, slot_B, fresh_B = xs
+    next_B = jnp.where(follow_B, tables.successors_VxK[prev_B, slot_B], fresh_B)
+    return next_B, next_B
+
+  _, rest_LxB = jax.lax.scan(step, first_B, (follow_LxB, slot_LxB, fresh_LxB))
+  return jnp.concatenate([first_B[:, None], rest_LxB.T], axis=1)
 
 
 def zipf(n: int, exponent: float) -> np.ndarray:
@@ -146,6 +167,9 @@ def check_synthetic(vocab_size, zipf_exponent, successors, bigram_weight) -> Non
     raise ConfigError(f"data.bigram_weight: must be a number in [0, 0.99], got {bigram_weight!r}")
 
 
+_sample_jit = jax.jit(sample_language, static_argnums=(2, 3))
+
+
 class SyntheticIterator:
   """Host batches of a SyntheticLanguage: batch s is sample(fold_in(key(seed), s))."""
 
@@ -153,12 +177,13 @@ class SyntheticIterator:
 
   def __init__(self, language: SyntheticLanguage, batch_size: int, seq_len: int, seed: int):
     self.vocab_size, self.eos_id = language.vocab_size, language.eos_id
+    self._tables, self._shape = language.tables, (batch_size, seq_len)
     self._key = jax.random.key(seed)
-    self._sample = jax.jit(lambda key: language.sample(key, batch_size, seq_len))
     self._step = 0
 
   def next(self) -> np.ndarray:
-    tokens_BxL = self._sample(jax.random.fold_in(self._key, self._step))
+    key = jax.random.fold_in(self._key, self._step)
+    tokens_BxL = _sample_jit(self._tables, key, *self._shape)
     self._step += 1
     return np.asarray(tokens_BxL, np.int32)
 

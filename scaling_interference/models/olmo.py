@@ -13,8 +13,8 @@ RMSNorm and a readout. Details:
 - No biases. Every matrix (embedding included) is drawn from a normal with std 0.02
   truncated at 3 std, as OLMo's `trunc_normal_(std=0.02, a=-3 std, b=3 std)`.
 - Causal attention through `jax.nn.dot_product_attention(is_causal=True)`. Its default
-  (`attention_impl=None`) is XLA's kernel in jax 0.10; pass "cudnn" on GPU (bf16 compute)
-  for the fused flash kernel.
+  (`attention_impl=None`) is XLA's kernel in jax 0.10; pass "cudnn" on GPU (bf16 compute
+  only) for the fused flash kernel.
 - Tied embeddings by default: logits = final_norm(h) @ embedding^T; untied adds a
   (d_model, vocab) `unembed` matrix. Logits are float32 whatever the compute dtype.
 - `compute_dtype` "bfloat16" runs matmuls and the residual stream in bf16; params stay
@@ -24,15 +24,19 @@ muP (`mup_base_width=B`, width multiplier m = d_model / B): hidden matrices (q, 
 gate, up, down) start with std 0.02 / sqrt(m); logits are multiplied by 1 / m; attention
 scores use 1/d_head instead of 1/sqrt(d_head); and `mup_lr_scales(params)` gives Adam
 learning-rate multipliers 1/m for hidden matrices and 1 for embedding, unembedding and
-norm scales. Embedding and readout keep std 0.02.
+norm scales. Embedding and readout keep std 0.02. What muP makes width-independent is the
+size of an update's effect (the tests check the logit change after Adam's first step);
+logits at init shrink like 1/sqrt(m). With 1/d_head, muP at the base width is not exactly
+the standard model (whose scores use 1/sqrt(d_head)).
 
 Params are a pure dict (nested by module, integer keys for blocks):
     {"embedding": VxD, "blocks": {i: {"attn": {"q"|"k"|"v"|"o": {"kernel": DxD},
      "q_norm"|"k_norm": {"scale": D}}, "attn_norm": {"scale": D},
      "mlp": {"gate"|"up": {"kernel": DxH}, "down": {"kernel": HxD}}, "mlp_norm": {"scale": D}}},
      "final_norm": {"scale": D}, "unembed": DxV (untied only)}
-The sweep engine stacks members' dicts on a leading axis and calls
-`jax.vmap(model_def.apply, in_axes=(0, None))(stacked_params, tokens_BxL)`.
+The sweep engine stacks members' dicts on a leading axis (`jax.vmap(model_def.init)(keys)`
+builds them stacked) and calls `jax.vmap(model_def.apply, in_axes=(0, None))(params, tokens_BxL)`.
+`hidden_states` gives n_layers + 1 residual streams (index i: after i blocks) for probes.
 """
 import dataclasses
 import functools
@@ -204,6 +208,8 @@ def _validate_options(cfg):
     raise ConfigError(f"model.compute_dtype: must be one of {sorted(DTYPES)}, got {cfg.compute_dtype!r}")
   if cfg.attention_impl not in ATTENTION_IMPLS:
     raise ConfigError(f"model.attention_impl: must be one of {ATTENTION_IMPLS}, got {cfg.attention_impl!r}")
+  if cfg.attention_impl == "cudnn" and cfg.compute_dtype != "bfloat16":
+    raise ConfigError("model.attention_impl: 'cudnn' needs compute_dtype='bfloat16'")
   base = cfg.mup_base_width
   if base is not None and (not isinstance(base, int) or base < 1):
     raise ConfigError(f"model.mup_base_width: must be None or a positive integer, got {base!r}")
