@@ -144,6 +144,9 @@ def sample_language(tables: LanguageTables, key: jax.Array, batch: int, seq_len:
   return jnp.concatenate([first_B[:, None], rest_LxB.T], axis=1)
 
 
+_sample_jit = jax.jit(sample_language, static_argnums=(2, 3))
+
+
 def zipf(n: int, exponent: float) -> np.ndarray:
   """p(r) ~ r^-exponent for ranks r = 1..n."""
   p = np.arange(1, n + 1, dtype=np.float64) ** (-exponent)
@@ -165,9 +168,6 @@ def check_synthetic(vocab_size, zipf_exponent, successors, bigram_weight) -> Non
     raise ConfigError(f"data.successors: must be an integer >= 1, got {successors!r}")
   if not _is_number(bigram_weight) or not 0 <= bigram_weight <= 0.99:
     raise ConfigError(f"data.bigram_weight: must be a number in [0, 0.99], got {bigram_weight!r}")
-
-
-_sample_jit = jax.jit(sample_language, static_argnums=(2, 3))
 
 
 class SyntheticIterator:
@@ -207,7 +207,7 @@ class HostIterator:
     return np.asarray(next(self._iterator), np.int32)
 
   def get_state(self) -> dict:
-    """grain's state; JSON turns its tuples into lists, `set_state` turns them back."""
+    """grain's state (JSON-serialisable; JSON turns its tuples into lists)."""
     return self._iterator.get_state()
 
   def set_state(self, state: dict) -> None:
@@ -215,7 +215,7 @@ class HostIterator:
 
 
 def _lists_to_tuples(state):
-  """grain compares some state entries with tuples (e.g. packing's (-1, -1) empty slice)."""
+  """Undoes JSON's tuple -> list: grain's packing compares its empty slice with (-1, -1)."""
   if isinstance(state, dict):
     return {k: _lists_to_tuples(v) for k, v in state.items()}
   if isinstance(state, (list, tuple)):

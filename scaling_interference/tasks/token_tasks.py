@@ -129,7 +129,7 @@ class TokenTask(abc.ABC):
                           f"of {self.n_tuples}; raise it to sample split='heldout'")
       return self._heldout[jax.random.randint(key, (n,), 0, self.n_heldout)]
     j_N = jax.random.randint(key, (n,), 0, self.n_tuples - self.n_heldout)
-    return j_N + jnp.searchsorted(self._gaps, j_N, side="left").astype(jnp.int32)
+    return j_N + jnp.searchsorted(self._gaps, j_N, side="right").astype(jnp.int32)
 
   def heldout_operands(self) -> np.ndarray:
     """(H, n_operands) operand values of the held-out tuples."""

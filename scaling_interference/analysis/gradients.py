@@ -1,0 +1,184 @@
+"""Per-task gradients and the first-order interference of the optimizer's next update.
+
+For every member and checkpoint step we take per-task gradients g_k (mean loss over a fixed
+batch of n eval examples of task k, `jax.grad` vmapped over tasks and members) and measure:
+  * their norms and the cosine matrix cos(g_i, g_j) (Euclidean, in parameter space);
+  * how the optimizer's actual next update u changes each task's loss, dL_k = g_k . u, and
+    which task's share of u causes it.
+
+The linearisation. Training steps on the mixture gradient g = sum_j p_j g_j (p_j: each task's
+share of the batch, by default its realised frequency from `run.tasks`). Adam's next update is
+
+  u = -lr_t * (b1 mu + (1 - b1) f g) / (1 - b1^t) / (sqrt(v_hat) + eps)  [- lr_t wd theta, AdamW]
+
+with t = saved count + 1, lr_t = peak lr x schedule_shape(saved count), f = the global-norm
+clipping factor of g (1 without clipping), and v_hat = (b2 nu + (1 - b2) (f g)^2) / (1 - b2^t):
+the second moment AFTER the step, updated with this same g. With v_hat held fixed, u is linear
+in (mu, g), so it splits exactly into a carry-over term and one term per task:
+
+  u = u_carry + sum_j u_j,   u_carry = -lr_t (b1 mu / (1 - b1^t)) / (sqrt(v_hat) + eps) [- lr_t wd theta]
+                             u_j     = -lr_t f c p_j g_j / (sqrt(v_hat) + eps),   c = (1 - b1) / (1 - b1^t)
+
+and the sum equals `optimizer.update(g, opt_state, params)` to float tolerance (the test checks
+it). Using nu after the step (rather than the saved nu) is what makes this exact; the only
+approximation is that v_hat, f (and the loss, to first order) do not depend on how g splits into
+tasks. SGD: the preconditioner is 1, c = 1 and the carry is the momentum trace. Then
+
+  dL_k(j) = g_k . u_j          (task j's update acting on task k)
+  dL_k    = g_k . u = g_k . u_carry + sum_j dL_k(j)
+  overwrite_k = sum_{j != k} dL_k(j): the other tasks' part of task k's loss change
+                (> 0: they raise task k's loss; < 0: they help it).
+  overwrite_share_k = overwrite_k / (|g_k . u_carry| + |dL_k(k)| + |overwrite_k|), in [-1, 1]:
+                the overwrite's signed share of the total magnitude of the three parts of dL_k
+                (bounded where dL_k itself nearly cancels, as it does near equilibrium).
+Common tasks: the most frequent tasks whose frequencies first reach `common_mass` (0.9) of
+the mixture; overwrite = overwrite_common + overwrite_rare (the rest).
+
+Memory: one member's per-task gradients are held as a (T, P) array; tasks are chunked
+(`task_chunk`) while differentiating.
+"""
+import dataclasses
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pandas as pd
+
+from scaling_interference.data import Mixture, schedules
+from scaling_interference.models import MLPDef
+from scaling_interference.run import Run
+from scaling_interference.sweep.engine import data_keys, eval_examples
+from scaling_interference.sweep.members import Group
+from scaling_interference.sweep.optim import schedule_shape
+from scaling_interference.tasks import Batch, Family, make_family
+
+COMMON_MASS = 0.9
+
+
+# ---- examples ----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8)
+def _family(task_json: str) -> Family:
+  return make_family(ml_collections.ConfigDict(json.loads(task_json)))
+
+
+def run_family(run: Run) -> Family:
+  """The run's family, one instance per task config (so jitted analysis compiles once)."""
+  return _family(json.dumps(run.config.task.to_dict(), sort_keys=True))
+
+
+def task_examples(run: Run, task_T, n_per_task: int) -> Batch:
+  """n_per_task fixed eval examples of each task in task_T (the run's eval key), task-major."""
+  _, eval_key = data_keys(run.config.train.data_seed)
+  return eval_examples(run_family(run), eval_key, jnp.asarray(task_T, jnp.int32), n_per_task)
+
+
+# ---- per-task gradients -------------------------------------------------------------------
+def task_loss(model: MLPDef, family: Family, params: dict, batch: Batch):
+  """Mean per-example loss of one member on `batch`."""
+  return family.loss(model.apply(params, batch.x), batch).mean()
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def task_gradients(model: MLPDef, family: Family, params_M: dict, batch_CxN: Batch) -> dict:
+  """Gradients of each task's mean loss: leaves (M, C, ...) for stacked params and (C, N) examples."""
+  grad = jax.grad(functools.partial(task_loss, model, family))
+  per_task = jax.vmap(grad, in_axes=(None, 0))
+  return jax.vmap(per_task, in_axes=(0, None))(params_M, batch_CxN)
+
+
+def flatten(tree, lead: int = 0):
+  """Leaves raveled and concatenated after the first `lead` axes: (..., P), in tree-leaf order."""
+  leaves = jax.tree.leaves(tree)
+  return jnp.concatenate([a.reshape(a.shape[:lead] + (-1,)) for a in leaves], axis=-1)
+
+
+def leaf_names(tree) -> list[str]:
+  """Path of each leaf as 'hidden/0/kernel', in tree-leaf order."""
+  paths = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return ["/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path) for path, _ in paths]
+
+
+def part_mask(params: dict, part: str | None) -> np.ndarray:
+  """(P,) bool: the coordinates of the leaves whose path starts with `part` (None: all)."""
+  names, leaves = leaf_names(params), jax.tree.leaves(params)
+  keep = [part is None or name.startswith(part) for name in names]
+  if not any(keep):
+    raise ValueError(f"part: no parameter path starts with {part!r}; paths are {names}")
+  return np.concatenate([np.full(a.size, k) for a, k in zip(leaves, keep)])
+
+
+def group_gradients(model: MLPDef, family: Family, params_M: dict, batch: Batch, num_tasks: int,
+                    task_chunk: int = 16) -> np.ndarray:
+  """g_MxTxP (float32) for task-major `batch` of num_tasks tasks, differentiated task_chunk at a time."""
+  example_T = jax.tree.map(lambda a: a.reshape((num_tasks, -1) + a.shape[1:]), batch)
+  chunk = min(task_chunk, num_tasks)
+  out = []
+  for start in range(0, num_tasks, chunk):
+    idx_C = np.minimum(np.arange(start, start + chunk), num_tasks - 1)
+    grads = task_gradients(model, family, params_M, jax.tree.map(lambda a: a[idx_C], example_T))
+    out.append(np.asarray(flatten(grads, lead=2))[:, :min(chunk, num_tasks - start)])
+  return np.concatenate(out, axis=1)
+
+
+# ---- the optimizer's next update, linearised ------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class UpdateTerms:
+  """u = carry + scale * precond * g for the mixture gradient g (see the module docstring)."""
+  scale: jax.Array  # -lr_t * f * c, a scalar
+  precond: dict  # 1 / (sqrt(v_hat) + eps) for Adam, ones for SGD; params-shaped
+  carry: dict  # momentum carry-over (and AdamW decay); params-shaped
+
+  def update(self, g: dict) -> dict:
+    """The update for mixture gradient g (equals optax's when g is the g these terms were built on)."""
+    return jax.tree.map(lambda c, d, x: c + self.scale * d * x, self.carry, self.precond, g)
+
+
+def _find(state, cls):
+  """The first sub-state of type cls inside an optax state, or None."""
+  found = [s for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, cls)) if isinstance(s, cls)]
+  return found[0] if found else None
+
+
+def _clip_factor(train_config, g: dict):
+  clip = train_config.get("grad_clip", 0.0)
+  if not clip:
+    return jnp.float32(1.0)
+  norm = optax.global_norm(g)
+  return jnp.where(norm < clip, 1.0, clip / norm)
+
+
+def _adam_terms(train_config, adam, lr, f, params: dict, g: dict) -> UpdateTerms:
+  b1, b2 = train_config.get("b1", 0.9), train_config.get("b2", 0.999)
+  t = (adam.count + 1).astype(jnp.float32)
+  bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
+  nu_after = jax.tree.map(lambda v, x: b2 * v + (1.0 - b2) * jnp.square(f * x), adam.nu, g)
+  precond = jax.tree.map(lambda v: 1.0 / (jnp.sqrt(v / bc2) + 1e-8), nu_after)
+  wd = train_config.get("weight_decay", 0.0) if train_config.get("optimizer", "adam") == "adamw" else 0.0
+  carry = jax.tree.map(lambda m, d, w: -lr * (b1 * m / bc1 * d + wd * w), adam.mu, precond, params)
+  return UpdateTerms(-lr * f * (1.0 - b1) / bc1, precond, carry)
+
+
+def _sgd_terms(trace, lr, f, params: dict) -> UpdateTerms:
+  momentum_trace = trace.trace if trace is not None else jax.tree.map(jnp.zeros_like, params)
+  momentum = 0.0 if trace is None else None  # the coefficient is read from the config below
+  del momentum
+  return UpdateTerms(-lr * f, jax.tree.map(jnp.ones_like, params), momentum_trace)
+
+
+def update_terms(train_config, opt_state, params: dict, g: dict) -> UpdateTerms:
+  """The linearised next update of one member from its saved state, for mixture gradient g."""
+  sched = _find(opt_state, optax.ScaleByScheduleState)
+  lr = opt_state.hyperparams["learning_rate"] * schedule_shape(train_config)(sched.count)
+  f = _clip_factor(train_config, g)
+  adam = _find(opt_state, optax.ScaleByAdamState)
+  if adam is not None:
+    return _adam_terms(train_config, adam, lr, f, params, g)
+  trace = _find(opt_state, optax.TraceState)
+  momentum = train_config.get("momentum", 0.0) or 0.0
+  carry = (jax.tree.map(lambda x: -lr * momentum * x, trace.trace) if trace is not None
+           else jax.tree.map(jnp.zeros_like, params))
+  return UpdateTerms(-lr * f, jax.tree.map(jnp.ones_like, params), carry)

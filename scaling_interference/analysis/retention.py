@@ -1,0 +1,154 @@
+"""Signal and retention of injected tasks: trajectories aligned to the injection events.
+
+A trajectory is one member's signal of one task over steps. Signal at step s is measured on
+the state after s training steps, so an injection in the batch of step e shows first at s = e + 1.
+
+Event-like schedules (kind "burst", "every"): each step e with injected examples is an event;
+its window is the steps s with e < s <= e_next (e_next: the next event, else the last step).
+  pre        signal at the last observation s <= e (before the event's update)
+  peak       the largest signal in the window; peak_step its step (the first, on ties)
+  steps_to_peak  peak_step - e
+  half_life  steps from peak_step until the signal first falls to pre + (peak - pre) / 2 or
+             below, inside the window; NaN if it never does (or peak <= pre)
+  final      signal at the window's last observation (just before the next event, or at the end)
+  retained   (final - pre) / (peak - pre): the share of the event's gain still there; NaN if peak <= pre
+Continuous schedules (kind "share", "per_batch"): one row for the whole run, event_step = the
+first injection step, window = every observation after it; pre, peak, peak_step, half_life and
+final as above, and retained = final / peak (NaN if peak <= 0).
+
+Sources: the dense traces (traces.npz, for traced tasks) when a task has them, else the eval
+metrics; metrics rows earlier than a task's first trace (step 0) are kept in front of its traces.
+"""
+import os
+
+import numpy as np
+import pandas as pd
+
+from scaling_interference.run import Run
+from scaling_interference.sweep import workdir as wd
+
+EVENT_KINDS = ("burst", "every")
+CONTINUOUS_KINDS = ("share", "per_batch")
+TRACE_COLUMNS = ["step", "member", "width", "task", "signal", "source"]
+EVENT_COLUMNS = ["schedule", "task", "kind", "step", "count"]
+RETENTION_COLUMNS = ["member", "width", "task", "schedule", "kind", "event_step", "pre", "peak", "peak_step",
+                     "steps_to_peak", "half_life", "final", "retained"]
+
+
+def _with_width(frame: pd.DataFrame, run: Run) -> pd.DataFrame:
+  widths = run.members.set_index("id").width
+  return frame.assign(width=frame.member.map(widths).astype(int))
+
+
+def metric_signal(run: Run) -> pd.DataFrame:
+  """Per-task eval signal from metrics.jsonl, tidy, source "metrics"."""
+  rows = run.metrics[run.metrics.task != "all"]
+  frame = rows[["step", "member", "task", "signal"]].astype({"task": int, "step": int, "member": int})
+  return _with_width(frame, run).assign(source="metrics")[TRACE_COLUMNS]
+
+
+def dense_signal(run: Run) -> pd.DataFrame:
+  """The dense traces of traces.npz, tidy, source "traces" (empty when the run traced nothing)."""
+  path = os.path.join(run.path, wd.TRACES)
+  if not os.path.exists(path):
+    return pd.DataFrame(columns=TRACE_COLUMNS)
+  with np.load(path) as f:
+    step_N, signal_NxMxT, member_M, task_T = f["step"], f["signal"], f["member"], f["task"]
+  n, m, t = signal_NxMxT.shape
+  frame = pd.DataFrame({"step": np.repeat(step_N, m * t).astype(int),
+                        "member": np.tile(np.repeat(member_M, t), n).astype(int),
+                        "task": np.tile(task_T, n * m).astype(int),
+                        "signal": signal_NxMxT.reshape(-1).astype(float)})
+  return _with_width(frame, run).assign(source="traces")[TRACE_COLUMNS]
+
+
+def trace_frame(run: Run) -> pd.DataFrame:
+  """Signal trajectories of every task: eval metrics (source "metrics") and dense traces ("traces")."""
+  return pd.concat([metric_signal(run), dense_signal(run)], ignore_index=True)
+
+
+def best_trajectories(frame: pd.DataFrame) -> pd.DataFrame:
+  """One trajectory per (member, task): traces where the task has them (metrics before them kept), else metrics."""
+  traced = frame[frame.source == "traces"]
+  first = traced.groupby("task").step.min()
+  metrics = frame[frame.source == "metrics"]
+  keep = metrics.step < metrics.task.map(first).fillna(np.inf)
+  best = pd.concat([metrics[keep], traced], ignore_index=True)
+  return best.sort_values(["member", "task", "step"], ignore_index=True)
+
+
+def event_frame(run: Run) -> pd.DataFrame:
+  """Injection events of schedule.npz: one row per (schedule, step with examples), with the schedule's kind."""
+  path = os.path.join(run.path, wd.SCHEDULE)
+  if not os.path.exists(path):
+    return pd.DataFrame(columns=EVENT_COLUMNS)
+  with np.load(path) as f:
+    step_E, count_ExS, task_S, name_S = f["step"], f["count"], f["task"], f["name"]
+  frames = []
+  for s, name in enumerate(name_S):
+    hit = count_ExS[:, s] > 0
+    frames.append(pd.DataFrame({"schedule": str(name), "task": int(task_S[s]), "kind": schedule_kind(run, str(name)),
+                                "step": step_E[hit].astype(int), "count": count_ExS[hit, s].astype(int)}))
+  return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EVENT_COLUMNS)
+
+
+def schedule_kind(run: Run, name: str) -> str:
+  inject = run.config.get("inject") or {}
+  return str(inject[name]["kind"]) if name in inject else "share"
+
+
+def _level_before(step_N, signal_N, at: int) -> float:
+  i = np.searchsorted(step_N, at, side="right") - 1
+  return float(signal_N[i]) if i >= 0 else np.nan
+
+
+def window_stats(step_N, signal_N, start: int, stop: float) -> dict:
+  """pre, peak, peak_step, half_life, final of one window (start, stop] of a sorted trajectory."""
+  pre = _level_before(step_N, signal_N, start)
+  inside = (step_N > start) & (step_N <= stop)
+  if not inside.any():
+    return dict(pre=pre, peak=np.nan, peak_step=np.nan, half_life=np.nan, final=np.nan)
+  step_W, signal_W = step_N[inside], signal_N[inside]
+  top = int(np.argmax(signal_W))
+  peak, base = float(signal_W[top]), (0.0 if np.isnan(pre) else pre)
+  half_life = np.nan
+  if peak > base:
+    fallen = np.nonzero(signal_W[top:] <= base + (peak - base) / 2)[0]
+    half_life = float(step_W[top + fallen[0]] - step_W[top]) if fallen.size else np.nan
+  return dict(pre=pre, peak=peak, peak_step=float(step_W[top]), half_life=half_life, final=float(signal_W[-1]))
+
+
+def _ratio(num: float, den: float) -> float:
+  return num / den if den > 0 and np.isfinite(num) else np.nan
+
+
+def schedule_stats(step_N, signal_N, kind: str, event_E) -> list[dict]:
+  """Rows of one trajectory under one schedule: one per event, or one for a continuous schedule."""
+  if len(event_E) == 0:
+    return []
+  end = float(step_N[-1]) if len(step_N) else 0.0
+  if kind in CONTINUOUS_KINDS:
+    row = dict(event_step=int(event_E[0]), **window_stats(step_N, signal_N, int(event_E[0]), end))
+    row["retained"] = _ratio(row["final"], row["peak"])
+    return [row]
+  rows = []
+  for e, start in enumerate(event_E):
+    stop = float(event_E[e + 1]) if e + 1 < len(event_E) else end
+    row = dict(event_step=int(start), **window_stats(step_N, signal_N, int(start), stop))
+    row["retained"] = _ratio(row["final"] - row["pre"], row["peak"] - row["pre"])
+    rows.append(row)
+  return rows
+
+
+def retention_table(run: Run, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+  """Per (member, injected task, schedule, event): pre, peak, peak_step, half_life, final, retained."""
+  events = event_frame(run)
+  best = best_trajectories(trace_frame(run) if frame is None else frame)
+  rows = []
+  for (name, task, kind), sched in events.groupby(["schedule", "task", "kind"], sort=True):
+    for (member, width), traj in best[best.task == task].groupby(["member", "width"]):
+      for row in schedule_stats(traj.step.to_numpy(), traj.signal.to_numpy(), kind, sched.step.to_numpy()):
+        rows.append(dict(member=member, width=width, task=task, schedule=name, kind=kind, **row))
+  table = pd.DataFrame(rows, columns=[c for c in RETENTION_COLUMNS if c != "steps_to_peak"])
+  table.insert(table.columns.get_loc("half_life"), "steps_to_peak", table.peak_step - table.event_step)
+  return table
