@@ -86,9 +86,9 @@ def training_program(config, steps: int) -> Timed:
   spd = config.train.steps_per_dispatch
   if steps <= 0 or steps % spd:
     raise ValueError(f"steps: must be a positive multiple of steps_per_dispatch={spd}, got {steps}")
-  family = validate(config)
-  groups = expand(config, family)
-  engine = Engine(config, family, groups)
+  problem = validate(config)
+  groups = expand(config, problem)
+  engine = Engine(config, problem, groups)
   box = {"states": engine.init_states(), "step": 0}
 
   def run(n: int = steps):

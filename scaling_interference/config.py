@@ -10,10 +10,13 @@ import ml_collections
 from scaling_interference.data import mixture, schedules
 from scaling_interference.errors import ConfigError
 from scaling_interference.models import ACTIVATIONS
+from scaling_interference.sweep.language import LanguageProblem
+from scaling_interference.sweep.members import expand
 from scaling_interference.sweep.optim import DECAYS, OPTIMIZERS
+from scaling_interference.sweep.synthetic import FamilyProblem
 from scaling_interference.tasks import make_family
 
-MODELS = ("mlp",)
+MODELS = ("mlp", "olmo")
 
 
 def _is_int(v) -> bool:
@@ -56,12 +59,25 @@ def _require_list(value, field: str, check, what: str) -> None:
 
 def validate_model(model) -> None:
   require_choice(model, "model.name", MODELS)
+  if model.name == "olmo":
+    validate_olmo(model)
+    return
   _require_list(model.widths, "model.widths", lambda w: _is_int(w) and w > 0, "an integer > 0")
   if len(set(model.widths)) != len(tuple(model.widths)):
     raise ConfigError(f"model.widths: entries must be distinct, got {list(model.widths)}")
   require_int(model, "model.depth", 1)
   require_choice(model, "model.activation", ACTIVATIONS)
   require_number(model, "model.init_scale", 0.0, strict=True)
+
+
+def validate_olmo(model) -> None:
+  _require_list(model.sizes, "model.sizes", lambda v: isinstance(v, str), "a size name")
+  if len(set(model.sizes)) != len(tuple(model.sizes)):
+    raise ConfigError(f"model.sizes: entries must be distinct, got {list(model.sizes)}")
+  require_choice(model, "model.compute_dtype", ("float32", "bfloat16"))
+  require_number(model, "model.rope_theta", 0.0, strict=True)
+  require_number(model, "model.z_loss", 0.0)
+  require_int(model, "model.mup_base_width", 0)
 
 
 def validate_sweep(sweep) -> None:
@@ -99,16 +115,25 @@ def validate_injection(config, family) -> None:
 
 
 def validate(config: ml_collections.ConfigDict):
-  """Checks every field; returns the task family the config defines."""
-  for section in ("task", "model", "sweep", "train"):
+  """Checks every field; returns the Problem the config defines (tasks, data, schedules)."""
+  for section in ("model", "sweep", "train"):
     if section not in config:
-      raise ConfigError(f"{section}: missing section; a config needs task, model, sweep and train")
+      raise ConfigError(f"{section}: missing section; a config needs model, sweep and train")
   validate_model(config.model)
   validate_sweep(config.sweep)
   validate_train(config.train)
-  family = make_family(config.task)
-  validate_injection(config, family)
-  return family
+  if config.model.name == "olmo":
+    if "data" not in config:
+      raise ConfigError("data: missing section; language-model sweeps need a data section")
+    problem = LanguageProblem(config)
+  else:
+    if "task" not in config:
+      raise ConfigError("task: missing section; MLP sweeps need a task section")
+    family = make_family(config.task)
+    validate_injection(config, family)
+    problem = FamilyProblem(config, family)
+  expand(config, problem)  # every member's shape is built (and checked) before anything compiles
+  return problem
 
 
 def flatten(tree, prefix="") -> dict:

@@ -1,5 +1,6 @@
 """Reading a workdir back: config, members, tasks, metrics, and restoring checkpoints."""
 import dataclasses
+import functools
 import json
 import os
 
@@ -11,8 +12,10 @@ import pandas as pd
 from scaling_interference.sweep import workdir as wd
 from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep.engine import Engine
+from scaling_interference.config import validate
 from scaling_interference.sweep.members import Group, expand
-from scaling_interference.tasks import Family, make_family
+from scaling_interference.sweep.problem import Problem
+from scaling_interference.tasks import Family
 
 METRIC_COLUMNS = ["step", "member", "task", "loss", "accuracy", "signal"]
 
@@ -42,13 +45,19 @@ class Run:
   tasks: pd.DataFrame
   metrics: pd.DataFrame
 
+  @functools.cached_property
+  def problem(self) -> Problem:
+    """The run's data side, rebuilt from the saved config (task definitions included)."""
+    return validate(self.config)
+
   @property
   def family(self) -> Family:
-    return make_family(self.config.task)
+    """The task family of synthetic runs."""
+    return self.problem.family
 
   @property
   def groups(self) -> list[Group]:
-    return expand(self.config, self.family)
+    return expand(self.config, self.problem)
 
   def checkpoints(self) -> Checkpoints:
     return Checkpoints(os.path.join(self.path, wd.CHECKPOINTS), len(self.groups))
@@ -71,7 +80,7 @@ class Run:
       row = self.members.set_index("id").loc[member]
       group = int(row["group"])
       index = [m.id for m in self.groups[group].members].index(member)
-    engine = Engine(self.config, self.family, self.groups)
+    engine = Engine(self.config, self.problem, self.groups)
     abstract = engine.abstract_states()[group]
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)

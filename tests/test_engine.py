@@ -11,9 +11,9 @@ from scaling_interference.sweep.members import expand
 
 
 def trained_states(config, steps):
-  family = validate(config)
-  groups = expand(config, family)
-  engine = Engine(config, family, groups)
+  problem = validate(config)
+  groups = expand(config, problem)
+  engine = Engine(config, problem, groups)
   states = engine.init_states()
   for start in range(0, steps, config.train.steps_per_dispatch):
     states, *_ = engine.train_segment(states, jnp.int32(start), config.train.steps_per_dispatch)
@@ -53,12 +53,11 @@ def test_groups_are_unpadded_and_lrs_are_per_member(regression_config):
 
 
 def test_batches_are_a_pure_function_of_step(regression_config):
-  family = validate(regression_config)
-  engine = Engine(regression_config, family, expand(regression_config, family))
+  problem = validate(regression_config)
   key, _ = data_keys(0)
-  a = train_batch(family, engine.mixture, key, 7, 32)
-  b = train_batch(family, engine.mixture, key, 7, 32)
-  c = train_batch(family, engine.mixture, key, 8, 32)
+  a = train_batch(problem.family, problem.mixture, key, 7, 32)
+  b = train_batch(problem.family, problem.mixture, key, 7, 32)
+  c = train_batch(problem.family, problem.mixture, key, 8, 32)
   np.testing.assert_array_equal(a.x, b.x)
   assert not np.allclose(a.x, c.x)
 
@@ -66,9 +65,9 @@ def test_batches_are_a_pure_function_of_step(regression_config):
 def test_eval_matches_numpy_recomputation(regression_config):
   engine, groups, states = trained_states(regression_config, 20)
   results = engine.evaluate(states)
-  family = engine.family
+  family = engine.problem.family
   n = regression_config.train.eval_examples_per_task
-  batch = eval_examples(family, engine.eval_key, jnp.arange(family.num_tasks), n)
+  batch = eval_examples(family, engine.problem.eval_key, jnp.arange(family.num_tasks), n)
   x = np.asarray(batch.x, np.float64)
   y = np.asarray(batch.y, np.float64)
   for group, state, result in zip(groups, states, results):
@@ -85,12 +84,13 @@ def test_eval_matches_numpy_recomputation(regression_config):
 
 def test_eval_set_is_fixed_and_equal_per_task(regression_config):
   regression_config.train.eval_chunk_examples = 64  # one task per chunk: chunking must not change the set
-  family = validate(regression_config)
-  e1 = Engine(regression_config, family, expand(regression_config, family))
+  problem = validate(regression_config)
+  e1 = Engine(regression_config, problem, expand(regression_config, problem))
   s = e1.init_states()
   r1 = e1.evaluate(s)
   regression_config.train.eval_chunk_examples = 10 ** 6
-  e2 = Engine(regression_config, family, expand(regression_config, family))
+  problem = validate(regression_config)
+  e2 = Engine(regression_config, problem, expand(regression_config, problem))
   r2 = e2.evaluate(s)
   for a, b in zip(r1, r2):
     np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)

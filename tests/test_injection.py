@@ -12,8 +12,7 @@ from conftest import small_regression
 from scaling_interference.config import validate
 from scaling_interference.data.schedules import Schedule, realised_counts
 from scaling_interference.errors import ConfigError
-from scaling_interference.sweep.engine import Engine, train_batch
-from scaling_interference.sweep.members import expand
+from scaling_interference.sweep.engine import train_batch
 
 
 @pytest.mark.parametrize("schedule,expected_total,first_steps", [
@@ -43,11 +42,10 @@ def injection_config():
 
 def test_batches_hold_exactly_the_scheduled_examples():
   config = injection_config()
-  family = validate(config)
-  engine = Engine(config, family, expand(config, family))
-  expected = realised_counts(engine.mixture.schedules, 200)  # schedules in name order: burst, rare
+  problem = validate(config)
+  expected = realised_counts(problem.schedules, 200)  # schedules in name order: burst, rare
   for step in range(200):
-    task = np.asarray(train_batch(family, engine.mixture, engine.train_key, step, 64).task)
+    task = np.asarray(train_batch(problem.family, problem.mixture, problem.train_key, step, 64).task)
     assert [(task == 5).sum(), (task == 4).sum()] == list(expected[step]), f"step {step}"
 
 

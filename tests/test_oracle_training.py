@@ -16,8 +16,9 @@ def test_linear_members_reach_the_oracle():
   config.model.widths = (4, 8, 16, 32)
   config.sweep.update(seeds=(0,), lrs=(2e-2,))
   config.train.update(steps=3000, batch_size=512, steps_per_dispatch=500, decay="cosine", final_lr_fraction=0.01)
-  family = validate(config)
-  engine = Engine(config, family, expand(config, family))
+  problem = validate(config)
+  family = problem.family
+  engine = Engine(config, problem, expand(config, problem))
   states = engine.init_states()
   for start in range(0, 3000, 500):
     states, *_ = engine.train_segment(states, jnp.int32(start), 500)

@@ -39,14 +39,13 @@ Memory: one member's per-task gradients are held as a (T, P) array; tasks are ch
 """
 import dataclasses
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pandas as pd
+from jax.flatten_util import ravel_pytree
 
 from scaling_interference.data import Mixture, schedules
 from scaling_interference.models import MLPDef
@@ -54,26 +53,16 @@ from scaling_interference.run import Run
 from scaling_interference.sweep.engine import data_keys, eval_examples
 from scaling_interference.sweep.members import Group
 from scaling_interference.sweep.optim import schedule_shape
-from scaling_interference.tasks import Batch, Family, make_family
+from scaling_interference.tasks import Batch, Family
 
 COMMON_MASS = 0.9
 
 
 # ---- examples ----------------------------------------------------------------------------
-@functools.lru_cache(maxsize=8)
-def _family(task_json: str) -> Family:
-  return make_family(ml_collections.ConfigDict(json.loads(task_json)))
-
-
-def run_family(run: Run) -> Family:
-  """The run's family, one instance per task config (so jitted analysis compiles once)."""
-  return _family(json.dumps(run.config.task.to_dict(), sort_keys=True))
-
-
 def task_examples(run: Run, task_T, n_per_task: int) -> Batch:
   """n_per_task fixed eval examples of each task in task_T (the run's eval key), task-major."""
   _, eval_key = data_keys(run.config.train.data_seed)
-  return eval_examples(run_family(run), eval_key, jnp.asarray(task_T, jnp.int32), n_per_task)
+  return eval_examples(run.family, eval_key, jnp.asarray(task_T, jnp.int32), n_per_task)
 
 
 # ---- per-task gradients -------------------------------------------------------------------
@@ -137,6 +126,9 @@ class UpdateTerms:
     return jax.tree.map(lambda c, d, x: c + self.scale * d * x, self.carry, self.precond, g)
 
 
+jax.tree_util.register_dataclass(UpdateTerms, data_fields=["scale", "precond", "carry"], meta_fields=[])
+
+
 def _find(state, cls):
   """The first sub-state of type cls inside an optax state, or None."""
   found = [s for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, cls)) if isinstance(s, cls)]
@@ -147,7 +139,7 @@ def _clip_factor(train_config, g: dict):
   clip = train_config.get("grad_clip", 0.0)
   if not clip:
     return jnp.float32(1.0)
-  norm = optax.global_norm(g)
+  norm = optax.tree.norm(g)
   return jnp.where(norm < clip, 1.0, clip / norm)
 
 
@@ -162,11 +154,12 @@ def _adam_terms(train_config, adam, lr, f, params: dict, g: dict) -> UpdateTerms
   return UpdateTerms(-lr * f * (1.0 - b1) / bc1, precond, carry)
 
 
-def _sgd_terms(trace, lr, f, params: dict) -> UpdateTerms:
-  momentum_trace = trace.trace if trace is not None else jax.tree.map(jnp.zeros_like, params)
-  momentum = 0.0 if trace is None else None  # the coefficient is read from the config below
-  del momentum
-  return UpdateTerms(-lr * f, jax.tree.map(jnp.ones_like, params), momentum_trace)
+def _sgd_terms(train_config, opt_state, lr, f, params: dict) -> UpdateTerms:
+  trace = _find(opt_state, optax.TraceState)
+  momentum = train_config.get("momentum", 0.0) or 0.0
+  carry = (jax.tree.map(lambda x: -lr * momentum * x, trace.trace) if trace is not None
+           else jax.tree.map(jnp.zeros_like, params))
+  return UpdateTerms(-lr * f, jax.tree.map(jnp.ones_like, params), carry)
 
 
 def update_terms(train_config, opt_state, params: dict, g: dict) -> UpdateTerms:
@@ -177,8 +170,141 @@ def update_terms(train_config, opt_state, params: dict, g: dict) -> UpdateTerms:
   adam = _find(opt_state, optax.ScaleByAdamState)
   if adam is not None:
     return _adam_terms(train_config, adam, lr, f, params, g)
-  trace = _find(opt_state, optax.TraceState)
-  momentum = train_config.get("momentum", 0.0) or 0.0
-  carry = (jax.tree.map(lambda x: -lr * momentum * x, trace.trace) if trace is not None
-           else jax.tree.map(jnp.zeros_like, params))
-  return UpdateTerms(-lr * f, jax.tree.map(jnp.ones_like, params), carry)
+  return _sgd_terms(train_config, opt_state, lr, f, params)
+
+
+# ---- interference of one member --------------------------------------------------------------
+def common_tasks(p_T: np.ndarray, mass: float = COMMON_MASS) -> np.ndarray:
+  """(T,) bool: the most frequent tasks whose frequencies first reach `mass` of the total."""
+  order = np.argsort(-p_T, kind="stable")
+  before = np.cumsum(p_T[order]) - p_T[order]
+  common = np.zeros(p_T.shape, bool)
+  common[order[before < mass * p_T.sum()]] = True
+  return common
+
+
+def member_interference(g_TxP, p_T, scale, precond_P, carry_P) -> dict:
+  """grad_norm (T,), cosine (T, T), dL (T, T) with dL[k, j] = g_k . u_j, dL_carry (T,); float64."""
+  g = np.asarray(g_TxP, np.float64)
+  norm_T = np.linalg.norm(g, axis=1)
+  denom = np.outer(norm_T, norm_T)
+  cos = np.divide(g @ g.T, denom, out=np.full(denom.shape, np.nan), where=denom > 0)
+  dL = float(scale) * ((g * np.asarray(precond_P, np.float64)) @ g.T) * np.asarray(p_T, np.float64)[None, :]
+  return {"grad_norm": norm_T, "cosine": cos, "dL": dL, "dL_carry": g @ np.asarray(carry_P, np.float64)}
+
+
+def realised_frequencies(run: Run) -> np.ndarray:
+  """(K,) each task's realised share of training examples, injection included (run.tasks)."""
+  return run.tasks.sort_values("id").frequency.to_numpy(np.float64)
+
+
+def step_frequencies(run: Run, step: int) -> np.ndarray:
+  """(K,) expected task shares of the batch of `step` (the next update from checkpoint `step`).
+
+  Injected tasks get their scheduled count / batch size at that step, the base mixture the rest;
+  use it instead of the realised frequencies to weigh the update right at an injection event.
+  """
+  family, b = run.family, run.config.train.batch_size
+  scheds = schedules.from_config(run.config.get("inject"), b, family.num_tasks)
+  p = Mixture(family.frequencies, scheds).base.copy()
+  counts = [int(s.counts(np.int64(step), xp=np)) / b for s in scheds]
+  p *= 1.0 - sum(counts)
+  for s, share in zip(scheds, counts):
+    p[s.task] += share
+  return p
+
+
+# ---- per group -------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class GroupInterference:
+  """The interference arrays of one group's members at one step (M leading)."""
+  step: int
+  group: Group
+  p_T: np.ndarray
+  grad_norm_MxT: np.ndarray
+  cosine_MxTxT: np.ndarray
+  dL_MxTxT: np.ndarray  # [m, k, j] = dL_k(j) = g_k . u_j
+  dL_carry_MxT: np.ndarray
+
+
+def _mixture_terms(run: Run, state: dict, g_MxTxP: np.ndarray, p_T: np.ndarray):
+  """scale_M, precond_MxP, carry_MxP of the group's members for the mixture gradient."""
+  params_M = state["params"]
+  unravel = ravel_pytree(jax.tree.map(lambda a: a[0], params_M))[1]
+  g_mix = jax.vmap(unravel)(jnp.asarray(np.einsum("t,mtp->mp", p_T, g_MxTxP), jnp.float32))
+  terms = jax.vmap(functools.partial(update_terms, run.config.train))(state["opt_state"], params_M, g_mix)
+  return np.asarray(terms.scale), np.asarray(flatten(terms.precond, 1)), np.asarray(flatten(terms.carry, 1))
+
+
+def group_interference(run: Run, step: int, group: Group, n_per_task: int = 256, frequencies=None,
+                       part: str | None = None, task_chunk: int = 16) -> GroupInterference:
+  """Per-task gradients of a group's members at `step` and their interference under the next update.
+
+  frequencies: (K,) task shares of the mixture gradient (default: realised, from run.tasks).
+  part: restrict norms, cosines and dL to parameters whose path starts with it ('hidden/0');
+  the update itself is always built from all parameters.
+  """
+  family = run.family
+  num_tasks = family.num_tasks
+  p_T = realised_frequencies(run) if frequencies is None else np.asarray(frequencies, np.float64)
+  state = run.restore(step, group=group.index)
+  batch = task_examples(run, np.arange(num_tasks), n_per_task)
+  g_MxTxP = group_gradients(group.model, family, state["params"], batch, num_tasks, task_chunk)
+  scale_M, precond_MxP, carry_MxP = _mixture_terms(run, state, g_MxTxP, p_T)
+  keep = part_mask(jax.tree.map(lambda a: a[0], state["params"]), part)
+  per_member = [member_interference(g_MxTxP[m][:, keep], p_T, scale_M[m], precond_MxP[m][keep], carry_MxP[m][keep])
+                for m in range(group.size)]
+  stack = lambda key: np.stack([r[key] for r in per_member])
+  return GroupInterference(step, group, p_T, stack("grad_norm"), stack("cosine"), stack("dL"), stack("dL_carry"))
+
+
+# ---- tables ----------------------------------------------------------------------------------
+def _overwrite_columns(gi: GroupInterference, m: int, common_T: np.ndarray) -> dict:
+  dL = gi.dL_MxTxT[m]
+  self_T = np.diag(dL)
+  others = dL - np.diag(self_T)
+  overwrite_T = others.sum(axis=1)
+  total_T = np.abs(gi.dL_carry_MxT[m]) + np.abs(self_T) + np.abs(overwrite_T)
+  return {"dL_self": self_T, "dL_carry": gi.dL_carry_MxT[m], "dL_mixture": gi.dL_carry_MxT[m] + dL.sum(axis=1),
+          "overwrite": overwrite_T, "overwrite_common": others[:, common_T].sum(axis=1),
+          "overwrite_rare": others[:, ~common_T].sum(axis=1),
+          "overwrite_share": np.divide(overwrite_T, total_T, out=np.zeros_like(total_T), where=total_T > 0)}
+
+
+def _gradient_frame(gi: GroupInterference, common_T: np.ndarray) -> pd.DataFrame:
+  frames = []
+  for m, member in enumerate(gi.group.members):
+    frames.append(pd.DataFrame({"step": gi.step, "member": member.id, "width": member.width,
+                                "task": np.arange(gi.p_T.size), "frequency": gi.p_T, "common": common_T,
+                                "grad_norm": gi.grad_norm_MxT[m], **_overwrite_columns(gi, m, common_T)}))
+  return pd.concat(frames, ignore_index=True)
+
+
+def gradient_table(run: Run, step: int, n_per_task: int = 256, frequencies=None, part: str | None = None,
+                   common_mass: float = COMMON_MASS) -> pd.DataFrame:
+  """One row per (member, task) at checkpoint `step`.
+
+  Columns: step, member, width, task; frequency (p_k used for the mixture gradient); common
+  (among the most frequent tasks, by realised frequency, covering `common_mass`); grad_norm ||g_k||; dL_self = dL_k(k);
+  dL_carry = g_k . u_carry; dL_mixture = g_k . u; overwrite = sum_{j != k} dL_k(j), split into
+  overwrite_common + overwrite_rare by the other task's class; overwrite_share (module docstring).
+  """
+  common_T = common_tasks(realised_frequencies(run), common_mass)
+  frames = [_gradient_frame(group_interference(run, step, g, n_per_task, frequencies, part), common_T)
+            for g in run.groups]
+  return pd.concat(frames, ignore_index=True)
+
+
+def _cosine_frame(gi: GroupInterference) -> pd.DataFrame:
+  t = gi.p_T.size
+  i_TxT, j_TxT = np.meshgrid(np.arange(t), np.arange(t), indexing="ij")
+  frames = [pd.DataFrame({"step": gi.step, "member": member.id, "width": member.width, "task_i": i_TxT.ravel(),
+                          "task_j": j_TxT.ravel(), "cosine": gi.cosine_MxTxT[m].ravel(), "dL": gi.dL_MxTxT[m].ravel()})
+            for m, member in enumerate(gi.group.members)]
+  return pd.concat(frames, ignore_index=True)
+
+
+def cosine_table(run: Run, step: int, n_per_task: int = 256, frequencies=None, part: str | None = None) -> pd.DataFrame:
+  """One row per (member, task_i, task_j) at `step`: cosine(g_i, g_j) and dL = dL_{task_i}(task_j)."""
+  return pd.concat([_cosine_frame(group_interference(run, step, g, n_per_task, frequencies, part))
+                    for g in run.groups], ignore_index=True)

@@ -26,8 +26,8 @@ FIT_COLUMNS = ["run", "task", "frequency", "complexity", "exponent", "prefactor"
 EMERGENCE_COLUMNS = ["run", "task", "frequency", "complexity", "emergence_width", "max_signal"]
 LEARNED_COLUMNS = ["run", "width", "n_learned", "n_tasks"]
 ORACLE_COLUMNS = ["run", "width", "task", "frequency", "complexity", "trained_signal", "oracle_signal",
-                  "trained_loss", "oracle_loss"]
-ORACLE_TOTAL_COLUMNS = ["run", "width", "eval_loss", "oracle_loss", "ratio", "signal_gap"]
+                  "trained_loss", "oracle_loss", "zero_loss"]
+ORACLE_TOTAL_COLUMNS = ["run", "width", "eval_loss", "oracle_loss", "zero_loss", "ratio", "signal_gap"]
 SIZING_COLUMNS = ["run", "frequency_bin", "frequency_low", "frequency_high", "complexity", "n_tasks", "n_learned",
                   "width_any", "width_all"]
 
@@ -130,7 +130,8 @@ def _oracle_rows(run: Run) -> pd.DataFrame:
     return pd.DataFrame(columns=ORACLE_COLUMNS[1:])
   final, family = final_table(run), realised_family(run)
   best = {int(w): oracle.oracle(family, int(w)) for w in final.width.unique()}
-  return final.assign(trained_signal=final.signal, trained_loss=final.loss,
+  zero_K = oracle.oracle(family, 0).loss_K
+  return final.assign(trained_signal=final.signal, trained_loss=final.loss, zero_loss=zero_K[final.task],
                       oracle_signal=[best[w].signal_K[t] for w, t in zip(final.width, final.task)],
                       oracle_loss=[best[w].loss_K[t] for w, t in zip(final.width, final.task)])[ORACLE_COLUMNS[1:]]
 
@@ -141,16 +142,20 @@ def oracle_comparison(runs) -> pd.DataFrame:
 
 
 def oracle_totals(comparison: pd.DataFrame) -> pd.DataFrame:
-  """Per (run, width): frequency-weighted eval loss vs the oracle's, their ratio, mean |signal gap|."""
+  """Per (run, width): frequency-weighted eval loss vs the oracle's and the zero map's, ratio, mean |signal gap|."""
+  keys = [c for c in ("run", "width") if c in comparison.columns]
+  columns = [c for c in ORACLE_TOTAL_COLUMNS if c in keys or c not in ("run", "width")]
   if comparison.empty:
-    return pd.DataFrame(columns=ORACLE_TOTAL_COLUMNS)
-  frame = comparison.assign(eval_part=comparison.frequency * comparison.trained_loss,
-                            oracle_part=comparison.frequency * comparison.oracle_loss,
+    return pd.DataFrame(columns=columns)
+  p = comparison.frequency
+  frame = comparison.assign(eval_part=p * comparison.trained_loss, oracle_part=p * comparison.oracle_loss,
+                            zero_part=p * comparison.zero_loss,
                             gap=(comparison.trained_signal - comparison.oracle_signal).abs())
-  totals = frame.groupby(["run", "width"], as_index=False).agg(
-      eval_loss=("eval_part", "sum"), oracle_loss=("oracle_part", "sum"), signal_gap=("gap", "mean"))
+  totals = frame.groupby(keys, as_index=False).agg(
+      eval_loss=("eval_part", "sum"), oracle_loss=("oracle_part", "sum"), zero_loss=("zero_part", "sum"),
+      signal_gap=("gap", "mean"))
   totals["ratio"] = totals.eval_loss / totals.oracle_loss.where(totals.oracle_loss > 0)
-  return totals[ORACLE_TOTAL_COLUMNS]
+  return totals[columns]
 
 
 def frequency_bins(frequency_K) -> pd.DataFrame:

@@ -127,33 +127,28 @@ class Trainer:
   """One run of a sweep in one workdir."""
 
   def __init__(self, config, workdir: str):
-    self.family = validate(config)
+    self.problem = validate(config)
     self.config, self.train = config, config.train
-    self.groups = expand(config, self.family)
+    self.groups = expand(config, self.problem)
     self.members = all_members(self.groups)
     self.workdir = Workdir(workdir)
     self.resuming = self.workdir.check_config(config_as_json(config))
-    self.engine = Engine(config, self.family, self.groups)
-    self.traces = TraceLog(self.workdir.file(TRACES), self.train.trace_every, self.engine.trace_T,
+    self.engine = Engine(config, self.problem, self.groups)
+    self.traces = TraceLog(self.workdir.file(TRACES), self.engine.trace_every, self.problem.trace_T,
                            [m.id for m in self.members])
 
   def _write_eval(self, step: int, states, train_loss_M) -> None:
     results = self.engine.evaluate(states)
-    rows, task_ids = [], range(self.family.num_tasks)
+    rows, task_ids = [], range(len(self.problem.tasks))
     for group, result in zip(self.groups, results):
       ids = [m.id for m in group.members]
       loss_G = None if train_loss_M is None else train_loss_M[ids]
       rows += metric_rows(step, ids, task_ids, result, loss_G)
     self.workdir.append_metrics(rows)
 
-  def _tasks(self):
-    """Task metadata with the frequencies the mixture realises over the run (injection included)."""
-    p = self.engine.mixture.realised_frequencies(self.train.steps, self.train.batch_size)
-    return [dataclasses.replace(t, frequency=float(p[t.id])) for t in self.family.info()]
-
   def _schedule(self) -> dict:
     """The realised schedule: injected examples per schedule at every step that has any."""
-    found = self.engine.mixture.schedules
+    found = self.problem.schedules
     counts_SxN = realised_counts(found, self.train.steps)
     steps = np.nonzero(counts_SxN.sum(axis=1))[0]
     return {"step": steps, "count": counts_SxN[steps], "task": np.asarray([s.task for s in found], np.int32),
@@ -163,22 +158,22 @@ class Trainer:
     latest = checkpoints.latest_step() if self.resuming else None
     tracker = TrainLossTracker(np.zeros(len(self.members)))
     if latest is None:
-      self.workdir.claim(config_as_json(self.config), self.members, self._tasks(), self._schedule())
+      self.workdir.claim(config_as_json(self.config), self.members, self.problem.tasks, self._schedule())
       self.workdir.truncate_metrics(-1)
       states = self.engine.init_states()
       self._write_eval(0, states, None)
       return states, 0, tracker
     states, meta = checkpoints.restore(latest, self.engine.abstract_states())
     tracker.sums, tracker.count = np.asarray(meta["train_loss_sums"]), meta["train_loss_count"]
+    self.problem.restore_host_state(meta.get("data"))
     self.traces.load(latest)
     self.workdir.truncate_metrics(latest)
     log.info("resuming %s from step %d", self.workdir.path, latest)
     return states, latest, tracker
 
   def run(self) -> RunResult:
-    log.info("sweep: %d members in %d groups, %d tasks (%s), %d steps of batch %d",
-                 len(self.members), len(self.groups), self.family.num_tasks, self.family.name,
-                 self.train.steps, self.train.batch_size)
+    log.info("sweep: %d members in %d groups, %d tasks, %d steps of batch %d",
+             len(self.members), len(self.groups), len(self.problem.tasks), self.train.steps, self.train.batch_size)
     checkpoints = Checkpoints(self.workdir.checkpoint_dir, len(self.groups),
                               self.train.max_to_keep, self.train.keep_every)
     try:
@@ -193,7 +188,8 @@ class Trainer:
     t0, first = time.time(), step
     while step < self.train.steps:
       end = next_boundary(step, self.train)
-      states, losses, traces = self.engine.train_segment(states, jnp.int32(step), end - step)
+      host = self.problem.host_batches(end - step)
+      states, losses, traces = self.engine.train_segment(states, jnp.int32(step), end - step, host)
       losses, traces = jax.device_get((losses, traces))
       losses_SxM = np.concatenate([np.asarray(l) for l in losses], axis=1)
       check_finite(losses_SxM, step, self.members)
@@ -206,7 +202,7 @@ class Trainer:
         self._log_progress(step, first, t0, mean_M)
       if is_checkpoint_step(step, self.train):
         self.traces.save()
-        checkpoints.save(step, states, {"step": step, **tracker.meta()})
+        checkpoints.save(step, states, {"step": step, "data": self.problem.host_state(), **tracker.meta()})
 
   def _log_progress(self, step: int, first: int, t0: float, loss_M) -> None:
     rate = (step - first) / max(time.time() - t0, 1e-9)

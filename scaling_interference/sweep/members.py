@@ -8,6 +8,7 @@ import dataclasses
 import itertools
 
 from scaling_interference.models import MLPDef
+from scaling_interference.models import ladder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,15 +20,17 @@ class Member:
   seed: int
   lr: float
   n_params: int
+  size: str = ""  # the ladder preset of language-model members
 
   def describe(self) -> str:
-    return f"member {self.id} (width={self.width}, depth={self.depth}, seed={self.seed}, lr={self.lr:g})"
+    size = f"size={self.size}, " if self.size else ""
+    return f"member {self.id} ({size}width={self.width}, depth={self.depth}, seed={self.seed}, lr={self.lr:g})"
 
 
 @dataclasses.dataclass(frozen=True)
 class Group:
   index: int
-  model: MLPDef
+  model: object  # MLPDef or OLMoDef: init, apply, n_params
   members: tuple[Member, ...]
 
   @property
@@ -35,21 +38,35 @@ class Group:
     return len(self.members)
 
 
-def model_def(config, family, width: int) -> MLPDef:
+def mlp_def(config, family, width: int) -> MLPDef:
   m = config.model
   return MLPDef(input_dim=family.input_dim, width=width, output_dim=family.output_dim,
                 depth=m.depth, activation=m.activation, use_bias=m.use_bias,
                 init_scale=m.get("init_scale", 1.0))
 
 
-def expand(config, family) -> list[Group]:
-  """Members = widths x seeds x lrs, grouped by shape, ids in that order."""
+def olmo_def(config, vocab_size: int, size: str):
+  m = config.model
+  return ladder.preset(size, vocab_size=vocab_size, rope_theta=float(m.rope_theta), tie_embeddings=m.tie_embeddings,
+                       qk_norm=m.qk_norm, remat=m.remat, compute_dtype=m.compute_dtype,
+                       mup_base_width=m.mup_base_width or None, max_seq_len=config.data.seq_len)
+
+
+def shapes(config, problem) -> list[tuple[str, object]]:
+  """(size name or "", model def) of every group, in config order."""
+  if config.model.name == "olmo":
+    return [(size, olmo_def(config, problem.vocab_size, size)) for size in config.model.sizes]
+  return [("", mlp_def(config, problem.family, width)) for width in config.model.widths]
+
+
+def expand(config, problem) -> list[Group]:
+  """Members = shapes (widths or sizes) x seeds x lrs, grouped by shape, ids in that order."""
   groups, next_id = [], 0
-  for g, width in enumerate(config.model.widths):
-    mdef = model_def(config, family, width)
+  for g, (size, mdef) in enumerate(shapes(config, problem)):
+    width, depth = (mdef.d_model, mdef.n_layers) if size else (mdef.width, mdef.depth)
     members = []
     for seed, lr in itertools.product(config.sweep.seeds, config.sweep.lrs):
-      members.append(Member(next_id, g, width, mdef.depth, int(seed), float(lr), mdef.n_params))
+      members.append(Member(next_id, g, width, depth, int(seed), float(lr), mdef.n_params, size))
       next_id += 1
     groups.append(Group(g, mdef, tuple(members)))
   return groups

@@ -3,6 +3,7 @@
 The peak learning rate lives in the optimizer state, so a sweep over learning rates compiles
 once; the schedule's shape (warmup, then constant or cosine decay) is shared by all members.
 """
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -32,7 +33,22 @@ def schedule_shape(train_config):
   return shape
 
 
-def make_optimizer(train_config, learning_rate):
+def decay_mask(params):
+  """Weight decay applies to matrices, never to embeddings, norms or biases."""
+  def decays(path, leaf):
+    names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+    return leaf.ndim >= 2 and "embedding" not in names
+  return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def scale_by_tree(scale_fn):
+  """Multiplies each update leaf by a per-leaf factor (e.g. muP's per-layer learning rates)."""
+  def update(updates, state, params=None):
+    return jax.tree.map(lambda u, s: u * s, updates, scale_fn(updates)), state
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def make_optimizer(train_config, learning_rate, model=None):
   """The member optimizer; `learning_rate` is the member's peak rate (a traced scalar is fine)."""
   shape = schedule_shape(train_config)
   lr = lambda count: learning_rate * shape(count)
@@ -41,13 +57,16 @@ def make_optimizer(train_config, learning_rate):
   if name == "sgd":
     tx = optax.sgd(lr, momentum=train_config.get("momentum", 0.0) or None)
   elif name == "adamw":
-    tx = optax.adamw(lr, b1=b1, b2=b2, weight_decay=train_config.get("weight_decay", 0.0))
+    tx = optax.adamw(lr, b1=b1, b2=b2, weight_decay=train_config.get("weight_decay", 0.0), mask=decay_mask)
   else:
     tx = optax.adam(lr, b1=b1, b2=b2)
+  lr_scales = getattr(model, "mup_lr_scales", None)
+  if lr_scales is not None and getattr(model, "mup_base_width", None):
+    tx = optax.chain(tx, scale_by_tree(lr_scales))
   clip = train_config.get("grad_clip", 0.0)
   return optax.chain(optax.clip_by_global_norm(clip), tx) if clip else tx
 
 
-def member_optimizer(train_config):
+def member_optimizer(train_config, model=None):
   """A GradientTransformation whose init takes the member's learning rate as a hyperparameter."""
-  return optax.inject_hyperparams(lambda learning_rate: make_optimizer(train_config, learning_rate))
+  return optax.inject_hyperparams(lambda learning_rate: make_optimizer(train_config, learning_rate, model))

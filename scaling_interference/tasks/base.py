@@ -38,6 +38,8 @@ class TaskInfo:
   family: str
   frequency: float
   complexity: float
+  name: str = ""  # e.g. the token task's config name
+  split: str = "train"  # "heldout": evaluated on operand tuples never trained on
 
 
 class Family(abc.ABC):

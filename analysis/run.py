@@ -1,0 +1,25 @@
+"""The analysis report: python -m analysis.run --workdir=DIR [--workdir=DIR2 ...] --out=OUT [--steps=all|last] [--skip=probes,...]."""
+from absl import app, flags
+
+from launch import cli
+
+_WORKDIR = flags.DEFINE_multi_string("workdir", None, "Workdirs written by launch.train (repeat the flag for several).")
+_OUT = flags.DEFINE_string("out", None, "Output folder: tables/, figures/, cache/, index.html.")
+_STEPS = flags.DEFINE_enum("steps", "all", ["all", "last"], "Checkpoint steps of the per-step tables.")
+_SKIP = flags.DEFINE_list("skip", [], "Tables not to compute, e.g. probes,neurons.")
+flags.mark_flags_as_required(["workdir", "out"])
+
+
+def main(argv):
+  del argv
+  from scaling_interference.analysis import report
+  result = cli.run_or_exit(report.build, _WORKDIR.value, _OUT.value, _STEPS.value, _SKIP.value)
+  print(f"{len(result.computed)} jobs computed ({len(result.failed)} failed), {len(result.cached)} from the cache, "
+        f"{result.seconds:.1f}s")
+  for note in result.notes:
+    print("note:", note)
+  print(f"report: {result.index}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,187 @@
+"""The language-model problem: a base token stream with token tasks injected by schedules.
+
+Task ids of metrics rows: 0 is the base stream; token task i (config.token_tasks in name
+order) has id i for its trained operand tuples and id n + i for its held-out tuples (never
+shown in training), so analysis can tell memorisation from generalisation. A task's
+`frequency` is its injected examples per sequence over the run (the base stream's is 1).
+
+Training loss: mean next-token cross-entropy (+ z-loss) over every position of every row.
+Eval: base-stream loss and next-token accuracy on fixed rows; per token task, answer-token
+loss and accuracy on fixed examples (each alone at the start of a row); signal =
+(accuracy - chance) / (1 - chance), chance = 1 / (number of possible answers).
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scaling_interference.data import schedules as schedules_lib
+from scaling_interference.data.injection import base_batch, inject_sequences
+from scaling_interference.data.schedules import realised_counts
+from scaling_interference.data.token_streams import make_host_iterator, make_stream, sample_language
+from scaling_interference.errors import ConfigError
+from scaling_interference.models.olmo import lm_loss
+from scaling_interference.sweep.problem import Problem
+from scaling_interference.sweep.synthetic import data_keys, trace_tasks
+from scaling_interference.tasks import TaskInfo
+from scaling_interference.tasks.token_tasks import make_token_tasks
+
+BASE_TASK = 0
+INJECT_MODES = ("splice", "replace")
+
+
+def token_task_configs(config, vocab_size: int) -> list:
+  """config.token_tasks in name order, each told the model's vocabulary (EOS kept free)."""
+  out = []
+  for name in sorted(config.get("token_tasks", {}) or {}):
+    task = config.token_tasks[name].copy_and_resolve_references()
+    with task.unlocked():
+      task.vocab_size = vocab_size
+      task.reserved_tokens = max(1, task.get("reserved_tokens", 0))
+    out.append(task)
+  return out
+
+
+def chance(task) -> float:
+  return 1.0 / task.modulus if task.kind == "modular_addition" else 0.5
+
+
+class LanguageProblem(Problem):
+  """Base stream + injected token tasks; batches on device, or from a host stream."""
+
+  def __init__(self, config):
+    data, train = config.data, config.train
+    self.stream = make_stream(config)
+    self.on_device = self.stream.on_device
+    self.vocab_size, self.seq_len, self.batch_size = self.stream.vocab_size, data.seq_len, train.batch_size
+    self.names = sorted(config.get("token_tasks", {}) or {})
+    self.token_tasks = make_token_tasks(token_task_configs(config, self.vocab_size))
+    self.schedules = check_schedules(config, len(self.token_tasks))
+    self.mode = check_mode(data.get("inject_mode", "splice"))
+    self.example_len = max([t.seq_len for t in self.token_tasks], default=1)
+    check_seq_len(self.seq_len, self.example_len)
+    self.z_loss = config.model.get("z_loss", 0.0)
+    self.train_key, self.eval_key = data_keys(train.data_seed)
+    self.eval_n, self.trace_n = train.eval_examples_per_task, train.trace_examples
+    self.trace_T = trace_tasks(config, self.schedules)
+    self.eval_rows = self._eval_rows(config)
+    self.tasks = self._task_infos(train.steps)
+
+  def _task_infos(self, steps: int) -> list[TaskInfo]:
+    counts = realised_counts(self.schedules, steps).sum(axis=0)
+    per_task = np.zeros(len(self.token_tasks) + 1)
+    for s, c in zip(self.schedules, counts):
+      per_task[s.task] += c / max(steps * self.batch_size, 1)
+    n = len(self.token_tasks)
+    infos = [TaskInfo(BASE_TASK, "base", 1.0, 0.0, name="base", split="train")]
+    infos += [TaskInfo(i + 1, t.kind, float(per_task[i + 1]), t.complexity(), name=self.names[i], split="train")
+              for i, t in enumerate(self.token_tasks)]
+    infos += [TaskInfo(n + i + 1, t.kind, 0.0, t.complexity(), name=self.names[i], split="heldout")
+              for i, t in enumerate(self.token_tasks)]
+    return infos
+
+  def _eval_rows(self, config):
+    """Fixed base-stream rows for eval: from the eval key (on device) or a second host iterator."""
+    if self.on_device:
+      return sample_language(self.stream.tables, self.eval_key, self.eval_n, self.seq_len)
+    seed = config.train.data_seed + 1_000_003
+    return jnp.asarray(make_host_iterator(config.data, self.eval_n, self.seq_len, seed).next())
+
+  # ---- training batches ----------------------------------------------------------------
+  def batch(self, step, host=None):
+    keys = jax.random.split(jax.random.fold_in(self.train_key, step), 4)
+    tokens = host if host is not None else sample_language(self.stream.tables, keys[0], self.batch_size, self.seq_len)
+    batch = base_batch(tokens)
+    if not self.schedules:
+      return batch
+    examples, task_N, length_N, active_N = self._scheduled_examples(keys[1], step)
+    rank_N = jnp.cumsum(active_N) - 1
+    rows_N = jnp.where(active_N, jax.random.permutation(keys[2], self.batch_size)[rank_N % self.batch_size], -1)
+    return inject_sequences(batch, examples, task_N, rows_N, mode=self.mode, key=keys[3],
+                            eos_id=self.stream.eos_id, length_N=length_N)
+
+  def _scheduled_examples(self, key, step):
+    """Every schedule's slots (max_count each): examples, task ids, lengths, and which are used."""
+    examples, task_N, length_N, active_N = [], [], [], []
+    for j, s in enumerate(self.schedules):
+      task = self.token_tasks[s.task - 1]
+      tokens = task.sample(jax.random.fold_in(key, j), s.max_count, "train")["tokens"]
+      examples.append(jnp.pad(tokens, ((0, 0), (0, self.example_len - task.seq_len))))
+      task_N.append(jnp.full((s.max_count,), s.task, jnp.int32))
+      length_N.append(jnp.full((s.max_count,), task.seq_len, jnp.int32))
+      active_N.append(jnp.arange(s.max_count) < s.counts(jnp.asarray(step, jnp.int32)))
+    return tuple(jnp.concatenate(a) for a in (examples, task_N, length_N, active_N))
+
+  def host_batches(self, num_steps: int):
+    if self.on_device:
+      return None
+    return np.stack([self.stream.next() for _ in range(num_steps)])
+
+  def host_state(self):
+    return None if self.on_device else self.stream.get_state()
+
+  def restore_host_state(self, state) -> None:
+    if state is not None and not self.on_device:
+      self.stream.set_state(state)
+
+  # ---- loss and eval -------------------------------------------------------------------
+  def loss(self, model, params, batch):
+    logits = model.apply(params, batch.tokens[:, :-1])
+    weights = jnp.ones(batch.tokens[:, 1:].shape, jnp.float32)
+    ce, z = lm_loss(logits, batch.tokens[:, 1:], weights, self.z_loss)
+    return (ce + z).sum() / weights.sum()
+
+  def _answer_metrics(self, model, params, task, split: str, n: int, key):
+    tokens = task.sample(key, n, split)["tokens"]
+    logits = model.apply(params, tokens[:, :-1])[:, task.answer_position]
+    answer = tokens[:, task.answer_position + 1]
+    ce, _ = lm_loss(logits[:, None], answer[:, None], jnp.ones((n, 1)), 0.0)
+    acc = (jnp.argmax(logits, -1) == answer).astype(jnp.float32)
+    return ce.mean(), acc.mean()
+
+  def _base_metrics(self, model, params):
+    logits = model.apply(params, self.eval_rows[:, :-1])
+    targets = self.eval_rows[:, 1:]
+    ce, _ = lm_loss(logits, targets, jnp.ones(targets.shape), 0.0)
+    return ce.mean(), (jnp.argmax(logits, -1) == targets).mean()
+
+  def evaluate(self, model, params):
+    loss, acc, signal = [], [], []
+    base_loss, base_acc = self._base_metrics(model, params)
+    loss.append(base_loss), acc.append(base_acc), signal.append(jnp.nan)
+    for split in ("train", "heldout"):
+      for i, task in enumerate(self.token_tasks):
+        key = jax.random.fold_in(self.eval_key, (i + 1) * 2 + (split == "heldout"))
+        l, a = self._answer_metrics(model, params, task, split, self.eval_n, key)
+        loss.append(l), acc.append(a), signal.append((a - chance(task)) / (1 - chance(task)))
+    return jnp.stack(loss), jnp.stack(acc), jnp.stack(signal)
+
+  def trace(self, model, params):
+    out = []
+    for t in self.trace_T:
+      task = self.token_tasks[t - 1]
+      _, a = self._answer_metrics(model, params, task, "train", self.trace_n, jax.random.fold_in(self.eval_key, 2 * t))
+      out.append((a - chance(task)) / (1 - chance(task)))
+    return jnp.stack(out)
+
+
+def check_schedules(config, num_token_tasks: int):
+  found = schedules_lib.from_config(config.get("inject"), config.train.batch_size, num_token_tasks + 1)
+  for s in found:
+    if s.task == BASE_TASK:
+      raise ConfigError(f"inject.{s.name}.task: must be a token task id in [1, {num_token_tasks}] "
+                        "(0 is the base stream), got 0")
+  return found
+
+
+def check_mode(mode: str) -> str:
+  if mode not in INJECT_MODES:
+    raise ConfigError(f"data.inject_mode: must be one of {list(INJECT_MODES)}, got {mode!r}")
+  return mode
+
+
+def check_seq_len(seq_len: int, example_len: int) -> None:
+  if seq_len < example_len + 1:
+    raise ConfigError(f"data.seq_len: must be >= {example_len + 1} to hold the injected tasks' format "
+                      f"({example_len} tokens) and a next token, got {seq_len}")

@@ -1,0 +1,46 @@
+"""What the engine trains on: a Problem gives batches, the member loss, eval metrics and traces.
+
+The engine is the same for every problem: it stacks members, vmaps them, scans over steps and
+evaluates on device. A problem owns the data (a task family with its mixture, or a token stream
+with injected token tasks) and the task list that metrics rows refer to.
+"""
+import abc
+
+from scaling_interference.data.schedules import Schedule
+from scaling_interference.tasks import TaskInfo
+
+
+class Problem(abc.ABC):
+  """The data side of a sweep. All methods used inside jit are pure functions of arrays."""
+
+  tasks: list[TaskInfo]  # what metrics rows refer to, with realised frequencies
+  schedules: list[Schedule]
+  trace_T: list[int]  # task ids traced densely
+  on_device: bool = True  # batches made on device; else `host_batches` feeds the scan
+
+  @abc.abstractmethod
+  def batch(self, step, host=None):
+    """The batch every member sees at `step` (host: this step's host data, if any)."""
+
+  @abc.abstractmethod
+  def loss(self, model, params, batch):
+    """A member's mean training loss on `batch` (scalar)."""
+
+  @abc.abstractmethod
+  def evaluate(self, model, params):
+    """Per-task (loss_T, accuracy_T or None, signal_T) of one member on the fixed eval set."""
+
+  @abc.abstractmethod
+  def trace(self, model, params):
+    """Signal of the traced tasks (trace_T) of one member."""
+
+  def host_batches(self, num_steps: int):
+    """(num_steps, ...) host data for the next dispatch; None for on-device problems."""
+    return None
+
+  def host_state(self) -> dict | None:
+    """The host iterator's position, saved in checkpoints; None when there is none."""
+    return None
+
+  def restore_host_state(self, state: dict | None) -> None:
+    del state

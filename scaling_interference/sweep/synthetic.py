@@ -1,0 +1,94 @@
+"""The synthetic problem: a task family (regression, sparse parity, ...) and its mixture.
+
+Batches are generated on device from (data seed, step); the eval set holds the same number of
+examples of every task, so rare tasks are measured as precisely as common ones.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from scaling_interference.data import Mixture, schedules
+from scaling_interference.sweep.problem import Problem
+from scaling_interference.tasks import Batch, Family
+
+TRAIN_STREAM, EVAL_STREAM = 0, 1
+
+
+def data_keys(data_seed: int):
+  """Independent keys for the training stream and for the fixed eval set."""
+  base = jax.random.key(data_seed)
+  return jax.random.fold_in(base, TRAIN_STREAM), jax.random.fold_in(base, EVAL_STREAM)
+
+
+def train_batch(family: Family, mixture: Mixture, train_key, step, batch_size: int) -> Batch:
+  """The batch every member sees at `step`."""
+  task_key, example_key = jax.random.split(jax.random.fold_in(train_key, step))
+  return family.sample(example_key, mixture.task_ids(task_key, step, batch_size))
+
+
+def eval_examples(family: Family, eval_key, task_C, n: int) -> Batch:
+  """n examples of each task in task_C, task-major; task t's examples depend on t alone."""
+  one_task = lambda t: family.sample(jax.random.fold_in(eval_key, t), jnp.full((n,), t, jnp.int32))
+  stacked = jax.vmap(one_task)(task_C)
+  return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), stacked)
+
+
+def trace_tasks(config, found: list[schedules.Schedule]) -> list[int]:
+  """Tasks whose signal is traced densely: `train.trace_tasks`, else the injected ones."""
+  explicit = list(config.train.get("trace_tasks", ()) or ())
+  return explicit or sorted({s.task for s in found})
+
+
+def linear_fn(model, params):
+  """x -> model(x) - model(0) for linear members (their map, applied), else None."""
+  if not model.is_linear:
+    return None
+  return lambda x_NxI: model.apply(params, x_NxI) - model.apply(params, jnp.zeros((1, x_NxI.shape[-1])))
+
+
+class FamilyProblem(Problem):
+  """A task family's mixture with injection schedules, all on device."""
+
+  def __init__(self, config, family: Family):
+    train = config.train
+    self.family = family
+    self.schedules = schedules.from_config(config.get("inject"), train.batch_size, family.num_tasks)
+    self.mixture = Mixture(family.frequencies, self.schedules)
+    self.batch_size, self.eval_n, self.trace_n = train.batch_size, train.eval_examples_per_task, train.trace_examples
+    self.eval_chunk = max(1, min(family.num_tasks, train.get("eval_chunk_examples", 32768) // self.eval_n))
+    self.train_key, self.eval_key = data_keys(train.data_seed)
+    self.trace_T = trace_tasks(config, self.schedules)
+    p = self.mixture.realised_frequencies(train.steps, train.batch_size)
+    self.tasks = [dataclasses.replace(t, frequency=float(p[t.id])) for t in family.info()]
+
+  def batch(self, step, host=None):
+    return train_batch(self.family, self.mixture, self.train_key, step, self.batch_size)
+
+  def loss(self, model, params, batch):
+    return self.family.loss(model.apply(params, batch.x), batch).mean()
+
+  def _task_metrics(self, model, params, batch: Batch, num_tasks: int):
+    out = model.apply(params, batch.x)
+    loss_T = self.family.loss(out, batch).reshape(num_tasks, -1).mean(axis=1)
+    acc = self.family.accuracy(out, batch)
+    return loss_T, None if acc is None else acc.reshape(num_tasks, -1).mean(axis=1)
+
+  def evaluate(self, model, params):
+    k, chunk = self.family.num_tasks, self.eval_chunk
+    num_chunks = -(-k // chunk)
+    task_NxC = jnp.minimum(jnp.arange(num_chunks * chunk, dtype=jnp.int32), k - 1).reshape(num_chunks, chunk)
+
+    def chunk_metrics(task_C):
+      return self._task_metrics(model, params, eval_examples(self.family, self.eval_key, task_C, self.eval_n), chunk)
+
+    loss_NxC, acc_NxC = jax.lax.map(chunk_metrics, task_NxC)
+    loss_T = loss_NxC.reshape(-1)[:k]
+    acc_T = None if acc_NxC is None else acc_NxC.reshape(-1)[:k]
+    return loss_T, acc_T, self.family.signal(jnp.arange(k), loss_T, acc_T, linear_fn(model, params))
+
+  def trace(self, model, params):
+    task_T = jnp.asarray(self.trace_T, jnp.int32)
+    batch = eval_examples(self.family, self.eval_key, task_T, self.trace_n)
+    loss_T, acc_T = self._task_metrics(model, params, batch, task_T.size)
+    return self.family.signal(task_T, loss_T, acc_T, linear_fn(model, params))
