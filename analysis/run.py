@@ -16,6 +16,8 @@ def main(argv):
   result = cli.run_or_exit(report.build, _WORKDIR.value, _OUT.value, _STEPS.value, _SKIP.value)
   print(f"{len(result.computed)} jobs computed ({len(result.failed)} failed), {len(result.cached)} from the cache, "
         f"{result.seconds:.1f}s")
+  if result.table_seconds:
+    print("computing time per table: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.table_seconds.items()))
   for note in result.notes:
     print("note:", note)
   print(f"report: {result.index}")

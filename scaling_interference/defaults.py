@@ -83,3 +83,41 @@ def base_config(task: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.train = train_config()
   config.inject = ml_collections.ConfigDict()  # name -> schedule fields (see data/schedules.py)
   return config
+
+
+def olmo_model_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      name="olmo",
+      sizes=("tiny-a", "tiny-c"),  # ladder presets (python -m launch.ladder lists them)
+      rope_theta=500_000.0,
+      tie_embeddings=True,
+      qk_norm=True,
+      remat=False,
+      compute_dtype="float32",  # or bfloat16 (parameters stay float32)
+      mup_base_width=0,  # > 0: muP width scaling relative to this d_model (0: off)
+      z_loss=1e-5,
+  ))
+
+
+def token_task(kind: str, seed: int, **fields) -> ml_collections.ConfigDict:
+  """A token task's fields: kind, seed, modulus / n_items, n_operands, heldout_fraction."""
+  base = dict(kind=kind, seed=seed, heldout_fraction=0.1, reserved_tokens=1)
+  base.update(dict(modulus=11, n_operands=2) if kind == "modular_addition" else dict(n_items=10))
+  base.update(fields)
+  return ml_collections.ConfigDict(base)
+
+
+def language_config() -> ml_collections.ConfigDict:
+  """A language-model sweep: base stream (`data`), token tasks, OLMo members, AdamW as OLMo."""
+  from scaling_interference.data import token_streams
+  config = ml_collections.ConfigDict()
+  config.data = token_streams.data_config()
+  config.data.inject_mode = "splice"  # or "replace" (the example starts a row)
+  config.token_tasks = ml_collections.ConfigDict()  # name -> token_task(...); ids 1.. in name order
+  config.model = olmo_model_config()
+  config.sweep = sweep_config()
+  config.train = train_config()
+  config.train.update(optimizer="adamw", b1=0.9, b2=0.95, weight_decay=0.1, grad_clip=1.0,
+                      decay="cosine", final_lr_fraction=0.01, warmup_steps=100)
+  config.inject = ml_collections.ConfigDict()
+  return config

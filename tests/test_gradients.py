@@ -138,7 +138,8 @@ def test_gradient_table_matches_the_restored_optimizer(run):
   g_TxP = gradients.group_gradients(group.model, run.family, params_M, batch, 4)[0]
   p_T = gradients.realised_frequencies(run)
   g_mix = ravel_pytree(state["params"])[1](jnp.asarray(p_T @ g_TxP, jnp.float32))
-  real_P = ravel_pytree(member_optimizer(run.config.train)(learning_rate=0.0).update(g_mix, state["opt_state"], state["params"])[0])[0]
+  optimizer = member_optimizer(run.config.train)(learning_rate=0.0)  # the peak lr is read from the state
+  real_P = ravel_pytree(optimizer.update(g_mix, state["opt_state"], state["params"])[0])[0]
   rows = table[table.member == group.members[0].id]
   np.testing.assert_allclose(rows.dL_mixture, g_TxP @ np.asarray(real_P, np.float64), rtol=1e-3, atol=1e-12)
   np.testing.assert_allclose(rows.grad_norm, np.linalg.norm(g_TxP, axis=1), rtol=1e-5)

@@ -57,7 +57,7 @@ def test_vocab_and_field_overrides():
 def test_unknown_size_lists_the_ladder():
   with pytest.raises(ConfigError) as error:
     ladder.preset("5M")
-  assert str(error.value).startswith(f"model.size: unknown size '5M'; the ladder is: {LADDER_NAMES}")
+  assert str(error.value).startswith(f"model.sizes: unknown size '5M'; the ladder is: {LADDER_NAMES}")
 
 
 def test_heads_must_divide_d_model():

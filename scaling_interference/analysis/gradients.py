@@ -56,6 +56,7 @@ from scaling_interference.sweep.optim import schedule_shape
 from scaling_interference.tasks import Batch, Family
 
 COMMON_MASS = 0.9
+ADAM_EPS = 1e-8  # optax.adam's default, which sweep.optim keeps
 
 
 # ---- examples ----------------------------------------------------------------------------
@@ -121,10 +122,6 @@ class UpdateTerms:
   precond: dict  # 1 / (sqrt(v_hat) + eps) for Adam, ones for SGD; params-shaped
   carry: dict  # momentum carry-over (and AdamW decay); params-shaped
 
-  def update(self, g: dict) -> dict:
-    """The update for mixture gradient g (equals optax's when g is the g these terms were built on)."""
-    return jax.tree.map(lambda c, d, x: c + self.scale * d * x, self.carry, self.precond, g)
-
 
 jax.tree_util.register_dataclass(UpdateTerms, data_fields=["scale", "precond", "carry"], meta_fields=[])
 
@@ -148,7 +145,7 @@ def _adam_terms(train_config, adam, lr, f, params: dict, g: dict) -> UpdateTerms
   t = (adam.count + 1).astype(jnp.float32)
   bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
   nu_after = jax.tree.map(lambda v, x: b2 * v + (1.0 - b2) * jnp.square(f * x), adam.nu, g)
-  precond = jax.tree.map(lambda v: 1.0 / (jnp.sqrt(v / bc2) + 1e-8), nu_after)
+  precond = jax.tree.map(lambda v: 1.0 / (jnp.sqrt(v / bc2) + ADAM_EPS), nu_after)
   wd = train_config.get("weight_decay", 0.0) if train_config.get("optimizer", "adam") == "adamw" else 0.0
   carry = jax.tree.map(lambda m, d, w: -lr * (b1 * m / bc1 * d + wd * w), adam.mu, precond, params)
   return UpdateTerms(-lr * f * (1.0 - b1) / bc1, precond, carry)
@@ -285,9 +282,10 @@ def gradient_table(run: Run, step: int, n_per_task: int = 256, frequencies=None,
   """One row per (member, task) at checkpoint `step`.
 
   Columns: step, member, width, task; frequency (p_k used for the mixture gradient); common
-  (among the most frequent tasks, by realised frequency, covering `common_mass`); grad_norm ||g_k||; dL_self = dL_k(k);
-  dL_carry = g_k . u_carry; dL_mixture = g_k . u; overwrite = sum_{j != k} dL_k(j), split into
-  overwrite_common + overwrite_rare by the other task's class; overwrite_share (module docstring).
+  (among the most frequent tasks, by realised frequency, covering `common_mass`); grad_norm
+  ||g_k||; dL_self = dL_k(k); dL_carry = g_k . u_carry; dL_mixture = g_k . u; overwrite =
+  sum_{j != k} dL_k(j), split into overwrite_common + overwrite_rare by the other task's
+  class; overwrite_share (module docstring). All dL are per one optimizer step.
   """
   common_T = common_tasks(realised_frequencies(run), common_mass)
   frames = [_gradient_frame(group_interference(run, step, g, n_per_task, frequencies, part), common_T)

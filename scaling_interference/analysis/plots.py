@@ -125,6 +125,7 @@ def emergence_vs_frequency(emergence: pd.DataFrame, threshold: float = 0.5) -> F
     ax.scatter(never.frequency, np.full(len(never), top), marker="x", color="crimson", label="never learned")
   ax.set_xscale("log")
   ax.set_yscale("log", base=2)
+  ax.get_yaxis().set_major_formatter("{x:.0f}")
   ax.set(xlabel="task frequency", ylabel=f"emergence width (signal >= {threshold})",
          title="Smallest width that learns a task vs its frequency")
   ax.legend(fontsize=8)

@@ -145,6 +145,7 @@ class Report:
   notes: list = dataclasses.field(default_factory=list)
   claims: pd.DataFrame | None = None
   seconds: float = 0.0
+  table_seconds: dict = dataclasses.field(default_factory=dict)  # computing time per table
 
 
 class Progress:
@@ -225,12 +226,15 @@ def run_job(out: str, run: Run, job: Job, report: Report) -> pd.DataFrame | None
     report.cached.append(job)
     return pd.read_csv(path)
   report.computed.append(job)
+  start = time.time()
   try:
     frame = _call(SPECS[job.table], run, job.step)
   except Exception as e:  # noqa: BLE001 - another module's failure must not stop the report
     report.failed.append(job)
     report.notes.append(f"{job.table} at step {job.step} of {run.path} failed: {type(e).__name__}: {e}")
     return None
+  finally:
+    report.table_seconds[job.table] = report.table_seconds.get(job.table, 0.0) + time.time() - start
   os.makedirs(os.path.dirname(path), exist_ok=True)
   frame.to_csv(path + ".tmp", index=False)
   os.replace(path + ".tmp", path)
@@ -497,8 +501,8 @@ def _claim_allocation(t: dict, run: Run) -> tuple[str, str]:
     return NOT_MEASURABLE, "the allocation table was not computed"
   last = _last(t["allocation"])
   column, what = "owned_neurons", "owned neurons"
-  if (last.owned_neurons <= 0).all():
-    column, what = "capacity", "feature capacity (no neuron has a single owner, as in a linear or rotated basis)"
+  if run.config.model.get("activation") == "linear" or (last.owned_neurons <= 0).all():
+    column, what = "capacity", "feature capacity (linear members, or no neuron with one owner: units are no basis)"
   total = last.groupby(["member", "width"])[column].sum()
   if (total <= 0).all():
     return NOT_MEASURABLE, "no task owns a neuron or holds capacity"
@@ -590,8 +594,9 @@ def write_index(out: str, runs: list[Run], labels: list[str], figures: dict, ver
   parts += [f"<li>{html.escape(l)}: {html.escape(r.path)} ({r.config.task.family}, widths "
             f"{sorted(r.members.width.unique().tolist())}, {len(r.tasks)} tasks, last step {int(r.metrics.step.max())})</li>"
             for l, r in zip(labels, runs)]
+  spent = ", ".join(f"{name} {sec:.1f}s" for name, sec in report.table_seconds.items())
   parts.append(f"</ul><p>Jobs: {len(report.computed)} computed ({len(report.failed)} failed), "
-               f"{len(report.cached)} from the cache.</p>")
+               f"{len(report.cached)} from the cache. Computing time per table: {spent or 'none'}.</p>")
   parts += _claims_html(verdicts)
   for label in labels:
     parts.append(f"<h2>Figures: {html.escape(label)}</h2>")

@@ -36,8 +36,10 @@ def family_batch_lines(problem: FamilyProblem, step: int, examples: int) -> list
 
 
 def token_row(problem: LanguageProblem, tokens_L, task_L, width: int = 24) -> str:
-  """A row as token ids, injected examples decoded in brackets."""
-  parts, i = [], 0
+  """A row as token ids, injected examples decoded in brackets, from a little before the first one."""
+  injected = np.flatnonzero(task_L)
+  i = max(0, int(injected[0]) - 4) if injected.size else 0
+  parts = ["..."] if i else []
   while i < len(tokens_L) and len(parts) < width:
     t = int(task_L[i])
     if t:

@@ -51,7 +51,7 @@ PRESETS = {**LADDER, **TINY}
 
 
 def _unknown_size(name):
-  return ConfigError(f"model.size: unknown size {name!r}; the ladder is: {', '.join(LADDER)} "
+  return ConfigError(f"model.sizes: unknown size {name!r}; the ladder is: {', '.join(LADDER)} "
                      f"(CPU presets: {', '.join(TINY)})")
 
 

@@ -7,7 +7,8 @@ shown in training), so analysis can tell memorisation from generalisation. A tas
 
 Training loss: mean next-token cross-entropy (+ z-loss) over every position of every row.
 Eval: base-stream loss and next-token accuracy on fixed rows; per token task, answer-token
-loss and accuracy on fixed examples (each alone at the start of a row); signal =
+loss and accuracy on fixed examples, each placed as in training (after a few fixed base-stream
+tokens for inject_mode "splice", at the start of the row for "replace"); signal =
 (accuracy - chance) / (1 - chance), chance = 1 / (number of possible answers).
 """
 import dataclasses
@@ -66,6 +67,7 @@ class LanguageProblem(Problem):
     self.eval_n, self.trace_n = train.eval_examples_per_task, train.trace_examples
     self.trace_T = trace_tasks(config, self.schedules)
     self.eval_rows = self._eval_rows(config)
+    self.eval_prefix = min(8, self.seq_len - 1 - self.example_len) if self.mode == "splice" else 0
     self.tasks = self._task_infos(train.steps)
 
   def _task_infos(self, steps: int) -> list[TaskInfo]:
@@ -133,9 +135,12 @@ class LanguageProblem(Problem):
     return (ce + z).sum() / weights.sum()
 
   def _answer_metrics(self, model, params, task, split: str, n: int, key):
-    tokens = task.sample(key, n, split)["tokens"]
-    logits = model.apply(params, tokens[:, :-1])[:, task.answer_position]
-    answer = tokens[:, task.answer_position + 1]
+    """Answer-token loss and accuracy of n examples, each after `eval_prefix` base tokens (as in training)."""
+    example = task.sample(key, n, split)["tokens"]
+    prefix = jnp.resize(self.eval_rows[:, :self.eval_prefix], (n, self.eval_prefix))
+    tokens = jnp.concatenate([prefix, example], axis=1)
+    logits = model.apply(params, tokens[:, :-1])[:, self.eval_prefix + task.answer_position]
+    answer = example[:, task.answer_position + 1]
     ce, _ = lm_loss(logits[:, None], answer[:, None], jnp.ones((n, 1)), 0.0)
     acc = (jnp.argmax(logits, -1) == answer).astype(jnp.float32)
     return ce.mean(), acc.mean()

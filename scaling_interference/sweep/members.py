@@ -6,6 +6,7 @@ Small widths are never padded to large ones: each width is its own group.
 """
 import dataclasses
 import itertools
+import re
 
 from scaling_interference.models import MLPDef
 from scaling_interference.models import ladder
@@ -46,10 +47,15 @@ def mlp_def(config, family, width: int) -> MLPDef:
 
 
 def olmo_def(config, vocab_size: int, size: str):
+  """A ladder preset by name, or an ad-hoc shape "D_MODEL/HEADS/LAYERS"."""
   m = config.model
+  shape = {}
+  if re.fullmatch(r"\d+/\d+/\d+", size):
+    shape = dict(zip(("d_model", "n_heads", "n_layers"), map(int, size.split("/"))))
+    size = "tiny-a"
   return ladder.preset(size, vocab_size=vocab_size, rope_theta=float(m.rope_theta), tie_embeddings=m.tie_embeddings,
                        qk_norm=m.qk_norm, remat=m.remat, compute_dtype=m.compute_dtype,
-                       mup_base_width=m.mup_base_width or None, max_seq_len=config.data.seq_len)
+                       mup_base_width=m.mup_base_width or None, max_seq_len=config.data.seq_len, **shape)
 
 
 def shapes(config, problem) -> list[tuple[str, object]]:

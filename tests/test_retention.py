@@ -1,0 +1,95 @@
+"""Retention: event statistics on synthetic trajectories with known spike and decay; a real injection run."""
+import os
+
+import numpy as np
+import pytest
+
+import scaling_interference as si
+from conftest import small_regression
+from scaling_interference.analysis import retention
+
+
+def spike_and_decay():
+  """Steps 0..100: 0.1 until the event at 10, up to 0.9 at 15, down 0.1 a step to 0.3 at 21, then flat;
+  a second event at 60 lifts it to 0.7 for good."""
+  step_N = np.arange(101)
+  signal_N = np.full(101, 0.1)
+  signal_N[11:16] = np.linspace(0.26, 0.9, 5)
+  signal_N[16:22] = 0.9 - 0.1 * np.arange(1, 7)
+  signal_N[22:61] = 0.3
+  signal_N[61:] = 0.7
+  return step_N, signal_N
+
+
+def test_event_statistics_are_exactly_as_constructed():
+  step_N, signal_N = spike_and_decay()
+  first, second = retention.schedule_stats(step_N, signal_N, "every", np.array([10, 60]))
+  assert first["pre"] == pytest.approx(0.1) and first["peak"] == pytest.approx(0.9)
+  assert first["peak_step"] == 15, "peak: the largest signal in (10, 60]"
+  assert first["half_life"] == 4, "halfway back to pre is 0.5, reached at step 19 = 15 + 4"
+  assert first["final"] == pytest.approx(0.3), "final: the last observation before the next event"
+  assert first["retained"] == pytest.approx((0.3 - 0.1) / (0.9 - 0.1))
+  assert second["pre"] == pytest.approx(0.3) and second["peak"] == pytest.approx(0.7)
+  assert np.isnan(second["half_life"]), "the signal never falls back: no half-life"
+  assert second["retained"] == pytest.approx(1.0)
+
+
+def test_continuous_schedule_uses_the_whole_trajectory():
+  step_N = np.arange(0, 90, 10)
+  signal_N = np.array([0.0, 0.25, 0.5, 0.75, 0.5, 0.25, 0.25, 0.25, 0.1875])
+  (row,) = retention.schedule_stats(step_N, signal_N, "share", np.array([0, 1, 2]))
+  assert row["event_step"] == 0 and row["pre"] == 0.0
+  assert row["peak"] == 0.75 and row["peak_step"] == 30
+  assert row["final"] == 0.1875 and row["retained"] == 0.25, "retained = final / peak"
+  assert row["half_life"] == 20, "0.375 (halfway from 0 to 0.75) is first passed at step 50, 20 after the peak"
+
+
+def test_no_rise_gives_nan_half_life_and_retained():
+  row = retention.window_stats(np.arange(10), np.full(10, 0.5), 3, 9)
+  assert row["peak"] == 0.5 and np.isnan(row["half_life"])
+  (event,) = retention.schedule_stats(np.arange(10), np.full(10, 0.5), "burst", np.array([3]))
+  assert np.isnan(event["retained"]), "peak == pre: nothing gained, retained undefined"
+
+
+@pytest.fixture(scope="module")
+def injection_run(tmp_path_factory):
+  config = small_regression(num_tasks=6)
+  config.sweep.update(seeds=(0,), lrs=(1e-2,))
+  config.model.init_scale = 0.1
+  config.inject.rare = dict(task=4, kind="share", share=0.01)
+  config.inject.burst = dict(task=5, kind="burst", count=16, at=7)
+  config.train.update(trace_every=5, trace_examples=8)
+  workdir = str(tmp_path_factory.mktemp("retention") / "run")
+  si.train(config, workdir)
+  return si.load_run(workdir)
+
+
+def test_trace_frame_holds_metrics_and_traces(injection_run):
+  frame = retention.trace_frame(injection_run)
+  assert list(frame.columns) == retention.TRACE_COLUMNS
+  with np.load(os.path.join(injection_run.path, "traces.npz")) as f:
+    traced = frame[frame.source == "traces"].set_index(["step", "member", "task"]).signal
+    for i, step in enumerate(f["step"]):
+      for m, member in enumerate(f["member"]):
+        for t, task in enumerate(f["task"]):
+          assert traced[(step, member, task)] == pytest.approx(float(f["signal"][i, m, t]))
+  metrics = frame[frame.source == "metrics"]
+  assert len(metrics) == len(injection_run.metrics[injection_run.metrics.task != "all"])
+  assert set(frame.width) == {8, 16}
+
+
+def test_retention_table_on_a_real_run(injection_run):
+  table = retention.retention_table(injection_run)
+  assert list(table.columns) == retention.RETENTION_COLUMNS
+  burst, rare = table[table.schedule == "burst"], table[table.schedule == "rare"]
+  assert len(burst) == 2 and len(rare) == 2, "one row per member for a burst and for a share schedule"
+  assert (burst.event_step == 7).all() and (burst.kind == "burst").all()
+  first_share = retention.event_frame(injection_run).query("schedule == 'rare'").step.min()
+  assert (rare.event_step == first_share).all() and (rare.kind == "share").all()
+  assert (table.peak_step > table.event_step).all() and (table.steps_to_peak > 0).all()
+  best = retention.best_trajectories(retention.trace_frame(injection_run))
+  for row in burst.itertuples():
+    traj = best[(best.member == row.member) & (best.task == 5)]
+    assert row.pre == pytest.approx(traj[traj.step <= 7].signal.iloc[-1]), "pre: the trace at step 5"
+    assert row.peak == pytest.approx(traj[traj.step > 7].signal.max())
+    assert row.final == pytest.approx(traj.signal.iloc[-1]), "one event: its window runs to the end"
