@@ -25,10 +25,10 @@ def run(tmp_path_factory):
   return si.load_run(workdir)
 
 
-def linear_setup(n=32, width=8, members=2):
+def linear_setup(n=32, width=8, members=2, use_bias=False):
   """A regression family, a linear member def, stacked params and 4 tasks' examples."""
   family = make_family(small_regression().task)
-  model = MLPDef(family.input_dim, width, family.output_dim, activation="linear", use_bias=False)
+  model = MLPDef(family.input_dim, width, family.output_dim, activation="linear", use_bias=use_bias)
   params_M = jax.vmap(model.init)(jax.random.split(jax.random.key(1), members))
   batch = eval_examples(family, jax.random.key(2), jnp.arange(family.num_tasks), n)
   return family, model, params_M, batch
@@ -88,7 +88,8 @@ TRAIN_VARIANTS = {
 
 @pytest.mark.parametrize("variant", sorted(TRAIN_VARIANTS))
 def test_decomposition_sums_to_optax_update(variant):
-  family, model, params_M, batch = linear_setup(members=1)
+  family, model, params_M, batch = linear_setup(members=1, use_bias=True)
+  params_M = jax.tree.map(lambda a: a + 0.05, params_M)  # nonzero biases, which AdamW must not decay
   tc = small_regression().train
   tc.update(**TRAIN_VARIANTS[variant])
   params = jax.tree.map(lambda a: a[0], params_M)

@@ -11,7 +11,8 @@ share of the batch, by default its realised frequency from `run.tasks`). Adam's 
 
   u = -lr_t * (b1 mu + (1 - b1) f g) / (1 - b1^t) / (sqrt(v_hat) + eps)  [- lr_t wd theta, AdamW]
 
-with t = saved count + 1, lr_t = peak lr x schedule_shape(saved count), f = the global-norm
+with t = saved count + 1, lr_t = peak lr x schedule_shape(saved count), wd applied where
+`sweep.optim.decay_mask` says (matrices), f = the global-norm
 clipping factor of g (1 without clipping), and v_hat = (b2 nu + (1 - b2) (f g)^2) / (1 - b2^t):
 the second moment AFTER the step, updated with this same g. With v_hat held fixed, u is linear
 in (mu, g), so it splits exactly into a carry-over term and one term per task:
@@ -22,7 +23,8 @@ in (mu, g), so it splits exactly into a carry-over term and one term per task:
 and the sum equals `optimizer.update(g, opt_state, params)` to float tolerance (the test checks
 it). Using nu after the step (rather than the saved nu) is what makes this exact; the only
 approximation is that v_hat, f (and the loss, to first order) do not depend on how g splits into
-tasks. SGD: the preconditioner is 1, c = 1 and the carry is the momentum trace. Then
+tasks. SGD: the preconditioner is 1, c = 1 and the carry is the momentum trace. (muP's
+per-layer lr scales, which only OLMo members use, are not modelled.) Then
 
   dL_k(j) = g_k . u_j          (task j's update acting on task k)
   dL_k    = g_k . u = g_k . u_carry + sum_j dL_k(j)
@@ -52,7 +54,7 @@ from scaling_interference.models import MLPDef
 from scaling_interference.run import Run
 from scaling_interference.sweep.engine import data_keys, eval_examples
 from scaling_interference.sweep.members import Group
-from scaling_interference.sweep.optim import schedule_shape
+from scaling_interference.sweep.optim import decay_mask, schedule_shape
 from scaling_interference.tasks import Batch, Family
 
 COMMON_MASS = 0.9
@@ -147,7 +149,8 @@ def _adam_terms(train_config, adam, lr, f, params: dict, g: dict) -> UpdateTerms
   nu_after = jax.tree.map(lambda v, x: b2 * v + (1.0 - b2) * jnp.square(f * x), adam.nu, g)
   precond = jax.tree.map(lambda v: 1.0 / (jnp.sqrt(v / bc2) + ADAM_EPS), nu_after)
   wd = train_config.get("weight_decay", 0.0) if train_config.get("optimizer", "adam") == "adamw" else 0.0
-  carry = jax.tree.map(lambda m, d, w: -lr * (b1 * m / bc1 * d + wd * w), adam.mu, precond, params)
+  carry = jax.tree.map(lambda m, d, w, decays: -lr * (b1 * m / bc1 * d + wd * decays * w), adam.mu, precond, params,
+                       decay_mask(params))
   return UpdateTerms(-lr * f * (1.0 - b1) / bc1, precond, carry)
 
 

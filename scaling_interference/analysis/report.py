@@ -121,7 +121,7 @@ DERIVED = {
                            {**STEP, **MEMBER, "layer": "hidden layer", "n_decodable": "decodable features"}),
     "claims": TableSpec("claims", "run", "scaling_interference.analysis.report:evaluate_claims",
                         "Per (run, claim): whether the study's claim held in this sweep, with the measured numbers.",
-                        {"claim": "claim number (1..7)", "statement": "the claim", "status": "held | did not hold | not measurable",
+                        {"claim": "claim number (1..7)", "statement": "the claim", "status": "held, did not hold, or not measurable",
                          "evidence": "the measured numbers"}),
 }
 SPECS = {spec.name: spec for spec in TABLES} | DERIVED
@@ -294,12 +294,13 @@ def tables_readme(tables: dict) -> str:
     lines += [f"## {name}.csv", "", spec.doc + (" Per checkpoint step." if spec.scope == "step" else ""), ""]
     if name not in tables:
       lines += ["Not produced in this report (see the notes in index.html).", ""]
-    columns = list(spec.columns)
+    columns = ["run"] + list(spec.columns)
     if name in tables:
       present = pd.concat(list(tables[name].values())).columns
       columns += [c for c in present if c not in spec.columns and c != "run"]
     lines += ["| column | meaning |", "| --- | --- |"]
-    lines += [f"| {c} | {spec.columns.get(c, 'see ' + spec.source)} |" for c in columns]
+    meaning = {"run": RUN["run"], **spec.columns}
+    lines += [f"| {c} | {meaning.get(c, 'see ' + spec.source).replace('|', chr(92) + '|')} |" for c in columns]
     lines.append("")
   return "\n".join(lines)
 
@@ -332,7 +333,7 @@ FIGURES = [
                ("final",), lambda t: plots.final_signal_vs_width(t["final"])),
     FigureSpec("loss_fits", "Final loss per task vs width (log-log) with power-law fits "
                "(floor + a * width^-b; floor = the oracle's irreducible loss for regression).",
-               ("final", "power_law"), lambda t: plots.loss_vs_width(t["final"], t["power_law"])),
+               ("final",), lambda t: plots.loss_vs_width(t["final"], t.get("power_law", pd.DataFrame(columns=["task"])))),
     FigureSpec("emergence", "Emergence width (smallest width with signal >= 0.5) vs task frequency, "
                "coloured by complexity; x: tasks no width learned.",
                ("emergence",), lambda t: plots.emergence_vs_frequency(t["emergence"])),

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from scaling_interference.config import validate
 from scaling_interference.errors import NonFiniteLossError
+from scaling_interference.models import ladder
 from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep.engine import Engine
 from scaling_interference.sweep.members import Member, all_members, expand
@@ -174,6 +175,8 @@ class Trainer:
   def run(self) -> RunResult:
     log.info("sweep: %d members in %d groups, %d tasks, %d steps of batch %d",
              len(self.members), len(self.groups), len(self.problem.tasks), self.train.steps, self.train.batch_size)
+    for line in memory_lines(self.groups, self.train.batch_size, self.config):
+      log.info(line)
     checkpoints = Checkpoints(self.workdir.checkpoint_dir, len(self.groups),
                               self.train.max_to_keep, self.train.keep_every)
     try:
@@ -209,6 +212,18 @@ class Trainer:
     eta = (self.train.steps - step) / max(rate, 1e-9)
     log.info("step %d/%d (%.0f%%) | %.1f steps/s | ETA %.0fs | train loss %s", step, self.train.steps,
                  100 * step / max(self.train.steps, 1), rate, eta, stats_line(loss_M))
+
+
+def memory_lines(groups, batch_size: int, config) -> list[str]:
+  """Per-size training memory estimate of language-model groups (per member, and the group)."""
+  if config.model.name != "olmo":
+    return []
+  lines = []
+  for g in groups:
+    per_member = ladder.memory_bytes(g.model, batch_size, config.data.seq_len)
+    lines.append(f"memory estimate {g.members[0].size}: {per_member / 2**30:.2f} GiB per member, "
+                 f"{g.size * per_member / 2**30:.2f} GiB for its {g.size} member(s)")
+  return lines
 
 
 def train(config, workdir: str) -> RunResult:

@@ -1,0 +1,152 @@
+"""The report on a small injection run: index.html names every claim, figures are PNGs, tables match
+their documentation, and the cache makes a second build compute nothing."""
+import io
+import os
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import scaling_interference as si
+from conftest import small_regression
+from scaling_interference.analysis import report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  config = small_regression(num_tasks=6)
+  config.sweep.update(seeds=(0,), lrs=(1e-2,))
+  config.model.init_scale = 0.1
+  config.inject.rare = dict(task=4, kind="share", share=0.01)
+  config.inject.burst = dict(task=5, kind="burst", count=16, at=7)
+  config.train.update(trace_every=5, trace_examples=8)
+  path = str(tmp_path_factory.mktemp("report") / "run")
+  si.train(config, path)
+  return path
+
+
+@pytest.fixture(scope="module")
+def built(workdir, tmp_path_factory):
+  """Builds with the last step only, then with all steps, then again: (out, three reports)."""
+  out = str(tmp_path_factory.mktemp("out"))
+  return out, [report.build([workdir], out, steps=s) for s in ("last", "all", "all")]
+
+
+def test_index_names_every_claim_and_shows_figures(built):
+  out, (_, full, _) = built
+  text = open(os.path.join(out, "index.html")).read()
+  for statement in report.CLAIMS.values():
+    assert statement.replace("'", "&#x27;") in text, f"index.html lacks the claim {statement!r}"
+  assert len(full.claims) == len(report.CLAIMS)
+  assert set(full.claims.status) <= {report.HELD, report.NOT_HELD, report.NOT_MEASURABLE}
+  figures = sorted(os.listdir(os.path.join(out, "figures")))
+  for name in ("run-injection_signal.png", "run-final_signal.png", "run-loss_fits.png", "run-emergence.png",
+               "run-oracle.png", "run-retention.png"):
+    assert name in figures, f"missing figure {name}; made {figures}"
+  for name in figures:
+    with open(os.path.join(out, "figures", name), "rb") as f:
+      data = f.read()
+    assert data.startswith(PNG_MAGIC) and len(data) > 5000, f"{name} is not a drawn PNG"
+    assert f"figures/{name}" in text, f"index.html does not show {name}"
+
+
+def test_tables_have_the_documented_columns(built):
+  out, _ = built
+  folder = os.path.join(out, "tables")
+  readme = open(os.path.join(folder, "README.md")).read()
+  for name in sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".csv")):
+    frame = pd.read_csv(os.path.join(folder, f"{name}.csv"))
+    documented = list(report.SPECS[name].columns)
+    assert frame.columns[0] == "run"
+    assert set(documented) <= set(frame.columns), f"{name}.csv lacks {set(documented) - set(frame.columns)}"
+    for column in frame.columns:
+      assert f"| {column} |" in readme, f"README.md does not document {name}.{column}"
+  for name in ("signal", "events", "retention", "final", "power_law", "emergence", "learned", "oracle", "sizing", "claims"):
+    assert os.path.exists(os.path.join(folder, f"{name}.csv")), f"missing table {name}.csv"
+
+
+def test_cache_computes_only_what_is_new(built, workdir):
+  _, (last, full, again) = built
+  first, final = si.load_run(workdir).steps()
+  step_tables = {j.table for j in last.computed if j.step is not None}
+  assert step_tables and all(j.step == final for j in last.computed if j.step is not None)
+  retried = {(j.table, j.step) for j in last.failed}
+  new = {(j.table, j.step) for j in full.computed} - retried
+  assert new == {(t, first) for t in step_tables}, "after a build at the last step only the earlier checkpoint is new"
+  retried |= {(j.table, j.step) for j in full.failed}
+  assert {(j.table, j.step) for j in again.computed} <= retried, "a third build recomputes only failed jobs"
+  assert len(again.cached) + len(again.computed) == len(full.cached) + len(full.computed)
+
+
+def fake_probes(fail: bool) -> types.ModuleType:
+  """A stand-in probes module: wider members decode more features, or a probe that raises."""
+  module = types.ModuleType("scaling_interference.analysis.probes")
+  def probe_table(run, step):
+    if fail:
+      raise RuntimeError("probe exploded")
+    rows = [dict(step=step, member=m.id, width=m.width, layer=0, task=t, feature="answer", metric="r2",
+                 value=m.width / 16, decodable=t < m.width / 4) for m in run.members.itertuples() for t in range(6)]
+    return pd.DataFrame(rows)
+  def decodable_counts(df):
+    return df.groupby(["step", "member", "width", "layer"], as_index=False).decodable.sum().rename(
+        columns={"decodable": "n_decodable"})
+  module.probe_table, module.decodable_counts = probe_table, decodable_counts
+  return module
+
+
+def test_a_failing_table_leaves_a_note_and_the_report_builds(workdir, tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "scaling_interference.analysis.probes", fake_probes(fail=True))
+  skip = ("gradients", "cosines", "neurons", "allocation")
+  result = report.build([workdir], str(tmp_path), steps="last", skip=skip)
+  assert [j.table for j in result.failed] == ["probes"]
+  assert any("probe exploded" in n for n in result.notes)
+  assert "probe exploded" in open(result.index).read()
+  claims = result.claims.set_index("claim")
+  assert claims.loc[6, "status"] == report.NOT_MEASURABLE
+  again = report.build([workdir], str(tmp_path), steps="last", skip=skip)
+  assert [j.table for j in again.computed] == ["probes"], "a failed job is retried, the rest is cached"
+
+
+def test_probe_claim_and_figure_from_a_working_table(workdir, tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "scaling_interference.analysis.probes", fake_probes(fail=False))
+  result = report.build([workdir], str(tmp_path), steps="last", skip=("gradients", "cosines", "neurons", "allocation"))
+  claims = result.claims.set_index("claim")
+  assert claims.loc[6, "status"] == report.HELD, claims.loc[6, "evidence"]
+  assert os.path.exists(os.path.join(str(tmp_path), "figures", "run-decodable.png"))
+  counts = pd.read_csv(os.path.join(str(tmp_path), "tables", "decodable.csv"))
+  assert list(counts.n_decodable) == [2, 4], "widths 8 and 16 decode 2 and 4 of 6 features"
+
+
+def retention_rows(retained_by_width: dict) -> pd.DataFrame:
+  return pd.DataFrame([dict(member=i, width=w, task=4, schedule="rare", kind="share", event_step=0, pre=0.0,
+                            peak=1.0, peak_step=10, steps_to_peak=10, half_life=np.nan, final=r, retained=r)
+                       for i, (w, r) in enumerate(retained_by_width.items())])
+
+
+@pytest.mark.parametrize("retained,status", [
+    ({16: 0.01, 32: 0.05, 64: 0.9}, report.HELD),
+    ({16: 0.9, 32: 0.5, 64: 0.1}, report.NOT_HELD),
+    ({16: 0.01, 32: 0.02, 64: 0.03}, report.NOT_HELD),
+])
+def test_injection_claim_verdicts(workdir, retained, status):
+  result, evidence = report.CLAIM_CHECKS[7]({"retention": retention_rows(retained)}, si.load_run(workdir))
+  assert result == status, evidence
+
+
+def test_claims_without_tables_are_not_measurable(workdir):
+  verdicts = report.evaluate_claims({}, si.load_run(workdir))
+  assert list(verdicts.claim) == list(report.CLAIMS)
+  assert (verdicts.status == report.NOT_MEASURABLE).all()
+
+
+def test_progress_bar_counts_jobs():
+  stream = io.StringIO()
+  bar = report.Progress(4, stream=stream, width=8)
+  for i in range(4):
+    bar.advance(f"job {i}")
+  bar.close()
+  assert "[########] 4/4" in stream.getvalue() and stream.getvalue().endswith("\n")
