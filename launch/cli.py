@@ -4,7 +4,7 @@ import sys
 
 from absl import logging as absl_logging
 
-from scaling_interference.errors import ConfigError, NonFiniteLossError, WorkdirError
+from scaling_interference.errors import CheckpointError, ConfigError, NonFiniteLossError, WorkdirError
 
 
 def show_progress() -> None:
@@ -20,7 +20,7 @@ def show_progress() -> None:
 
 
 def run_or_exit(fn, *args):
-  """Calls fn; a bad config or workdir exits 2, a diverged member 3, each with one line."""
+  """Calls fn; a bad config or workdir exits 2, a diverged member 3, a failed save 4, each with one line."""
   show_progress()
   try:
     return fn(*args)
@@ -30,3 +30,6 @@ def run_or_exit(fn, *args):
   except NonFiniteLossError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(3)
+  except CheckpointError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(4)

@@ -13,7 +13,11 @@ def main(argv):
   del argv
   from scaling_interference import train
   result = cli.run_or_exit(train, _CONFIG.value, _WORKDIR.value)
-  print(f"trained {len(result.members)} members to step {result.step}; workdir: {result.workdir}")
+  if result.preempted_by:
+    print(f"stopped by {result.preempted_by} at step {result.step} after saving a checkpoint; "
+          "run the same command to resume")
+  else:
+    print(f"trained {len(result.members)} members to step {result.step}; workdir: {result.workdir}")
 
 
 if __name__ == "__main__":

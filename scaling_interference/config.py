@@ -103,6 +103,7 @@ def validate_train(train) -> None:
   require_number(train, "train.weight_decay", 0.0)
   require_int(train, "train.trace_every", 0)
   require_int(train, "train.trace_examples", 1)
+  require_choice(train, "train.nonfinite", ("halt", "drop"))
 
 
 def validate_injection(config, family) -> None:

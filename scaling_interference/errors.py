@@ -11,3 +11,7 @@ class WorkdirError(RuntimeError):
 
 class NonFiniteLossError(FloatingPointError):
   """A member's training loss became NaN or infinite; the message names member and step."""
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint could not be written (full disk, unwritable directory, ...)."""

@@ -313,14 +313,6 @@ class FigureSpec:
   draw: Callable
 
 
-def _injected_or_rarest(t: dict) -> list[int]:
-  events = t.get("events")
-  if events is not None and len(events):
-    return sorted(events.task.unique())
-  freq = t["final"].drop_duplicates("task").sort_values("frequency")
-  return list(freq.task.head(2))
-
-
 FIGURES = [
     FigureSpec("injection_signal", "The study's figure: signal of each injected task vs step, one line per width "
                "(dense traces where the run traced them); dashed lines mark burst/every injections. Small widths "
@@ -345,7 +337,7 @@ FIGURES = [
                ("gradients",), lambda t: plots.grad_norm_vs_width(t["gradients"])),
     FigureSpec("overwrite", "Overwrite share of the injected (else the rarest) tasks vs width at each checkpoint: "
                "the part of the task's loss change caused by the other tasks' updates.",
-               ("gradients", "final"), lambda t: plots.overwrite_vs_width(t["gradients"], _injected_or_rarest(t))),
+               ("gradients", "final"), lambda t: plots.overwrite_vs_width(t["gradients"], rare_tasks(t)[0])),
     FigureSpec("owned_neurons", "Neurons owned per task (left) and its feature capacity (right) vs its frequency at the "
                "last checkpoint, one line per width: small widths spend their neurons on frequent tasks.",
                ("allocation",), lambda t: plots.owned_neurons_vs_frequency(t["allocation"])),
@@ -475,25 +467,26 @@ def _claim_gradients(t: dict, run: Run) -> tuple[str, str]:
   return (HELD if ok else NOT_HELD), text
 
 
-def _rare_tasks(t: dict) -> tuple[list, str]:
+def rare_tasks(t: dict) -> tuple[list, str]:
+  """The injected tasks, else the rarest tenth of the tasks (at least one); and which it is."""
   if "events" in t and len(t["events"]):
-    return sorted(t["events"].task.unique()), "injected tasks"
+    return sorted(int(k) for k in t["events"].task.unique()), "injected tasks"
   tasks = t["final"].drop_duplicates("task").sort_values("frequency") if "final" in t else pd.DataFrame(columns=["task"])
-  rare = list(tasks.task.head(max(1, len(tasks) // 10)))
+  rare = [int(k) for k in tasks.task.head(max(1, len(tasks) // 10))]
   return rare, "no task is injected; measured on the rarest tasks"
 
 
 def _claim_overwrite(t: dict, run: Run) -> tuple[str, str]:
   if "gradients" not in t or t["gradients"].empty:
     return NOT_MEASURABLE, "the gradient table was not computed"
-  tasks, which = _rare_tasks(t)
+  tasks, which = rare_tasks(t)
   rows = t["gradients"][t["gradients"].task.isin(tasks)]
   share = rows.groupby(["member", "width"]).overwrite_share.mean()
   if share.index.get_level_values("width").nunique() < 2:
     return NOT_MEASURABLE, "the sweep has one width"
   ok, rho = _trend(share, -1)
   return (HELD if ok else NOT_HELD), (
-      f"{which} {[int(k) for k in tasks]}: overwrite share of their loss change, mean over {rows.step.nunique()} checkpoint(s), "
+      f"{which} {tasks}: overwrite share of their loss change, mean over {rows.step.nunique()} checkpoint(s), "
       f"per width: {_by_width(share)} (Spearman vs width {rho:+.2f})")
 
 

@@ -1,5 +1,12 @@
 """Orbax checkpoints of a sweep: one item per group (restorable alone) plus JSON metadata."""
+import logging
+import os
+
 import orbax.checkpoint as ocp
+
+from scaling_interference.errors import CheckpointError
+
+log = logging.getLogger("scaling_interference")
 
 META = "meta"
 
@@ -12,7 +19,7 @@ class Checkpoints:
   """A CheckpointManager over `directory`, saving asynchronously."""
 
   def __init__(self, directory: str, num_groups: int, max_to_keep: int = 3, keep_every: int = 0):
-    self.num_groups = num_groups
+    self.num_groups, self.directory = num_groups, directory
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, keep_period=keep_every or None, create=True,
         enable_async_checkpointing=True)
@@ -26,9 +33,15 @@ class Checkpoints:
     return list(self.manager.all_steps())
 
   def save(self, step: int, states, meta: dict) -> None:
+    """Starts an async save; Orbax writes to a temporary directory and renames it when complete."""
     items = {group_item(i): ocp.args.StandardSave(s) for i, s in enumerate(states)}
     items[META] = ocp.args.JsonSave(meta)
-    self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    try:
+      self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    except Exception as e:  # the save or an earlier async one failed
+      raise CheckpointError(f"could not save the checkpoint of step {step} in {self.directory}: "
+                            f"{type(e).__name__}: {e}; the newest complete checkpoint is still "
+                            f"{self.latest_step()}") from e
 
   def restore(self, step: int, abstract_states):
     """All groups' states (shaped like abstract_states) and the metadata at `step`."""
@@ -45,6 +58,29 @@ class Checkpoints:
   def restore_meta(self, step: int) -> dict:
     return self.manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
 
+  def restore_newest_readable(self, abstract_states):
+    """(step, states, meta) of the newest checkpoint that restores; unreadable ones are set aside.
+
+    A truncated or corrupt checkpoint is named in the log and renamed to STEP.corrupt, so the
+    run resumes from the newest good one. Returns None when there is no checkpoint at all.
+    """
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        states, meta = self.restore(step, abstract_states)
+        return step, states, meta
+      except Exception as e:  # any unreadable file: try the previous checkpoint
+        path = os.path.join(self.directory, str(step))
+        log.warning("checkpoint %s is unreadable (%s: %s); set aside as %s.corrupt, trying the previous one",
+                    path, type(e).__name__, str(e).splitlines()[0][:200], path)
+        os.replace(path, path + ".corrupt")
+        self.manager.reload()
+    return None
+
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:
+      raise CheckpointError(f"an asynchronous checkpoint save in {self.directory} failed: {type(e).__name__}: {e}; "
+                            f"the newest complete checkpoint is {self.latest_step()}") from e
+    finally:
+      self.manager.close()

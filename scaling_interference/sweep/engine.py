@@ -18,7 +18,7 @@ from scaling_interference.sweep.optim import member_optimizer
 from scaling_interference.sweep.problem import Problem
 from scaling_interference.sweep.synthetic import data_keys, eval_examples, linear_fn, train_batch  # noqa: F401
 
-GroupState = dict  # {"params": pytree, "opt_state": pytree}, leaves with a leading member axis
+GroupState = dict  # {"params", "opt_state", "active"}: leaves with a leading member axis
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +42,8 @@ class Engine:
   # ---- state ---------------------------------------------------------------------------
   def _init_member(self, index: int, key, lr) -> GroupState:
     params = self.groups[index].model.init(key)
-    return {"params": params, "opt_state": self.optimizers[index](learning_rate=lr).init(params)}
+    return {"params": params, "opt_state": self.optimizers[index](learning_rate=lr).init(params),
+            "active": jnp.asarray(True)}
 
   def init_group(self, index: int) -> GroupState:
     members = self.groups[index].members
@@ -59,10 +60,15 @@ class Engine:
 
   # ---- training ------------------------------------------------------------------------
   def _member_step(self, index: int, state: GroupState, batch):
+    """One update; a member whose loss or gradient is non-finite is frozen at its last good state."""
     model = self.groups[index].model
     loss, grads = jax.value_and_grad(lambda p: self.problem.loss(model, p, batch))(state["params"])
     updates, opt_state = self.optimizers[index](learning_rate=0.0).update(grads, state["opt_state"], state["params"])
-    return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}, loss
+    finite = jnp.isfinite(loss) & jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    active = state["active"] & finite
+    new = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}
+    kept = jax.tree.map(lambda n, o: jnp.where(active, n, o), new, {k: state[k] for k in new})
+    return {**kept, "active": active}, jnp.where(state["active"], loss, jnp.nan)
 
   def _one_step(self, states, step_and_host):
     step, host = step_and_host

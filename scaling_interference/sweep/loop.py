@@ -7,6 +7,8 @@ import dataclasses
 import json
 import logging
 import os
+import signal
+import threading
 import time
 
 import jax
@@ -72,11 +74,35 @@ class TrainLossTracker:
     return {"train_loss_sums": [float(v) for v in self.sums], "train_loss_count": self.count}
 
 
-def check_finite(losses_SxM: np.ndarray, first_step: int, members: list[Member]) -> None:
-  bad = ~np.isfinite(losses_SxM)
-  if bad.any():
-    s, m = map(int, np.argwhere(bad)[0])
-    raise NonFiniteLossError(f"{members[m].describe()}: training loss is {losses_SxM[s, m]} at step {first_step + s}")
+def first_non_finite(losses_SxM: np.ndarray, first_step: int, skip: set[int]) -> dict[int, int]:
+  """{member index: first step with a non-finite loss} for members not in `skip`."""
+  found = {}
+  for s, m in np.argwhere(~np.isfinite(losses_SxM)):
+    if int(m) not in skip and int(m) not in found:
+      found[int(m)] = first_step + int(s)
+  return found
+
+
+class Preemption:
+  """Turns SIGTERM and SIGINT into a request to checkpoint and stop after the current dispatch."""
+
+  def __init__(self):
+    self.signal_name = None
+    self._old = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._old[sig] = signal.signal(sig, self._request)
+    return self
+
+  def _request(self, signum, frame):
+    del frame
+    self.signal_name = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._old.items():
+      signal.signal(sig, handler)
 
 
 class TraceLog:
@@ -122,6 +148,8 @@ class RunResult:
   step: int
   members: list[Member]
   resumed_from: int | None
+  preempted_by: str | None = None  # the signal that stopped the run early
+  dropped: dict | None = None  # member id -> step of its first non-finite loss (policy "drop")
 
 
 class Trainer:
@@ -137,6 +165,7 @@ class Trainer:
     self.engine = Engine(config, self.problem, self.groups)
     self.traces = TraceLog(self.workdir.file(TRACES), self.engine.trace_every, self.problem.trace_T,
                            [m.id for m in self.members])
+    self.dropped: dict[int, int] = {}  # member index -> first non-finite step
 
   def _write_eval(self, step: int, states, train_loss_M) -> None:
     results = self.engine.evaluate(states)
@@ -156,16 +185,17 @@ class Trainer:
             "name": np.asarray([s.name for s in found], dtype=str)}
 
   def _start(self, checkpoints: Checkpoints):
-    latest = checkpoints.latest_step() if self.resuming else None
+    found = checkpoints.restore_newest_readable(self.engine.abstract_states()) if self.resuming else None
     tracker = TrainLossTracker(np.zeros(len(self.members)))
-    if latest is None:
+    if found is None:
       self.workdir.claim(config_as_json(self.config), self.members, self.problem.tasks, self._schedule())
       self.workdir.truncate_metrics(-1)
       states = self.engine.init_states()
       self._write_eval(0, states, None)
       return states, 0, tracker
-    states, meta = checkpoints.restore(latest, self.engine.abstract_states())
+    latest, states, meta = found
     tracker.sums, tracker.count = np.asarray(meta["train_loss_sums"]), meta["train_loss_count"]
+    self.dropped = {int(k): v for k, v in meta.get("dropped", {}).items()}
     self.problem.restore_host_state(meta.get("data"))
     self.traces.load(latest)
     self.workdir.truncate_metrics(latest)
@@ -180,14 +210,34 @@ class Trainer:
     checkpoints = Checkpoints(self.workdir.checkpoint_dir, len(self.groups),
                               self.train.max_to_keep, self.train.keep_every)
     try:
-      states, step, tracker = self._start(checkpoints)
-      resumed_from = step if step else None
-      self._loop(states, step, tracker, checkpoints)
+      with Preemption() as preemption:
+        states, step, tracker = self._start(checkpoints)
+        resumed_from = step if step else None
+        step = self._loop(states, step, tracker, checkpoints, preemption)
     finally:
       checkpoints.close()
-    return RunResult(self.workdir.path, self.train.steps, self.members, resumed_from)
+    dropped = {self.members[m].id: s for m, s in self.dropped.items()}
+    return RunResult(self.workdir.path, step, self.members, resumed_from, preemption.signal_name, dropped or None)
 
-  def _loop(self, states, step: int, tracker: TrainLossTracker, checkpoints: Checkpoints) -> None:
+  def _save(self, checkpoints: Checkpoints, step: int, states, tracker: TrainLossTracker) -> None:
+    self.traces.save()
+    meta = {"step": step, "data": self.problem.host_state(), "dropped": self.dropped, **tracker.meta()}
+    checkpoints.save(step, states, meta)
+
+  def _handle_non_finite(self, found: dict[int, int], step: int, states, tracker, checkpoints) -> None:
+    """Policy "halt": checkpoint (diverged members frozen at their last good state) and stop; "drop": go on."""
+    self.dropped.update(found)
+    names = "; ".join(f"{self.members[m].describe()}: training loss is not finite at step {s}" for m, s in found.items())
+    if self.train.get("nonfinite", "halt") == "drop":
+      log.warning("%s; member frozen at its last good state, the others train on", names)
+      self.workdir.write_members(self.members, {self.members[m].id: s for m, s in self.dropped.items()})
+      return
+    self._save(checkpoints, step, states, tracker)
+    raise NonFiniteLossError(f"{names} (train.nonfinite=halt; the last good state is in the checkpoint of step {step}, "
+                             "or set train.nonfinite=drop to train the other members on)")
+
+  def _loop(self, states, step: int, tracker: TrainLossTracker, checkpoints: Checkpoints, preemption) -> int:
+    """Trains to the last step, or until a signal asks to stop; returns the step reached."""
     t0, first = time.time(), step
     while step < self.train.steps:
       end = next_boundary(step, self.train)
@@ -195,17 +245,25 @@ class Trainer:
       states, losses, traces = self.engine.train_segment(states, jnp.int32(step), end - step, host)
       losses, traces = jax.device_get((losses, traces))
       losses_SxM = np.concatenate([np.asarray(l) for l in losses], axis=1)
-      check_finite(losses_SxM, step, self.members)
+      found = first_non_finite(losses_SxM, step, set(self.dropped))
       tracker.add(losses_SxM)
       self.traces.add(step, traces)
       step = end
+      if found:
+        self._handle_non_finite(found, step, states, tracker, checkpoints)
       if is_eval_step(step, self.train):
         mean_M = tracker.take_mean()
         self._write_eval(step, states, mean_M)
         self._log_progress(step, first, t0, mean_M)
       if is_checkpoint_step(step, self.train):
-        self.traces.save()
-        checkpoints.save(step, states, {"step": step, "data": self.problem.host_state(), **tracker.meta()})
+        self._save(checkpoints, step, states, tracker)
+      elif preemption.signal_name:
+        self._save(checkpoints, step, states, tracker)
+      if preemption.signal_name:
+        log.warning("%s received: checkpoint of step %d saved; run the same command to resume",
+                    preemption.signal_name, step)
+        break
+    return step
 
   def _log_progress(self, step: int, first: int, t0: float, loss_M) -> None:
     rate = (step - first) / max(time.time() - t0, 1e-9)

@@ -63,9 +63,15 @@ class Workdir:
     """Writes config.json, members.json, tasks.json and schedule.npz of a new run."""
     os.makedirs(self.path, exist_ok=True)
     write_npz_atomic(self.file(SCHEDULE), **schedule)
-    _write_json_atomic(self.file(MEMBERS), [dataclasses.asdict(m) for m in members])
+    self.write_members(members)
     _write_json_atomic(self.file(TASKS), [dataclasses.asdict(t) for t in tasks])
     _write_json_atomic(self.file(CONFIG), config_dict)  # last: its presence marks a claimed workdir
+
+  def write_members(self, members, dropped: dict | None = None) -> None:
+    """members.json; a member dropped for a non-finite loss carries "dropped_at": its step."""
+    rows = [dataclasses.asdict(m) | ({"dropped_at": dropped[m.id]} if dropped and m.id in dropped else {})
+            for m in members]
+    _write_json_atomic(self.file(MEMBERS), rows)
 
   def append_metrics(self, rows: list[dict]) -> None:
     """Appends rows and syncs, so a crash leaves at most a torn last line."""

@@ -1,0 +1,155 @@
+"""Cluster launch commands: quoted right, valid bash, the same training command on every process."""
+import os
+import shlex
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from scaling_interference import cluster, distributed
+from scaling_interference.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ODD_CONFIG = "configs/my runs/it's.py:demo"
+TRAIN = ["python3", "-m", "launch.train", "--config=configs/regression.py:demo", "--workdir=gs://b/run"]
+
+
+def test_train_argv_splits_extra_flags_as_shell_words():
+  argv = cluster.train_argv("configs/regression.py:demo", "gs://b/run", "--config.train.steps=10 '--config.x=(0, 1)'")
+  assert argv == TRAIN + ["--config.train.steps=10", "--config.x=(0, 1)"]
+
+
+def test_bad_extra_is_named():
+  with pytest.raises(ConfigError, match=r"^--extra must be shell words, got \"--a='1\""):
+    cluster.train_argv("c.py", "w", "--a='1")
+
+
+def test_tpu_pod_command():
+  argv = cluster.tpu_pod_argv("pod", "us-central2-b", "scaling_interference", "configs/regression.py:demo",
+                              "gs://b/run")
+  assert argv == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod", "--zone=us-central2-b", "--worker=all",
+                  "--command=cd scaling_interference && SCALING_INTERFERENCE_DISTRIBUTED=auto "
+                  + shlex.join(TRAIN)]
+
+
+def test_tpu_pod_command_with_project_setup_and_odd_paths():
+  argv = cluster.tpu_pod_argv("pod", "z", "~/my repo", ODD_CONFIG, "gs://b/run", "--config.seed=3",
+                              setup="pip install -e .", project="proj")
+  assert argv[6:9] == ["--zone=z", "--project=proj", "--worker=all"]
+  remote = argv[-1].removeprefix("--command=")
+  cd, setup, train = remote.split(" && ")
+  assert (cd, setup) == ("cd ~/'my repo'", "pip install -e .")
+  assert shlex.split(train) == [f"{distributed.AUTO_ENV}=auto", "python3", "-m", "launch.train",
+                                f"--config={ODD_CONFIG}", "--workdir=gs://b/run", "--config.seed=3"]
+  assert shlex.split(shlex.join(argv)) == argv
+
+
+def run_script(script, tmp_path, env):
+  """Runs script with fake scontrol, srun (one task: PROCID 1 of 2 nodes) and python3 that prints its argv."""
+  fake = {"scontrol": 'printf "gpu-a07\\ngpu-a08\\n"',
+          "srun": 'SLURM_PROCID=1 SLURM_NNODES=2 exec "$@"',
+          "python3": 'printf "%s\\n" "$@"'}
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  for name, body in fake.items():
+    (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+    (bin_dir / name).chmod(stat.S_IRWXU)
+  path = tmp_path / "job.sbatch"
+  path.write_text(script)
+  env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", **env}
+  return subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, check=True).stdout
+
+
+def test_sbatch_script_is_valid_bash_and_starts_each_task_with_its_rank(tmp_path):
+  script = cluster.sbatch_script(2, 8, ODD_CONFIG, "/shared/runs/r1", "--config.seed=3", partition="gpu",
+                                 time="24:00:00", account="lab")
+  path = tmp_path / "check.sbatch"
+  path.write_text(script)
+  subprocess.run(["bash", "-n", str(path)], check=True)
+  argv = run_script(script, tmp_path, {"SLURM_JOB_NODELIST": "gpu-a[07-08]"}).splitlines()
+  assert argv == ["-m", "launch.train", f"--config={ODD_CONFIG}", "--workdir=/shared/runs/r1", "--config.seed=3",
+                  f"--coordinator_address=gpu-a07:{distributed.PORT}", "--num_processes=2", "--process_id=1"]
+
+
+def test_sbatch_script_resources_and_coordinator():
+  lines = cluster.sbatch_script(4, 8, "c.py", "/w", partition="gpu", time="2:00:00", account="lab").splitlines()
+  assert lines[:8] == ["#!/bin/bash", "#SBATCH --job-name=scaling_interference", "#SBATCH --nodes=4",
+                       "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8", "#SBATCH --partition=gpu",
+                       "#SBATCH --time=2:00:00", "#SBATCH --account=lab"]
+  assert 'COORD="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"' in lines
+  assert lines[-1] == ("srun bash -c 'exec python3 -m launch.train --config=c.py --workdir=/w "
+                       f"--coordinator_address=\"$COORD:{distributed.PORT}\" --num_processes=\"$SLURM_NNODES\" "
+                       "--process_id=\"$SLURM_PROCID\"'")
+
+
+def test_sbatch_script_leaves_out_what_is_not_asked_for():
+  script = cluster.sbatch_script(1, 0, "c.py", "/w")
+  for absent in ("--gpus-per-node", "--partition", "--time", "--account"):
+    assert absent not in script
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(nodes=0), r"^--nodes must be >= 1, got 0$"),
+    (dict(gpus_per_node=-1), r"^--gpus_per_node must be >= 0, got -1$"),
+    (dict(job_name="my job"), r"^--job_name must be one word .*, got 'my job'$"),
+    (dict(time="1:00\n#SBATCH --x"), r"^--time must be one word"),
+])
+def test_bad_sbatch_input_is_named(kwargs, message):
+  args = {**dict(nodes=1, gpus_per_node=1, config="c.py", workdir="/w"), **kwargs}
+  with pytest.raises(ConfigError, match=message):
+    cluster.sbatch_script(**args)
+
+
+def test_one_process_sees_every_gpu():
+  processes = cluster.local_gpu_processes("c.py", "runs/r")
+  assert processes == [({}, ["python3", "-m", "launch.train", "--config=c.py", "--workdir=runs/r"])]
+  assert cluster.shell_text(processes) == "python3 -m launch.train --config=c.py --workdir=runs/r"
+
+
+def test_one_process_per_gpu():
+  text = cluster.shell_text(cluster.local_gpu_processes("c.py", "runs/r", processes=2, port=4321))
+  assert text.splitlines() == [
+      f"CUDA_VISIBLE_DEVICES={i} python3 -m launch.train --config=c.py --workdir=runs/r "
+      f"--coordinator_address=127.0.0.1:4321 --num_processes=2 --process_id={i} &" for i in range(2)] + ["wait"]
+
+
+def test_bad_process_count_is_named():
+  with pytest.raises(ConfigError, match=r"^--processes must be >= 1, got 0$"):
+    cluster.local_gpu_processes("c.py", "w", processes=0)
+
+
+def test_run_processes_gives_each_its_environment_and_reports_failure():
+  exit_with_gpu = [sys.executable, "-c", "import os, sys; sys.exit(int(os.environ['CUDA_VISIBLE_DEVICES']))"]
+  assert cluster.run_processes([({"CUDA_VISIBLE_DEVICES": "0"}, exit_with_gpu)] * 2) == 0
+  assert cluster.run_processes([({"CUDA_VISIBLE_DEVICES": str(i)}, exit_with_gpu) for i in range(3)]) == 1
+
+
+def launcher_runs(tmp_path):
+  """(flags, how stdout ends) per launcher; the last writes its script where no sbatch is on PATH."""
+  script = tmp_path / "written.sbatch"
+  return {
+      "tpu_pod": (["--tpu_name=pod", "--zone=z", "--repo_dir=repo", "--config=c.py", "--workdir=gs://b/r"],
+                  "gcloud compute tpus tpu-vm ssh pod --zone=z --worker=all '--command=cd repo && "
+                  "SCALING_INTERFERENCE_DISTRIBUTED=auto python3 -m launch.train --config=c.py --workdir=gs://b/r'\n"),
+      "slurm": (["--nodes=2", "--gpus_per_node=4", "--config=c.py", "--workdir=/w", f"--output={tmp_path}/dry.sbatch"],
+                f"# write it to {tmp_path}/dry.sbatch, then: sbatch {tmp_path}/dry.sbatch\n"),
+      "local_gpus": (["--config=c.py", "--workdir=w", "--processes=2"], "--num_processes=2 --process_id=1 &\nwait\n"),
+      "slurm --dry_run=false": (["--nodes=2", "--config=c.py", "--workdir=/w", f"--output={script}", "--nodry_run"],
+                                f"wrote {script}; sbatch is not on PATH here: submit it on the cluster with "
+                                f"sbatch {script}\n"),
+  }
+
+
+def test_launchers_print_their_commands(tmp_path):
+  """Started together, as each costs a package import; PATH is empty, so nothing is submitted."""
+  runs = {name: (subprocess.Popen([sys.executable, "-m", f"launch.{name.split()[0]}", *flags], cwd=ROOT, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PATH": ""}),
+                 ending)
+          for name, (flags, ending) in launcher_runs(tmp_path).items()}
+  for name, (run, ending) in runs.items():
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, f"{name}: {err}"
+    assert out.endswith(ending), f"{name}: {out}"
+  assert not (tmp_path / "dry.sbatch").exists()
+  subprocess.run(["bash", "-n", str(tmp_path / "written.sbatch")], check=True)

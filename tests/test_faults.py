@@ -1,0 +1,101 @@
+"""Faults: preemption signals, corrupt checkpoints, failed saves, non-finite losses."""
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+import scaling_interference as si
+from scaling_interference.errors import CheckpointError, NonFiniteLossError
+from test_resume import ROOT, launch, wait_for_checkpoint
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_exits_0_and_resumes_bit_for_bit(tmp_path, sig):
+  reference, stopped = str(tmp_path / "ref"), str(tmp_path / "stop")
+  proc = launch(stopped)
+  wait_for_checkpoint(proc, os.path.join(stopped, "checkpoints"))
+  proc.send_signal(sig)
+  output, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, output
+  assert f"stopped by {signal.Signals(sig).name} at step" in output and "run the same command to resume" in output
+  stopped_at = int(output.split("at step ")[-1].split()[0])
+  assert 0 < stopped_at < 4000 and str(stopped_at) in os.listdir(os.path.join(stopped, "checkpoints"))
+  if sig == signal.SIGINT:
+    return  # the resume itself is checked once, with SIGTERM
+  assert launch(reference).wait(timeout=300) == 0
+  resumed = launch(stopped)
+  output, _ = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, output
+  for name in ("metrics.jsonl",):
+    assert open(os.path.join(reference, name)).read() == open(os.path.join(stopped, name)).read()
+  with np.load(os.path.join(reference, "traces.npz")) as a, np.load(os.path.join(stopped, "traces.npz")) as b:
+    np.testing.assert_array_equal(a["signal"], b["signal"])
+
+
+def test_corrupt_latest_checkpoint_is_named_and_skipped(tmp_path, regression_config, caplog):
+  full, damaged = str(tmp_path / "full"), str(tmp_path / "damaged")
+  si.train(regression_config, full)
+  shutil.copytree(full, damaged)
+  for path in glob.glob(os.path.join(damaged, "checkpoints", "60", "group_1", "**", "*"), recursive=True):
+    if os.path.isfile(path) and os.path.getsize(path) > 100:
+      with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+  result = si.train(regression_config, damaged)
+  assert result.resumed_from == 30
+  assert "checkpoints/60 is unreadable" in caplog.text
+  assert os.path.isdir(os.path.join(damaged, "checkpoints", "60.corrupt"))
+  assert open(os.path.join(full, "metrics.jsonl")).read() == open(os.path.join(damaged, "metrics.jsonl")).read()
+
+
+def test_failed_save_is_an_error_and_never_the_latest(tmp_path, regression_config, monkeypatch):
+  workdir = str(tmp_path / "run")
+  real_save = ocp.CheckpointManager.save
+
+  def save_fails_after_step_30(self, step, *args, **kwargs):
+    if step > 30:
+      raise OSError(28, "No space left on device")
+    return real_save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", save_fails_after_step_30)
+  with pytest.raises(CheckpointError, match=r"could not save the checkpoint of step 60 in .*checkpoints: OSError: "
+                                            r".*No space left on device; the newest complete checkpoint is still 30"):
+    si.train(regression_config, workdir)
+  assert si.load_run(workdir).steps() == [30]
+
+
+def test_halt_keeps_the_last_good_state(tmp_path, regression_config):
+  regression_config.sweep.lrs = (1e-2, 1e12)
+  regression_config.train.optimizer = "sgd"
+  workdir = str(tmp_path / "run")
+  with pytest.raises(NonFiniteLossError, match=r"member 1 \(width=8.*lr=1e\+12\): training loss is not finite at step "
+                                               r"\d+ \(train.nonfinite=halt; the last good state is in the checkpoint"):
+    si.train(regression_config, workdir)
+  run = si.load_run(workdir)
+  state = run.restore(member=1)
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state["params"]))
+  assert not bool(state["active"])
+
+
+def test_drop_freezes_the_member_and_the_others_train_as_alone(tmp_path, regression_config):
+  regression_config.sweep.update(seeds=(0,), lrs=(1e-2, 1e12))
+  regression_config.train.update(optimizer="sgd", nonfinite="drop")
+  result = si.train(regression_config, str(tmp_path / "drop"))
+  assert list(result.dropped) == [1, 3]
+  members = json.load(open(tmp_path / "drop" / "members.json"))
+  assert [("dropped_at" in m) for m in members] == [False, True, False, True]
+  regression_config.sweep.lrs = (1e-2,)
+  si.train(regression_config, str(tmp_path / "alone"))
+  both, alone = si.load_run(str(tmp_path / "drop")).metrics, si.load_run(str(tmp_path / "alone")).metrics
+  healthy = both[both.member.isin([0, 2])].reset_index(drop=True)
+  alone = alone.assign(member=alone.member * 2).reset_index(drop=True)  # ids 0, 1 there are 0, 2 here
+  np.testing.assert_allclose(healthy.loss.values, alone.loss.values, rtol=1e-5)
+  dropped_train = both[(both.member == 1) & (both.task == "all") & (both.step > 0)]
+  assert dropped_train.loss.isna().all(), "a dropped member's training loss rows are null"

@@ -1,0 +1,45 @@
+"""analysis/explore.ipynb runs top to bottom, headless, on a small injection run given by SI_WORKDIR."""
+import json
+import os
+
+import pytest
+
+import scaling_interference as si
+from conftest import small_regression
+
+nbclient = pytest.importorskip("nbclient", reason="nbclient is missing: pip install -e '.[notebook]'")
+nbformat = pytest.importorskip("nbformat", reason="nbformat is missing: pip install -e '.[notebook]'")
+pytest.importorskip("ipykernel", reason="ipykernel is missing: pip install -e '.[notebook]'")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTEBOOK = os.path.join(ROOT, "analysis", "explore.ipynb")
+
+
+def test_notebook_is_valid_json_with_a_colab_install_cell():
+  with open(NOTEBOOK) as f:
+    nb = json.load(f)
+  nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
+  install = "".join(nb["cells"][1]["source"])
+  assert "google.colab" in install and "pip install" in install and "REPO_URL" in install
+
+
+def test_notebook_runs_on_a_small_run(tmp_path, monkeypatch):
+  config = small_regression(num_tasks=6)
+  config.sweep.update(seeds=(0,), lrs=(1e-2,))
+  config.model.init_scale = 0.1
+  config.inject.rare = dict(task=4, kind="share", share=0.01)
+  config.inject.burst = dict(task=5, kind="burst", count=16, at=7)
+  config.train.update(trace_every=5, trace_examples=8)
+  workdir = str(tmp_path / "run")
+  si.train(config, workdir)
+  monkeypatch.setenv("SI_WORKDIR", workdir)
+  monkeypatch.setenv("SI_OUT", str(tmp_path / "out"))
+  monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+  nb = nbformat.read(NOTEBOOK, as_version=4)
+  client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                   resources={"metadata": {"path": os.path.join(ROOT, "analysis")}})
+  client.execute()
+  images = sum(1 for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+               if "image/png" in out.get("data", {}))
+  assert images >= 6, f"the notebook drew {images} figures"
+  assert os.path.exists(tmp_path / "out" / "index.html")
