@@ -12,6 +12,7 @@ import subprocess
 from scaling_interference import distributed
 from scaling_interference.errors import ConfigError
 
+
 def train_argv(config: str, workdir: str, extra: str = "", python: str = "python3") -> list[str]:
   """`python -m launch.train --config=C --workdir=W EXTRA...`; extra holds more flags as shell words."""
   try:

@@ -45,6 +45,7 @@ def train_config() -> ml_collections.ConfigDict:
       trace_every=0,  # record the signal of traced tasks every this many steps (0: off)
       trace_tasks=(),  # task ids to trace (empty: the injected tasks)
       trace_examples=256,  # examples per traced task when the signal needs a loss
+      mesh=(),  # (members, data) device mesh; empty: every device on the members axis
       nonfinite="halt",  # a member's non-finite loss: halt (checkpoint, exit naming it) or drop (freeze it)
   ))
 

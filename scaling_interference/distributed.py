@@ -9,7 +9,7 @@ environment decides:
 - Environments `jax.distributed.initialize()` detects by itself (the spec is `auto`):
   TPU pods (`TPU_WORKER_HOSTNAMES`, `TPU_PROCESS_ADDRESSES`, `MEGASCALE_COORDINATOR_ADDRESS`,
   `CLOUD_TPU_TASK_ID`); Kubernetes (`JAX_COORDINATOR_ADDRESS`, or `KUBERNETES_SERVICE_HOST`
-  with `JOB_COMPLETION_INDEX` as in an Indexed Job or a JobSet); Open MPI
+  with `JOB_COMPLETION_INDEX` as in an Indexed Job or a JobSet; JAX needs `jax[k8s]`); Open MPI
   (`OMPI_MCA_orte_hnp_uri`); and `AUTO_ENV=auto`, which `launch/tpu_pod.py` sets because a
   TPU VM pod names its workers in GCE metadata, not in the environment.
 - Anything else, a one-task SLURM job, or `--num_processes=1` alone: one process (None).

@@ -80,7 +80,9 @@ class Run:
       row = self.members.set_index("id").loc[member]
       group = int(row["group"])
       index = [m.id for m in self.groups[group].members].index(member)
-    engine = Engine(self.config, self.problem, self.groups)
+    local = ml_collections.ConfigDict(self.config.to_dict())
+    local.train.mesh = ()  # restore onto this process's devices, whatever mesh trained the run
+    engine = Engine(local, self.problem, self.groups)
     abstract = engine.abstract_states()[group]
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)

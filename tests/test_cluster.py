@@ -16,7 +16,8 @@ TRAIN = ["python3", "-m", "launch.train", "--config=configs/regression.py:demo",
 
 
 def test_train_argv_splits_extra_flags_as_shell_words():
-  argv = cluster.train_argv("configs/regression.py:demo", "gs://b/run", "--config.train.steps=10 '--config.x=(0, 1)'")
+  extra = "--config.train.steps=10 '--config.x=(0, 1)'"
+  argv = cluster.train_argv("configs/regression.py:demo", "gs://b/run", extra)
   assert argv == TRAIN + ["--config.train.steps=10", "--config.x=(0, 1)"]
 
 
@@ -126,30 +127,31 @@ def test_run_processes_gives_each_its_environment_and_reports_failure():
 
 
 def launcher_runs(tmp_path):
-  """(flags, how stdout ends) per launcher; the last writes its script where no sbatch is on PATH."""
-  script = tmp_path / "written.sbatch"
-  return {
-      "tpu_pod": (["--tpu_name=pod", "--zone=z", "--repo_dir=repo", "--config=c.py", "--workdir=gs://b/r"],
-                  "gcloud compute tpus tpu-vm ssh pod --zone=z --worker=all '--command=cd repo && "
-                  "SCALING_INTERFERENCE_DISTRIBUTED=auto python3 -m launch.train --config=c.py --workdir=gs://b/r'\n"),
-      "slurm": (["--nodes=2", "--gpus_per_node=4", "--config=c.py", "--workdir=/w", f"--output={tmp_path}/dry.sbatch"],
-                f"# write it to {tmp_path}/dry.sbatch, then: sbatch {tmp_path}/dry.sbatch\n"),
-      "local_gpus": (["--config=c.py", "--workdir=w", "--processes=2"], "--num_processes=2 --process_id=1 &\nwait\n"),
-      "slurm --dry_run=false": (["--nodes=2", "--config=c.py", "--workdir=/w", f"--output={script}", "--nodry_run"],
-                                f"wrote {script}; sbatch is not on PATH here: submit it on the cluster with "
-                                f"sbatch {script}\n"),
-  }
+  """(module, flags, parts of stdout) per run; the last writes its script where no sbatch is on PATH."""
+  dry, written = tmp_path / "dry.sbatch", tmp_path / "written.sbatch"
+  tpu_flags = ["--tpu_name=pod", "--zone=z", "--repo_dir=repo", "--config=c.py", "--workdir=gs://b/r"]
+  tpu_line = ("gcloud compute tpus tpu-vm ssh pod --zone=z --worker=all '--command=cd repo && "
+              "SCALING_INTERFERENCE_DISTRIBUTED=auto python3 -m launch.train --config=c.py --workdir=gs://b/r'\n")
+  return [
+      ("tpu_pod", tpu_flags, [tpu_line]),
+      ("slurm", ["--nodes=2", "--gpus_per_node=4", "--config=c.py", "--workdir=/w", f"--output={dry}"],
+       ["#SBATCH --gpus-per-node=4\n", f"\n# write it to {dry}, then: sbatch {dry}\n"]),
+      ("local_gpus", ["--config=c.py", "--workdir=w", "--processes=2"],
+       ["--num_processes=2 --process_id=1 &\nwait\n"]),
+      ("slurm", ["--nodes=2", "--config=c.py", "--workdir=/w", f"--output={written}", "--nodry_run"],
+       [f"wrote {written}; sbatch is not on PATH here: submit it on the cluster with sbatch {written}\n"]),
+  ]
 
 
 def test_launchers_print_their_commands(tmp_path):
   """Started together, as each costs a package import; PATH is empty, so nothing is submitted."""
-  runs = {name: (subprocess.Popen([sys.executable, "-m", f"launch.{name.split()[0]}", *flags], cwd=ROOT, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PATH": ""}),
-                 ending)
-          for name, (flags, ending) in launcher_runs(tmp_path).items()}
-  for name, (run, ending) in runs.items():
+  env = {**os.environ, "PATH": ""}
+  runs = [(subprocess.Popen([sys.executable, "-m", f"launch.{module}", *flags], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE), expected)
+          for module, flags, expected in launcher_runs(tmp_path)]
+  for run, expected in runs:
     out, err = run.communicate(timeout=60)
-    assert run.returncode == 0, f"{name}: {err}"
-    assert out.endswith(ending), f"{name}: {out}"
+    assert run.returncode == 0, err
+    assert all(part in out for part in expected), out
   assert not (tmp_path / "dry.sbatch").exists()
   subprocess.run(["bash", "-n", str(tmp_path / "written.sbatch")], check=True)

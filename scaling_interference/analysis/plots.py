@@ -122,7 +122,8 @@ def emergence_vs_frequency(emergence: pd.DataFrame, threshold: float = 0.5) -> F
   ax.scatter(learned.frequency, learned.emergence_width, c=learned.complexity, cmap="viridis", s=22, label="learned")
   top = 2 * float(learned.emergence_width.max()) if len(learned) else 1.0
   if len(never):
-    ax.scatter(never.frequency, np.full(len(never), top), marker="x", color="crimson", label="never learned")
+    ax.scatter(never.frequency, np.full(len(never), top), marker="x", color="crimson",
+               label="never learned (drawn at 2x the largest)")
   ax.set_xscale("log")
   ax.set_yscale("log", base=2)
   ax.get_yaxis().set_major_formatter("{x:.0f}")

@@ -149,26 +149,35 @@ class Report:
 
 
 class Progress:
-  """A one-line progress bar on stderr: [#####.....] 5/10 label."""
+  """A progress bar on stderr: [#####.....] 5/10 label, redrawn in place on a terminal, a line per job elsewhere."""
 
   def __init__(self, total: int, stream=None, width: int = 28):
     self.total, self.done, self.width = max(total, 1), 0, width
     self.stream = sys.stderr if stream is None else stream
+    self.live = bool(getattr(self.stream, "isatty", lambda: False)())
     self.start = time.time()
 
-  def show(self, label: str) -> None:
+  def _line(self, label: str) -> str:
     filled = int(self.width * self.done / self.total)
     bar = "#" * filled + "." * (self.width - filled)
-    self.stream.write(f"\r[{bar}] {self.done}/{self.total} {time.time() - self.start:5.0f}s {label[:60]:<60}")
-    self.stream.flush()
+    return f"[{bar}] {self.done}/{self.total} {time.time() - self.start:5.0f}s {label[:60]}"
+
+  def show(self, label: str) -> None:
+    """Names the job now running (terminal only)."""
+    if self.live:
+      self.stream.write("\r" + self._line(label).ljust(110))
+      self.stream.flush()
 
   def advance(self, label: str) -> None:
+    """Counts a finished job."""
     self.done += 1
-    self.show(label)
+    self.stream.write(("\r" + self._line(label).ljust(110)) if self.live else self._line(label) + "\n")
+    self.stream.flush()
 
   def close(self) -> None:
-    self.stream.write("\n")
-    self.stream.flush()
+    if self.live:
+      self.stream.write("\n")
+      self.stream.flush()
 
 
 def config_hash(run: Run) -> str:
@@ -425,7 +434,7 @@ def _claim_learning(t: dict, run: Run) -> tuple[str, str]:
 
 
 def _claim_oracle(t: dict, run: Run) -> tuple[str, str]:
-  family = run.config.task.family
+  family = scaling.family_name(run)
   if family != "regression":
     return NOT_MEASURABLE, f"the {family} family has no analytic oracle"
   if "oracle" not in t or t["oracle"].empty:
@@ -585,7 +594,7 @@ def write_index(out: str, runs: list[Run], labels: list[str], figures: dict, ver
   """out/index.html: the claims, the figures with captions, links to the tables, notes."""
   parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>scaling_interference report</title>"
            f"<style>{STYLE}</style></head><body><h1>scaling_interference report</h1>", "<ul>"]
-  parts += [f"<li>{html.escape(l)}: {html.escape(r.path)} ({r.config.task.family}, widths "
+  parts += [f"<li>{html.escape(l)}: {html.escape(r.path)} ({scaling.family_name(r)}, widths "
             f"{sorted(r.members.width.unique().tolist())}, {len(r.tasks)} tasks, last step {int(r.metrics.step.max())})</li>"
             for l, r in zip(labels, runs)]
   spent = ", ".join(f"{name} {sec:.1f}s" for name, sec in report.table_seconds.items())

@@ -44,6 +44,12 @@ def _each(runs, table_fn, columns) -> pd.DataFrame:
   return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
+def family_name(run: Run) -> str:
+  """The run's task family (config.task.family), or "language" for language-model runs."""
+  task = run.config.get("task")
+  return str(task.family) if task is not None and "family" in task else "language"
+
+
 def task_table(run: Run) -> pd.DataFrame:
   """Task id, realised frequency and complexity."""
   return run.tasks.rename(columns={"id": "task"})[["task", "frequency", "complexity"]]
@@ -75,7 +81,7 @@ def realised_family(run: Run):
 
 def loss_floor(run: Run) -> np.ndarray:
   """(K,) irreducible loss per task: the oracle's loss with every direction kept (regression), else 0."""
-  if run.config.task.family != "regression":
+  if family_name(run) != "regression":
     return np.zeros(len(run.tasks))
   family = run.family
   return oracle.oracle(family, int(family.singular_values_KxR.size)).loss_K
@@ -126,7 +132,7 @@ def learned_counts(runs, threshold: float = 0.5) -> pd.DataFrame:
 
 
 def _oracle_rows(run: Run) -> pd.DataFrame:
-  if run.config.task.family != "regression":
+  if family_name(run) != "regression":
     return pd.DataFrame(columns=ORACLE_COLUMNS[1:])
   final, family = final_table(run), realised_family(run)
   best = {int(w): oracle.oracle(family, int(w)) for w in final.width.unique()}

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from scaling_interference.sweep import sharding
 from scaling_interference.sweep.members import Group
 from scaling_interference.sweep.optim import member_optimizer
 from scaling_interference.sweep.problem import Problem
@@ -34,6 +35,9 @@ class Engine:
 
   def __init__(self, config, problem: Problem, groups: list[Group]):
     self.problem, self.groups = problem, groups
+    self.mesh = sharding.make_mesh(config.train)
+    self.member_shardings = [sharding.member_sharding(self.mesh, g.size) for g in groups]
+    self.batch_size = config.train.batch_size
     self.trace_every = config.train.trace_every if problem.trace_T else 0
     self.optimizers = [member_optimizer(config.train, g.model) for g in groups]
     self.train_segment = jax.jit(self._train_segment, static_argnums=2, donate_argnums=0)
@@ -52,7 +56,11 @@ class Engine:
     return jax.jit(jax.vmap(functools.partial(self._init_member, index)))(keys, lrs)
 
   def init_states(self) -> list[GroupState]:
-    return [self.init_group(i) for i in range(len(self.groups))]
+    return self.place([self.init_group(i) for i in range(len(self.groups))])
+
+  def place(self, states) -> list[GroupState]:
+    """States laid out on the mesh: member axes over `members` where the group size allows."""
+    return [sharding.place(s, sh) for s, sh in zip(states, self.member_shardings)]
 
   def abstract_states(self) -> list[GroupState]:
     """Shapes and dtypes of the states, for restoring checkpoints without computing inits."""
@@ -72,7 +80,7 @@ class Engine:
 
   def _one_step(self, states, step_and_host):
     step, host = step_and_host
-    batch = self.problem.batch(step, host)
+    batch = sharding.batch_constraint(self.problem.batch(step, host), self.mesh, self.batch_size)
     new_states, losses = [], []
     for index, state in enumerate(states):
       new_state, loss_G = jax.vmap(functools.partial(self._member_step, index), in_axes=(0, None))(state, batch)

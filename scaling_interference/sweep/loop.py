@@ -194,6 +194,7 @@ class Trainer:
       self._write_eval(0, states, None)
       return states, 0, tracker
     latest, states, meta = found
+    states = self.engine.place(states)
     tracker.sums, tracker.count = np.asarray(meta["train_loss_sums"]), meta["train_loss_count"]
     self.dropped = {int(k): v for k, v in meta.get("dropped", {}).items()}
     self.problem.restore_host_state(meta.get("data"))

@@ -1,0 +1,57 @@
+"""Meshes: 8 simulated devices end with the metrics of 1 device; their checkpoints restore on 1 device."""
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import scaling_interference as si
+from conftest import small_regression
+from scaling_interference.config import validate
+from scaling_interference.errors import ConfigError
+from scaling_interference.sweep.engine import Engine
+from scaling_interference.sweep.members import expand
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = """
+import sys
+sys.path.insert(0, "tests")
+from conftest import small_regression
+import scaling_interference as si
+config = small_regression()
+config.sweep.update(seeds=(0, 1, 2, 3), lrs=(1e-2, 3e-3))
+config.train.mesh = tuple(int(v) for v in sys.argv[2].split(","))
+si.train(config, sys.argv[1])
+"""
+
+
+def sweep_config():
+  config = small_regression()
+  config.sweep.update(seeds=(0, 1, 2, 3), lrs=(1e-2, 3e-3))
+  return config
+
+
+@pytest.mark.parametrize("mesh", ["8,1", "4,2"])
+def test_eight_devices_match_one(tmp_path, mesh):
+  one, many = str(tmp_path / "one"), str(tmp_path / "many")
+  si.train(sweep_config(), one)
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  subprocess.run([sys.executable, "-c", SCRIPT, many, mesh], cwd=ROOT, env=env, check=True, timeout=300)
+  a, b = si.load_run(one), si.load_run(many)
+  np.testing.assert_allclose(b.metrics.loss.values, a.metrics.loss.values, rtol=1e-5)
+  np.testing.assert_allclose(b.metrics.signal.values, a.metrics.signal.values, atol=1e-5)
+  restored = b.restore(group=1)["params"]  # written by 8 devices, restored on this process's one
+  reference = a.restore(group=1)["params"]
+  assert len(jax.devices()) == 1
+  for x, y in zip(jax.tree.leaves(restored), jax.tree.leaves(reference)):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_mesh_must_match_the_devices():
+  config = sweep_config()
+  config.train.mesh = (3, 2)
+  problem = validate(config)
+  with pytest.raises(ConfigError, match=r"train\.mesh: members x data must equal the 1 devices, got 3 x 2"):
+    Engine(config, problem, expand(config, problem))
