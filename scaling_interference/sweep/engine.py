@@ -40,8 +40,10 @@ class Engine:
     self.batch_size = config.train.batch_size
     self.trace_every = config.train.trace_every if problem.trace_T else 0
     self.optimizers = [member_optimizer(config.train, g.model) for g in groups]
-    self.train_segment = jax.jit(self._train_segment, static_argnums=2, donate_argnums=0)
-    self.evaluate_on_device = jax.jit(self._evaluate)
+    replicated = sharding.replicated(self.mesh)
+    self.train_segment = jax.jit(self._train_segment, static_argnums=2, donate_argnums=0,
+                                 out_shardings=(self.member_shardings, replicated, replicated))
+    self.evaluate_on_device = jax.jit(self._evaluate, out_shardings=replicated)
 
   # ---- state ---------------------------------------------------------------------------
   def _init_member(self, index: int, key, lr) -> GroupState:

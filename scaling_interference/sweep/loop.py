@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from scaling_interference.config import validate
-from scaling_interference.errors import NonFiniteLossError
+from scaling_interference.errors import ConfigError, NonFiniteLossError
 from scaling_interference.models import ladder
 from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep.engine import Engine
@@ -136,7 +136,7 @@ class TraceLog:
         self.steps, self.signal = [int(v) for v in f["step"][keep]], list(f["signal"][keep])
 
   def save(self) -> None:
-    if self.enabled:
+    if self.enabled and jax.process_index() == 0:
       signal = np.stack(self.signal) if self.signal else np.zeros((0, self.member_ids.size, self.task_ids.size))
       write_npz_atomic(self.path, step=np.asarray(self.steps, np.int64), signal=signal.astype(np.float32),
                        task=self.task_ids, member=self.member_ids)
@@ -160,8 +160,11 @@ class Trainer:
     self.config, self.train = config, config.train
     self.groups = expand(config, self.problem)
     self.members = all_members(self.groups)
-    self.workdir = Workdir(workdir)
+    self.workdir = Workdir(workdir, writer=jax.process_index() == 0)
     self.resuming = self.workdir.check_config(config_as_json(config))
+    if jax.process_count() > 1 and not self.problem.on_device:
+      raise ConfigError("data.source: host streams are read by one process for now; use data.source=synthetic "
+                        "or run one process")
     self.engine = Engine(config, self.problem, self.groups)
     self.traces = TraceLog(self.workdir.file(TRACES), self.engine.trace_every, self.problem.trace_T,
                            [m.id for m in self.members])

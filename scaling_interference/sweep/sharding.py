@@ -28,8 +28,16 @@ def member_sharding(mesh: Mesh, group_size: int) -> NamedSharding:
   return NamedSharding(mesh, P("members") if split else P())
 
 
+def replicated(mesh: Mesh) -> NamedSharding:
+  """Every device holds the whole array: what the host reads (losses, traces, eval metrics)."""
+  return NamedSharding(mesh, P())
+
+
 def place(tree, sharding: NamedSharding):
-  return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
+  """Puts arrays that are equal on every process onto the (possibly multi-process) mesh."""
+  if jax.process_count() == 1:
+    return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
+  return jax.tree.map(lambda a: jax.make_array_from_callback(a.shape, sharding, lambda i: np.asarray(a)[i]), tree)
 
 
 def batch_constraint(batch, mesh: Mesh, batch_size: int):

@@ -31,10 +31,14 @@ def _finite_or_none(x):
 
 
 class Workdir:
-  """One run's directory. Creating it writes nothing until `claim` accepts the config."""
+  """One run's directory. Creating it writes nothing until `claim` accepts the config.
 
-  def __init__(self, path: str):
-    self.path = os.path.abspath(path)
+  In a run of many processes every process reads it, and only the writer (process 0) writes
+  config, members, tasks, schedule and metrics; checkpoints are written by all (Orbax).
+  """
+
+  def __init__(self, path: str, writer: bool = True):
+    self.path, self.writer = os.path.abspath(path), writer
 
   def file(self, name: str) -> str:
     return os.path.join(self.path, name)
@@ -62,6 +66,8 @@ class Workdir:
   def claim(self, config_dict: dict, members, tasks, schedule: dict) -> None:
     """Writes config.json, members.json, tasks.json and schedule.npz of a new run."""
     os.makedirs(self.path, exist_ok=True)
+    if not self.writer:
+      return
     write_npz_atomic(self.file(SCHEDULE), **schedule)
     self.write_members(members)
     _write_json_atomic(self.file(TASKS), [dataclasses.asdict(t) for t in tasks])
@@ -69,12 +75,16 @@ class Workdir:
 
   def write_members(self, members, dropped: dict | None = None) -> None:
     """members.json; a member dropped for a non-finite loss carries "dropped_at": its step."""
+    if not self.writer:
+      return
     rows = [dataclasses.asdict(m) | ({"dropped_at": dropped[m.id]} if dropped and m.id in dropped else {})
             for m in members]
     _write_json_atomic(self.file(MEMBERS), rows)
 
   def append_metrics(self, rows: list[dict]) -> None:
     """Appends rows and syncs, so a crash leaves at most a torn last line."""
+    if not self.writer:
+      return
     text = "".join(json.dumps(r) + "\n" for r in rows)
     with open(self.file(METRICS), "a") as f:
       f.write(text)
@@ -84,7 +94,7 @@ class Workdir:
   def truncate_metrics(self, last_step: int) -> None:
     """Keeps only whole rows with step <= last_step (drops what a killed run wrote past its checkpoint)."""
     path = self.file(METRICS)
-    if not os.path.exists(path):
+    if not self.writer or not os.path.exists(path):
       return
     kept = [line for line in read_metric_lines(path) if json.loads(line)["step"] <= last_step]
     tmp = path + ".tmp"
