@@ -7,13 +7,14 @@ On a GPU, e.g.:
       --seq_len=2049 --vocab_size=50304 --steps=10
 
 The sweep is configs/olmo_injection.py:demo (synthetic token stream with injected tasks, one
-member per size) with the flags' overrides and traces off; a run is one dispatch of `steps`
-steps, each training every member on batch x (seq_len - 1) tokens. Measured as
-benchmarks/sweep_speed.py: everything compiled first, interleaved repeats, each program keeps
-its best. MFU = training FLOP/s over the FLOP/s of a large matmul timed in the same rounds
-(CPU: float32 2048^3, or bfloat16 when that is the compute dtype; GPU/TPU: bfloat16 8192^3),
-with two FLOP counts per token: 6N (N = all parameters, embedding included) and the model's
-`flops_per_token` (matmul parameters, readout included, plus attention at length seq_len - 1).
+member per size) with the flags' overrides and traces off; injected counts are scaled down when
+a smaller batch cannot hold them. A run is one dispatch of `steps` steps, each training every
+member on batch x (seq_len - 1) tokens. Measured as benchmarks/sweep_speed.py: everything
+compiled first, interleaved repeats, each program keeps its best. MFU = training FLOP/s over
+the FLOP/s of a large matmul timed in the same rounds (CPU: float32 2048^3, or bfloat16 when
+that is the compute dtype; GPU/TPU: bfloat16 8192^3), with two FLOP counts per token: 6N
+(N = all parameters, embedding included) and the model's `flops_per_token` (6 x matmul
+parameters, readout included, plus attention at length seq_len - 1).
 """
 import dataclasses
 import json
@@ -31,7 +32,7 @@ from scaling_interference.config import validate
 from scaling_interference.sweep.engine import Engine
 from scaling_interference.sweep.members import expand
 
-_STEPS = flags.DEFINE_integer("steps", 50, "Training steps per timed run (one dispatch).")
+_STEPS = flags.DEFINE_integer("steps", 20, "Training steps per timed run (one dispatch).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timing rounds; each program keeps its best.")
 _SIZES = flags.DEFINE_list("sizes", None, "Model sizes (ladder presets or D/H/L); default: the demo's.")
 _COMPUTE_DTYPE = flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
@@ -70,7 +71,20 @@ def sweep_config():
     if flag.value is not None:
       config[section][field] = flag.value
   config.train.update(steps_per_dispatch=_STEPS.value, trace_every=0)
+  fit_injection(config)
   return config
+
+
+def fit_injection(config) -> None:
+  """Scales the injected counts down when a batch cannot hold them; drops the ones that reach 0."""
+  asked = sum(s.count for s in config.inject.values())
+  batch = config.train.batch_size
+  if asked <= batch:
+    return
+  for name in list(config.inject):
+    config.inject[name].count = config.inject[name].count * batch // asked
+    if not config.inject[name].count:
+      del config.inject[name]
 
 
 def single_configs(config) -> list:
@@ -171,8 +185,9 @@ def report(results: dict) -> str:
   lines += [f"| {r['name']} | {r['members']} | {r['params']:,} | {r['tokens_per_s_per_member']:,.0f} | "
             f"{100 * r['mfu_6n']:.2f}% | {100 * r['mfu_model']:.2f}% | {r['cores']:.1f} |" for r in results["rows"]]
   lines += ["", f"vmapped sweep is {results['speedup']:.2f}x one member at a time (tokens/s per member)",
-            "tokens = batch x (seq_len - 1) per member per step; MFU = model FLOP/s / peak matmul FLOP/s; "
-            "best of interleaved repeats"]
+            "tokens = batch x (seq_len - 1) per member per step; MFU = training FLOP/s / peak matmul FLOP/s, "
+            "training FLOPs per token = 6N (N: all params, embedding included) or the model's flops_per_token "
+            "(6 x matmul params incl. readout + attention); best of interleaved repeats"]
   return "\n".join(lines)
 
 
