@@ -3,7 +3,7 @@
   JAX_PLATFORMS=cpu python -m benchmarks.lm_speed [--steps=N] [--repeats=R] [--sizes=tiny-a,tiny-b]
       [--compute_dtype=float32|bfloat16] [--batch_size=B] [--seq_len=L] [--vocab_size=V] [--out=FILE.json]
 On a GPU, e.g.:
-  python -m benchmarks.lm_speed --sizes=20M,60M,150M,300M --compute_dtype=bfloat16 --batch_size=8 \
+  python -m benchmarks.lm_speed --sizes=20M,60M,150M,300M --compute_dtype=bfloat16 --batch_size=4 \
       --seq_len=2049 --vocab_size=50304 --steps=10
 
 The sweep is configs/olmo_injection.py:demo (synthetic token stream with injected tasks, one

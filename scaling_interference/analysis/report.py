@@ -496,7 +496,19 @@ def _claim_overwrite(t: dict, run: Run) -> tuple[str, str]:
   ok, rho = _trend(share, -1)
   return (HELD if ok else NOT_HELD), (
       f"{which} {tasks}: overwrite share of their loss change, mean over {rows.step.nunique()} checkpoint(s), "
-      f"per width: {_by_width(share)} (Spearman vs width {rho:+.2f})")
+      f"per width: {_by_width(share)} (Spearman vs width {rho:+.2f})" + _checkpoints_after_events(t, rows.step))
+
+
+def _checkpoints_after_events(t: dict, steps: pd.Series) -> str:
+  """How close the checkpoints come after each event schedule's first injection (the overwrite window)."""
+  events = t.get("events", pd.DataFrame(columns=["kind"]))
+  parts = []
+  for name, rows in events[~events.kind.isin(retention.CONTINUOUS_KINDS)].groupby("schedule"):
+    first = int(rows.step.min())
+    after = sorted(s for s in steps.unique() if s > first)
+    parts.append(f"{name} injects first at step {first}; " +
+                 (f"the next checkpoint is {after[0] - first} steps later" if after else "no checkpoint follows"))
+  return "; " + "; ".join(parts) if parts else ""
 
 
 def _claim_allocation(t: dict, run: Run) -> tuple[str, str]:
@@ -522,11 +534,12 @@ def _claim_probes(t: dict, run: Run) -> tuple[str, str]:
   if "decodable" not in t or t["decodable"].empty:
     return NOT_MEASURABLE, "the probe tables were not computed"
   last = _last(t["decodable"])
+  last = last[last.layer.astype(str) != "input"]  # the model's own layers: the input is the same for every width
   counts = last.groupby(["member", "width"]).n_decodable.sum()
   if counts.index.get_level_values("width").nunique() < 2:
     return NOT_MEASURABLE, "the sweep has one width"
   ok, rho = _trend(counts, +1)
-  return (HELD if ok else NOT_HELD), (f"step {int(last.step.max())}, decodable features (all layers) per width: "
+  return (HELD if ok else NOT_HELD), (f"step {int(last.step.max())}, decodable features (hidden and output layers) per width: "
                                       f"{_by_width(counts)} (Spearman vs width {rho:+.2f})")
 
 
