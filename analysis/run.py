@@ -1,4 +1,7 @@
-"""The analysis report: python -m analysis.run --workdir=DIR [--workdir=DIR2 ...] --out=OUT [--steps=all|last] [--skip=probes,...]."""
+"""The analysis report of one or more workdirs (tables, figures, index.html with the study's claims):
+
+  python -m analysis.run --workdir=DIR [--workdir=DIR2 ...] --out=OUT [--steps=all|last] [--skip=probes,...]
+"""
 from absl import app, flags
 
 from launch import cli

@@ -13,12 +13,16 @@ CONTINUOUS_KINDS = ("share", "per_batch")
 MAX_EVENT_LINES = 40
 
 
-def new_figure(n_axes: int = 1, width: float = 6.0, height: float = 4.0):
-  """A Figure on an Agg canvas with n_axes side by side; returns (fig, list of axes)."""
-  fig = Figure(figsize=(width * n_axes, height), layout="constrained")
+def new_figure(n_axes: int = 1, width: float = 6.0, height: float = 4.0, max_cols: int = 2):
+  """A Figure on an Agg canvas with n_axes panels, max_cols to a row; returns (fig, list of axes)."""
+  cols = min(n_axes, max_cols)
+  rows = -(-n_axes // cols)
+  fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
   FigureCanvasAgg(fig)
-  axes = fig.subplots(1, n_axes, squeeze=False)[0]
-  return fig, list(axes)
+  axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
+  for extra in axes[n_axes:]:
+    extra.set_visible(False)
+  return fig, axes[:n_axes]
 
 
 def save(fig: Figure, path: str, dpi: int = 110) -> str:
@@ -187,7 +191,8 @@ def decodable_vs_width(counts: pd.DataFrame) -> Figure:
     mean = rows.groupby("width").n_decodable.mean()
     ax.plot(mean.index, mean.values, "o-", ms=4, label=f"layer {layer}")
   _width_axis(ax, last.width)
-  ax.set(ylabel="decodable features (probes)", title=f"Probe-decodable task features vs width (step {int(last.step.max())})")
+  ax.set(ylabel="decodable features (probes)",
+         title=f"Probe-decodable task features vs width (step {int(last.step.max())})")
   ax.legend(fontsize=8)
   return fig
 
@@ -198,7 +203,8 @@ def oracle_vs_trained(comparison: pd.DataFrame) -> Figure:
   colour, mappable = _scale(comparison.width)
   ax.scatter(comparison.oracle_signal, comparison.trained_signal, c=colour(comparison.width), s=16)
   ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-  ax.set(xlabel="oracle signal (best rank-width map)", ylabel="trained signal", title="Trained widths vs the analytic oracle")
+  ax.set(xlabel="oracle signal (best rank-width map)", ylabel="trained signal",
+         title="Trained widths vs the analytic oracle")
   fig.colorbar(mappable, ax=ax, label="width")
   return fig
 

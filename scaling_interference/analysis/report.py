@@ -3,16 +3,18 @@
   build(["runs/a", "runs/b"], "out")  ->  out/tables/*.csv (+ README.md), out/figures/*.png, out/index.html
 
 Work is split into jobs (workdir, step, table). A job's result is cached as CSV under
-out/cache/<config hash>/<table>/<key>.csv, key "step-<S>" for per-checkpoint tables and
-"metrics-<S>" (the last eval step) for per-run tables, so building again computes only what is new
-(new checkpoints, or a run trained further). Tables of other modules are called through their
-public functions, guarded: a missing or failing function leaves a note in index.html, and a failed
-job is retried on the next build.
+out/cache/<config hash>/<table>-<code version>/<key>.csv, key "step-<S>" for per-checkpoint tables
+and "metrics-<S>" (the last eval step) for per-run tables, so building again computes only what is
+new (new checkpoints, a run trained further, or a table whose module's source changed). Tables of
+other modules are called through their public functions, guarded: a missing or failing function
+leaves a note in index.html, and a failed job is retried on the next build.
 """
 import dataclasses
+import functools
 import hashlib
 import html
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -45,15 +47,17 @@ TASK = {"task": "task id", "frequency": "the task's realised share of training e
 TABLES = [
     TableSpec("signal", "run", "scaling_interference.analysis.retention:trace_frame",
               "Signal of every task over training: eval metrics and dense traces (one row per observation).",
-              {**STEP, "step": "training steps done when the signal was measured", **MEMBER, "task": TASK["task"],
-               "signal": "0 = chance, 1 = learned", "source": "metrics (eval every eval_every) or traces (traces.npz)"}),
+              {"step": "training steps done when the signal was measured", **MEMBER, "task": TASK["task"],
+               "signal": "0 = chance, 1 = learned",
+               "source": "metrics (eval every eval_every) or traces (traces.npz)"}),
     TableSpec("events", "run", "scaling_interference.analysis.retention:event_frame",
               "Injection events of schedule.npz: one row per (schedule, step with injected examples).",
               {"schedule": "schedule name (config.inject)", "task": "injected task id",
                "kind": "burst | every | share | per_batch", "step": "batch step of the injection",
                "count": "examples injected at that step"}),
     TableSpec("retention", "run", "scaling_interference.analysis.retention:retention_table",
-              "Per (member, injected task, schedule, event): the signal around the event (definitions in retention.py).",
+              "Per (member, injected task, schedule, event): the signal around the event "
+              "(definitions in retention.py).",
               {**MEMBER, "task": TASK["task"], "schedule": "schedule name", "kind": "schedule kind",
                "event_step": "event's batch step (continuous schedules: the first injection)",
                "pre": "signal at the last observation at or before event_step",
@@ -79,22 +83,26 @@ TABLES = [
               "Per width: tasks learned (mean final signal >= 0.5).",
               {"width": "hidden width", "n_learned": "tasks with signal >= 0.5", "n_tasks": "tasks in the run"}),
     TableSpec("oracle", "run", "scaling_interference.analysis.scaling:oracle_comparison",
-              "Regression: per (width, task) the trained mean beside the best rank-width linear map (realised frequencies).",
+              "Regression: per (width, task) the trained mean beside the best rank-width linear map "
+              "(realised frequencies).",
               {"width": "hidden width", **{k: TASK[k] for k in TASK}, "trained_signal": "mean final signal",
                "oracle_signal": "signal of the best rank-width map", "trained_loss": "mean final eval loss",
                "oracle_loss": "loss of the best rank-width map", "zero_loss": "loss of the zero map"}),
     TableSpec("sizing", "run", "scaling_interference.analysis.scaling:sizing_table",
-              "For a task frequency (half-decade bin) and complexity: the smallest width of this sweep that learned it.",
+              "For a task frequency (half-decade bin) and complexity: the smallest width of this sweep "
+              "that learned it.",
               {"frequency_bin": "frequency range [low, high)", "frequency_low": "bin's lower edge",
                "frequency_high": "bin's upper edge", "complexity": "complexity (binned when it takes many values)",
                "n_tasks": "tasks in the bin", "n_learned": "of them, learned by some width",
                "width_any": "smallest width that learned some task of the bin",
                "width_all": "smallest width that learned every task of the bin (NaN: some never learned)"}),
     TableSpec("gradients", "step", "scaling_interference.analysis.gradients:gradient_table",
-              "Per (member, task) at a checkpoint: per-task gradient norm and first-order loss changes of the next update.",
+              "Per (member, task) at a checkpoint: per-task gradient norm and first-order loss changes "
+              "of the next update.",
               {**STEP, **MEMBER, "task": TASK["task"], "frequency": "task share used for the mixture gradient",
                "common": "among the most frequent tasks covering 90% of the mixture", "grad_norm": "||g_k||",
-               "dL_self": "task k's own update's change of its loss", "dL_carry": "change from the optimizer's momentum",
+               "dL_self": "task k's own update's change of its loss",
+               "dL_carry": "change from the optimizer's momentum",
                "dL_mixture": "change from the whole update", "overwrite": "change caused by the other tasks' updates",
                "overwrite_common": "part of overwrite from common tasks", "overwrite_rare": "part from the other tasks",
                "overwrite_share": "overwrite / (|dL_carry| + |dL_self| + |overwrite|), in [-1, 1]"}),
@@ -105,24 +113,26 @@ TABLES = [
     TableSpec("neurons", "step", "scaling_interference.analysis.allocation:neuron_table",
               "Per (member, layer, neuron, task) at a checkpoint: how much the neuron serves the task.",
               {**STEP, **MEMBER, "layer": "hidden layer", "neuron": "unit index", "task": TASK["task"],
-               "attribution": "the neuron's attribution to the task"}),
+               "attribution": "increase of the task's eval loss when the neuron is zeroed (ablation)"}),
     TableSpec("allocation", "step", "scaling_interference.analysis.allocation:allocation_table",
               "Per (member, task) at a checkpoint: neurons the task owns and its capacity.",
-              {**STEP, **MEMBER, **TASK, "owned_neurons": "neurons whose largest attribution is this task",
-               "capacity": "the task's feature capacity (dimensionality)"}),
+              {**STEP, **MEMBER, **TASK, "owned_neurons": "neurons owned by the task (most of their ablation loss)",
+               "capacity": "sum of the dimensionalities D_i of the task's input features (Elhage et al. 2022)"}),
     TableSpec("probes", "step", "scaling_interference.analysis.probes:probe_table",
               "Per (member, layer, task, feature) at a checkpoint: a linear probe's score.",
-              {**STEP, **MEMBER, "layer": "hidden layer", "task": TASK["task"], "feature": "probed task feature",
-               "metric": "the probe's score name", "value": "the score", "decodable": "the score passes the threshold"}),
+              {**STEP, **MEMBER, "layer": "representation probed (input, hidden<i>, output)", "task": TASK["task"],
+               "feature": "probed task feature",
+               "metric": "the probe's score name", "value": "the score",
+               "decodable": "the score passes the threshold"}),
 ]
 DERIVED = {
     "decodable": TableSpec("decodable", "step", "scaling_interference.analysis.probes:decodable_counts",
                            "Per (member, layer) at a checkpoint: task features the probes decode (from probes).",
-                           {**STEP, **MEMBER, "layer": "hidden layer", "n_decodable": "decodable features"}),
+                           {**STEP, **MEMBER, "layer": "representation probed", "n_decodable": "decodable features"}),
     "claims": TableSpec("claims", "run", "scaling_interference.analysis.report:evaluate_claims",
                         "Per (run, claim): whether the study's claim held in this sweep, with the measured numbers.",
-                        {"claim": "claim number (1..7)", "statement": "the claim", "status": "held, did not hold, or not measurable",
-                         "evidence": "the measured numbers"}),
+                        {"claim": "claim number (1..7)", "statement": "the claim",
+                         "status": "held, did not hold, or not measurable", "evidence": "the measured numbers"}),
 }
 SPECS = {spec.name: spec for spec in TABLES} | DERIVED
 
@@ -203,9 +213,22 @@ def _call(spec: TableSpec, run: Run, step: int | None) -> pd.DataFrame:
   return frame.drop(columns="run", errors="ignore")
 
 
+@functools.lru_cache(maxsize=None)
+def code_version(source: str) -> str:
+  """A hash of the source of the module that makes a table, so editing it invalidates its cached results."""
+  module = importlib.import_module(source.split(":")[0])
+  try:
+    text = inspect.getsource(module)
+  except (OSError, TypeError):
+    return "nosource"
+  return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def cache_path(out: str, run: Run, job: Job) -> str:
+  """out/cache/<config hash>/<table>-<code version>/<step-S | metrics-S>.csv."""
   key = f"step-{job.step}" if job.step is not None else f"metrics-{int(run.metrics.step.max())}"
-  return os.path.join(out, "cache", config_hash(run), job.table, f"{key}.csv")
+  folder = f"{job.table}-{code_version(SPECS[job.table].source)}"
+  return os.path.join(out, "cache", config_hash(run), folder, f"{key}.csv")
 
 
 def plan(runs: list[Run], specs: list[TableSpec], steps: str) -> list[Job]:
@@ -224,7 +247,8 @@ def _available(spec: TableSpec, notes: list) -> bool:
     resolve(spec.source)
     return True
   except (ImportError, AttributeError) as e:
-    notes.append(f"{spec.name}: {spec.source} is not available ({type(e).__name__}: {e}); table and its figures skipped")
+    notes.append(f"{spec.name}: {spec.source} is not available ({type(e).__name__}: {e}); "
+                 "table and its figures skipped")
     return False
 
 
@@ -281,10 +305,18 @@ def per_run(tables: dict, label: str) -> dict:
   return {name: by_run[label] for name, by_run in tables.items() if label in by_run}
 
 
+def fresh_folder(folder: str, extension: str) -> str:
+  """Makes folder, removing the *.extension files a previous build left there."""
+  os.makedirs(folder, exist_ok=True)
+  for name in os.listdir(folder):
+    if name.endswith(extension):
+      os.remove(os.path.join(folder, name))
+  return folder
+
+
 def write_tables(out: str, tables: dict) -> list[str]:
   """tables/<name>.csv (all runs, a `run` column first) and tables/README.md; returns the CSV names."""
-  folder = os.path.join(out, "tables")
-  os.makedirs(folder, exist_ok=True)
+  folder = fresh_folder(os.path.join(out, "tables"), ".csv")
   written = []
   for name, by_run in tables.items():
     frame = pd.concat([f.assign(run=label) for label, f in by_run.items()], ignore_index=True)
@@ -326,15 +358,18 @@ FIGURES = [
     FigureSpec("injection_signal", "The study's figure: signal of each injected task vs step, one line per width "
                "(dense traces where the run traced them); dashed lines mark burst/every injections. Small widths "
                "spike at an injection and decay; large widths accumulate and keep the task.",
-               ("signal", "events"), lambda t: plots.signal_vs_step(retention.best_trajectories(t["signal"]), t["events"])),
+               ("signal", "events"),
+               lambda t: plots.signal_vs_step(retention.best_trajectories(t["signal"]), t["events"])),
     FigureSpec("retention", "Retained share of the injected tasks' signal vs width (event schedules: "
                "(final - pre) / (peak - pre) after the last event; continuous: final / peak).",
                ("retention",), lambda t: plots.retention_vs_width(t["retention"])),
-    FigureSpec("final_signal", "Final signal per task vs width, coloured by task frequency: rarer tasks need wider members.",
+    FigureSpec("final_signal",
+               "Final signal per task vs width, coloured by task frequency: rarer tasks need wider members.",
                ("final",), lambda t: plots.final_signal_vs_width(t["final"])),
     FigureSpec("loss_fits", "Final loss per task vs width (log-log) with power-law fits "
                "(floor + a * width^-b; floor = the oracle's irreducible loss for regression).",
-               ("final",), lambda t: plots.loss_vs_width(t["final"], t.get("power_law", pd.DataFrame(columns=["task"])))),
+               ("final",),
+               lambda t: plots.loss_vs_width(t["final"], t.get("power_law", pd.DataFrame(columns=["task"])))),
     FigureSpec("emergence", "Emergence width (smallest width with signal >= 0.5) vs task frequency, "
                "coloured by complexity; x: tasks no width learned.",
                ("emergence",), lambda t: plots.emergence_vs_frequency(t["emergence"])),
@@ -347,7 +382,8 @@ FIGURES = [
     FigureSpec("overwrite", "Overwrite share of the injected (else the rarest) tasks vs width at each checkpoint: "
                "the part of the task's loss change caused by the other tasks' updates.",
                ("gradients", "final"), lambda t: plots.overwrite_vs_width(t["gradients"], rare_tasks(t)[0])),
-    FigureSpec("owned_neurons", "Neurons owned per task (left) and its feature capacity (right) vs its frequency at the "
+    FigureSpec("owned_neurons",
+               "Neurons owned per task (left) and its feature capacity (right) vs its frequency at the "
                "last checkpoint, one line per width: small widths spend their neurons on frequent tasks.",
                ("allocation",), lambda t: plots.owned_neurons_vs_frequency(t["allocation"])),
     FigureSpec("decodable", "Task features decodable by probes vs width at the last checkpoint, one line per layer.",
@@ -429,7 +465,8 @@ def _claim_learning(t: dict, run: Run) -> tuple[str, str]:
           f"never learned); tasks learned: {first.n_learned}/{n} at width {first.width} -> {last.n_learned}/{n} "
           f"at width {last.width}")
   if em.complexity.nunique() > 1:
-    text += f"; emergence width vs complexity: Spearman {rank_corr(em.emergence_width.fillna(np.inf), em.complexity):+.2f}"
+    rho_c = rank_corr(em.emergence_width.fillna(np.inf), em.complexity)
+    text += f"; emergence width vs complexity: Spearman {rho_c:+.2f}"
   return (HELD if rho < 0 and last.n_learned > first.n_learned else NOT_HELD), text
 
 
@@ -480,7 +517,8 @@ def rare_tasks(t: dict) -> tuple[list, str]:
   """The injected tasks, else the rarest tenth of the tasks (at least one); and which it is."""
   if "events" in t and len(t["events"]):
     return sorted(int(k) for k in t["events"].task.unique()), "injected tasks"
-  tasks = t["final"].drop_duplicates("task").sort_values("frequency") if "final" in t else pd.DataFrame(columns=["task"])
+  final = t.get("final", pd.DataFrame(columns=["task", "frequency"]))
+  tasks = final.drop_duplicates("task").sort_values("frequency")
   rare = [int(k) for k in tasks.task.head(max(1, len(tasks) // 10))]
   return rare, "no task is injected; measured on the rarest tasks"
 
@@ -539,8 +577,8 @@ def _claim_probes(t: dict, run: Run) -> tuple[str, str]:
   if counts.index.get_level_values("width").nunique() < 2:
     return NOT_MEASURABLE, "the sweep has one width"
   ok, rho = _trend(counts, +1)
-  return (HELD if ok else NOT_HELD), (f"step {int(last.step.max())}, decodable features (hidden and output layers) per width: "
-                                      f"{_by_width(counts)} (Spearman vs width {rho:+.2f})")
+  return (HELD if ok else NOT_HELD), (f"step {int(last.step.max())}, decodable features (hidden and output layers) "
+                                      f"per width: {_by_width(counts)} (Spearman vs width {rho:+.2f})")
 
 
 def _schedule_verdict(rows: pd.DataFrame) -> tuple[int, str]:
@@ -587,7 +625,7 @@ def evaluate_claims(t: dict, run: Run) -> pd.DataFrame:
 STYLE = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;line-height:1.4}
 figure{margin:1em 0}img{max-width:100%;border:1px solid #ddd}figcaption{color:#444;font-size:.9em}
 .held{color:#176b2c;font-weight:bold}.did-not-hold{color:#a11;font-weight:bold}
-.not-measurable{color:#777;font-weight:bold}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"""
+.not-measurable{color:#777;font-weight:bold}"""
 
 
 def _claims_html(verdicts: pd.DataFrame) -> list[str]:
@@ -608,7 +646,8 @@ def write_index(out: str, runs: list[Run], labels: list[str], figures: dict, ver
   parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>scaling_interference report</title>"
            f"<style>{STYLE}</style></head><body><h1>scaling_interference report</h1>", "<ul>"]
   parts += [f"<li>{html.escape(l)}: {html.escape(r.path)} ({scaling.family_name(r)}, widths "
-            f"{sorted(r.members.width.unique().tolist())}, {len(r.tasks)} tasks, last step {int(r.metrics.step.max())})</li>"
+            f"{sorted(r.members.width.unique().tolist())}, {len(r.tasks)} tasks, "
+            f"last step {int(r.metrics.step.max())})</li>"
             for l, r in zip(labels, runs)]
   spent = ", ".join(f"{name} {sec:.1f}s" for name, sec in report.table_seconds.items())
   parts.append(f"</ul><p>Jobs: {len(report.computed)} computed ({len(report.failed)} failed), "
@@ -616,7 +655,8 @@ def write_index(out: str, runs: list[Run], labels: list[str], figures: dict, ver
   parts += _claims_html(verdicts)
   for label in labels:
     parts.append(f"<h2>Figures: {html.escape(label)}</h2>")
-    parts += [f"<figure><img src='{html.escape(p)}' alt='{html.escape(p)}'><figcaption>{html.escape(c)}</figcaption></figure>"
+    parts += [f"<figure><img src='{html.escape(p)}' alt='{html.escape(p)}'>"
+              f"<figcaption>{html.escape(c)}</figcaption></figure>"
               for p, c in figures[label]]
   parts.append("<h2>Tables</h2><p>Column definitions: <a href='tables/README.md'>tables/README.md</a></p><ul>")
   parts += [f"<li><a href='tables/{n}.csv'>{n}.csv</a>: {html.escape(SPECS[n].doc)}</li>" for n in tables]
@@ -647,6 +687,7 @@ def build(workdirs, out: str, steps: str = "all", skip=()) -> Report:
   verdicts = pd.concat([evaluate_claims(per_run(tables, l), runs[i]).assign(run=l) for i, l in enumerate(labels)],
                        ignore_index=True)
   tables["claims"] = {l: verdicts[verdicts.run == l].drop(columns="run") for l in labels}
+  fresh_folder(os.path.join(out, "figures"), ".png")
   figures = {l: draw_figures(out, l, per_run(tables, l), report) for l in labels}
   written = write_tables(out, tables)
   report.claims, report.seconds = verdicts, time.time() - start

@@ -165,10 +165,13 @@ def oracle_totals(comparison: pd.DataFrame) -> pd.DataFrame:
 
 
 def frequency_bins(frequency_K) -> pd.DataFrame:
-  """Half-decade bins of frequency: low, high and a label per task."""
-  exponent_K = np.floor(2 * np.log10(np.asarray(frequency_K, float)))
-  low_K, high_K = 10 ** (exponent_K / 2), 10 ** ((exponent_K + 1) / 2)
-  labels = [f"[{lo:.2g}, {hi:.2g})" for lo, hi in zip(low_K, high_K)]
+  """Half-decade bins of frequency: low, high and a label per task (a frequency of 0 gets the bin [0, 0])."""
+  frequency_K = np.asarray(frequency_K, float)
+  seen_K = frequency_K > 0
+  exponent_K = np.floor(2 * np.log10(np.where(seen_K, frequency_K, 1.0)))
+  low_K = np.where(seen_K, 10 ** (exponent_K / 2), 0.0)
+  high_K = np.where(seen_K, 10 ** ((exponent_K + 1) / 2), 0.0)
+  labels = [f"[{lo:.2g}, {hi:.2g})" if lo > 0 else "[0, 0]" for lo, hi in zip(low_K, high_K)]
   return pd.DataFrame({"frequency_bin": labels, "frequency_low": low_K, "frequency_high": high_K})
 
 
