@@ -11,19 +11,22 @@ export JAX_PLATFORMS ?= cpu
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,plot]'
+	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(PY) -m launch.train --config=configs/regression.py:demo --workdir=$(DEMO_DIR)
 	$(PY) -m analysis.summary --workdir=$(DEMO_DIR)
+	$(PY) -m analysis.run --workdir=$(DEMO_DIR) --out=$(DEMO_DIR)/report
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sweep_speed
+	$(PY) -m benchmarks.lm_speed
+	$(PY) -m benchmarks.scaling
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

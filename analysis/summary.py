@@ -9,8 +9,10 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   del argv
   import scaling_interference as si
+  from launch import cli
   from scaling_interference.analysis import summary
-  print(summary.render(si.load_run(_WORKDIR.value), _STEP.value))
+  run = cli.run_or_exit(si.load_run, _WORKDIR.value)
+  print(summary.render(run, _STEP.value))
 
 
 if __name__ == "__main__":

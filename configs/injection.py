@@ -21,7 +21,7 @@ def get_config(preset: str = "demo"):
   num_common = 32
   config.task.update(num_tasks=num_common + 2, alpha=1.0, beta=1.0)
   config.inject.rare = dict(task=num_common, kind="share", share=0.0025)
-  config.inject.burst = dict(task=num_common + 1, kind="burst", count=512, at=1000)
+  config.inject.burst = dict(task=num_common + 1, kind="burst", count=512, at=900)  # a checkpoint follows at 1000
   if preset == "demo":
     config.task.update(input_dim=4, output_dim=4)
     config.model.widths = (16, 32, 64, 128)

@@ -33,3 +33,6 @@ def run_or_exit(fn, *args):
   except CheckpointError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(4)
+  except FileNotFoundError as e:  # e.g. a --workdir that holds no run
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)

@@ -13,7 +13,6 @@ one Run or a list; their tables carry a `run` column (the workdir's name).
   sizing       per frequency bin (half decades) and complexity: the smallest width that learned every
                task of the bin (width_all) and some task of it (width_any).
 """
-import copy
 import os
 
 import numpy as np
@@ -72,11 +71,7 @@ def fit_power_law(width_N, loss_N) -> dict:
   return dict(exponent=float(-slope), prefactor=float(np.exp(intercept)), r2=r2, n=int(len(x_N)))
 
 
-def realised_family(run: Run):
-  """The run's regression family with the realised frequencies (injected tasks' shares included)."""
-  family = copy.copy(run.family)
-  family.frequencies = run.tasks.sort_values("id").frequency.to_numpy(float)
-  return family
+realised_family = summary.realised_family
 
 
 def loss_floor(run: Run) -> np.ndarray:

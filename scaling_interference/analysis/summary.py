@@ -1,10 +1,22 @@
 """Which tasks each width learned: a width x task table of signal, next to the oracle's."""
+import copy
+
 import jax
 import numpy as np
 import pandas as pd
 
 from scaling_interference.analysis import oracle
 from scaling_interference.run import Run
+
+
+def realised_family(run: Run):
+  """The run's regression family with the frequencies its mixture realised (injected tasks included).
+
+  The oracle ranks directions by frequency x importance, so it must see the run's actual mixture.
+  """
+  family = copy.copy(run.family)
+  family.frequencies = run.tasks.sort_values("id").frequency.to_numpy(float)
+  return family
 
 
 def final_task_metrics(run: Run, step: int | None = None) -> pd.DataFrame:
@@ -22,7 +34,7 @@ def signal_table(run: Run, step: int | None = None) -> pd.DataFrame:
   trained.index = pd.MultiIndex.from_product([trained.index, ["trained"]], names=["width", "source"])
   if run.config.task.family != "regression":
     return trained
-  family = run.family
+  family = realised_family(run)
   best = pd.DataFrame([oracle.oracle(family, int(w)).signal_K for w in trained.index.get_level_values(0)],
                       columns=trained.columns)
   best.index = pd.MultiIndex.from_product([trained.index.get_level_values(0), ["oracle"]], names=["width", "source"])
@@ -33,7 +45,7 @@ def signal_table(run: Run, step: int | None = None) -> pd.DataFrame:
 def total_loss_table(run: Run, step: int | None = None) -> pd.DataFrame:
   """Per width: frequency-weighted eval loss of the trained members vs the oracle (regression)."""
   rows = final_task_metrics(run, step)
-  p = run.family.frequencies
+  p = run.tasks.sort_values("id").frequency.to_numpy(float)
   per_member = rows.groupby(["width", "member"]).apply(lambda r: float(np.dot(p[r.task.values], r.loss.values)),
                                                        include_groups=False)
   table = per_member.groupby("width").mean().to_frame("eval_loss")
@@ -41,7 +53,7 @@ def total_loss_table(run: Run, step: int | None = None) -> pd.DataFrame:
     return table
   if run.config.model.activation == "linear":
     table["population_loss"] = population_losses(run).groupby("width").mean()
-  table["oracle_loss"] = [oracle.oracle(run.family, int(w)).total_loss for w in table.index]
+  table["oracle_loss"] = [oracle.oracle(realised_family(run), int(w)).total_loss for w in table.index]
   trained = table.get("population_loss", table.eval_loss)
   table["ratio"] = trained / table.oracle_loss.where(table.oracle_loss > 0)
   return table
@@ -49,7 +61,7 @@ def total_loss_table(run: Run, step: int | None = None) -> pd.DataFrame:
 
 def population_losses(run: Run) -> pd.Series:
   """Exact mixture loss of each linear member at the last checkpoint, indexed by (width, member)."""
-  family, values = run.family, {}
+  family, values = realised_family(run), {}
   for group in run.groups:
     params = run.restore(group=group.index)["params"]
     for i, member in enumerate(group.members):
