@@ -7,9 +7,18 @@ Setup: 32 common tasks (Zipf alpha=1), plus task 32 injected at 0.25% of all exa
 (same spectrum, its own map) injected as a single burst; both are out of the base mixture. The
 signal of both injected tasks is traced every `trace_every` steps into traces.npz.
 
-demo: DEMO_TEXT
+demo: d=m=4 (136 directions), two-layer linear members of widths 16..128 from a small init
+(init_scale 0.1, so an untrained member's signal is ~0), 6000 steps of batch 1024, signal traced
+every 10 steps. Measured: about 1 minute on 2 CPU cores. What it showed in our run: the task at
+0.25% spiked at widths 16, 32 and 64 (peak signal 0.01, 0.04, 0.18 around step 50) and decayed to
+0 within a few hundred steps ("update and forget"), while width 128 learned it and kept it
+(signal 0.94 at the end). The burst of 512 examples raised the burst task's signal at every width
+(0.01, 0.03, 0.07, 0.12 right after it) and every width forgot it (0 by 500 steps later): a
+single burst is not retained, even where capacity is free.
 
-paper: PAPER_TEXT
+paper: the same protocol with 3 seeds, 2 learning rates, widths 32..512, d=m=8, 100k steps of
+batch 4096, checkpoints every 5000 steps kept for the interference analysis; for a GPU/TPU:
+  python -m launch.train --config=configs/injection.py:paper --workdir=DIR
 """
 from scaling_interference import defaults
 

@@ -26,6 +26,7 @@ def get_config(preset: str = "demo"):
   if preset == "demo":
     config.task.update(num_tasks=16, input_dim=4, output_dim=4, alpha=1.3, beta=0.8)
     config.model.widths = (2, 4, 8, 16, 32, 64)
+    config.sweep.seeds = (0, 1, 2)
     config.sweep.lrs = (2e-2,)
     config.train.update(steps=4000, batch_size=512, eval_every=200, checkpoint_every=1000,
                         steps_per_dispatch=200, eval_examples_per_task=4096)
