@@ -4,7 +4,8 @@
   python -m analysis.summary --workdir=runs/regression_demo
 
 demo: 16 tasks (Zipf alpha=1.3, d=m=4, beta=0.8: 64 target directions, no ties in utility), two-layer linear
-members of widths 2..64, trained together. Measured: TIMING_DEMO on 2 CPU cores.
+members of widths 2..64 with 3 seeds each (18 members), trained together. Measured on 2 CPU
+cores: 4000 steps in about 15 s (300 steps/s) plus compilation; `make demo` with the report ~1 min.
 What it shows: a width-N member keeps about the N most useful directions (frequency x
 importance), so small widths learn the frequent tasks' strong directions and drop the rare
 tasks entirely, matching the analytic oracle's table; width 64 learns every task.

@@ -13,6 +13,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 import numpy as np
 from scaling_interference.config import validate
 from scaling_interference.errors import ConfigError, NonFiniteLossError
@@ -162,6 +163,8 @@ class Trainer:
     self.members = all_members(self.groups)
     self.workdir = Workdir(workdir, writer=jax.process_index() == 0)
     self.resuming = self.workdir.check_config(config_as_json(config))
+    if jax.process_count() > 1:  # every process has read the workdir before process 0 writes to it
+      multihost_utils.sync_global_devices("scaling_interference: workdir checked")
     if jax.process_count() > 1 and not self.problem.on_device:
       raise ConfigError("data.source: host streams are read by one process for now; use data.source=synthetic "
                         "or run one process")
