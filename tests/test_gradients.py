@@ -14,6 +14,7 @@ from scaling_interference.sweep.optim import member_optimizer
 from scaling_interference.tasks import make_family
 
 from conftest import small_regression
+from scaling_interference.sweep.synthetic import FamilyProblem
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +24,11 @@ def run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("grad") / "run")
   si.train(config, workdir)
   return si.load_run(workdir)
+
+
+def as_problem(family):
+  """The synthetic problem around `family` (the analysis differentiates a problem's task losses)."""
+  return FamilyProblem(small_regression(), family)
 
 
 def linear_setup(n=32, width=8, members=2, use_bias=False):
@@ -45,14 +51,14 @@ def test_task_gradients_match_closed_form():
   family, model, params_M, batch = linear_setup()
   k, n = family.num_tasks, 32
   example_K = jax.tree.map(lambda a: a.reshape((k, n) + a.shape[1:]), batch)
-  grads = gradients.task_gradients(model, family, params_M, example_K)
+  grads = gradients.task_gradients(model, as_problem(family), params_M, example_K)
   for m in range(2):
     for t in range(k):
       d1, d2 = numpy_gradients(params_M["hidden"][0]["kernel"][m], params_M["readout"]["kernel"][m],
                                example_K.x[t], example_K.y[t])
       np.testing.assert_allclose(grads["hidden"][0]["kernel"][m, t], d1, rtol=1e-4, atol=1e-6)
       np.testing.assert_allclose(grads["readout"]["kernel"][m, t], d2, rtol=1e-4, atol=1e-6)
-  chunked = gradients.group_gradients(model, family, params_M, batch, k, task_chunk=3)
+  chunked = gradients.group_gradients(model, as_problem(family), params_M, batch, k, task_chunk=3)
   np.testing.assert_allclose(chunked, gradients.flatten(grads, lead=2), rtol=1e-6,
                              err_msg="chunking tasks (with a padded last chunk) must not change gradients")
 
@@ -93,7 +99,7 @@ def test_decomposition_sums_to_optax_update(variant):
   tc = small_regression().train
   tc.update(**TRAIN_VARIANTS[variant])
   params = jax.tree.map(lambda a: a[0], params_M)
-  g_TxP = gradients.group_gradients(model, family, params_M, batch, family.num_tasks)[0]
+  g_TxP = gradients.group_gradients(model, as_problem(family), params_M, batch, family.num_tasks)[0]
   p_T = np.array([0.5, 0.3, 0.15, 0.05])
   flat_params, unravel = ravel_pytree(params)
   g_mix = unravel(jnp.asarray(p_T @ g_TxP, jnp.float32))
@@ -113,7 +119,7 @@ def test_dL_is_the_first_order_loss_change():
   family, model, params_M, batch = linear_setup(members=1)
   tc = small_regression().train
   params = jax.tree.map(lambda a: a[0], params_M)
-  g_TxP = gradients.group_gradients(model, family, params_M, batch, family.num_tasks)[0]
+  g_TxP = gradients.group_gradients(model, as_problem(family), params_M, batch, family.num_tasks)[0]
   p_T = np.full(4, 0.25)
   g_mix = ravel_pytree(params)[1](jnp.asarray(p_T @ g_TxP, jnp.float32))
   opt, state = optimizer_state(tc, params, lr=1e-4)
@@ -136,7 +142,7 @@ def test_gradient_table_matches_the_restored_optimizer(run):
   state = run.restore(30, member=group.members[0].id)
   params_M = jax.tree.map(lambda a: a[None], state["params"])
   batch = gradients.task_examples(run, np.arange(4), 64)
-  g_TxP = gradients.group_gradients(group.model, run.family, params_M, batch, 4)[0]
+  g_TxP = gradients.group_gradients(group.model, run.problem, params_M, batch, 4)[0]
   p_T = gradients.realised_frequencies(run)
   g_mix = ravel_pytree(state["params"])[1](jnp.asarray(p_T @ g_TxP, jnp.float32))
   optimizer = member_optimizer(run.config.train)(learning_rate=0.0)  # the peak lr is read from the state

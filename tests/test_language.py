@@ -96,3 +96,16 @@ def test_bad_language_config_is_named(change, message):
     config.data.update(**change)
   with pytest.raises(ConfigError, match=message):
     validate(config)
+
+
+def test_gradient_interference_on_a_language_model_run(tmp_path):
+  from scaling_interference.analysis import gradients
+  config = tiny_lm(inject_mode="replace")
+  config.sweep.update(seeds=(0,), lrs=(1e-2,))
+  config.train.update(steps=20, checkpoint_every=20)
+  si.train(config, str(tmp_path / "run"))
+  run = si.load_run(str(tmp_path / "run"))
+  table = gradients.gradient_table(run, 20, n_per_task=16)
+  assert list(table.task) == [0, 1, 2] and np.isfinite(table.grad_norm).all() and (table.grad_norm > 0).all()
+  np.testing.assert_allclose(table.dL_mixture, table.dL_carry + table.dL_self + table.overwrite, rtol=1e-6, atol=1e-12)
+  assert table.loc[table.task == 2, "frequency"].item() == 0.0, "held-out tuples are never trained on"

@@ -1,9 +1,11 @@
-"""Ridge probes vs least squares, decodable vs random features, task identity from the input."""
+"""Ridge probes vs least squares, decodable vs random features, task identity, MLP and LM probe tables."""
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 import scaling_interference as si
+from scaling_interference import defaults
 from scaling_interference.analysis import probes
 from scaling_interference.sweep.engine import eval_examples
 from scaling_interference.tasks import make_family
@@ -61,3 +63,32 @@ def test_probe_table_on_a_regression_run(tmp_path):
   counts = probes.decodable_counts(table)
   assert list(counts.columns) == ["step", "member", "width", "layer", "n_decodable"] and len(counts) == 6
   assert (counts.set_index(["member", "layer"]).n_decodable.xs("input", level="layer") == 24).all()
+
+
+def tiny_language_config():
+  config = defaults.language_config()
+  config.data.update(source="synthetic", vocab_size=64, seq_len=16, inject_mode="replace")
+  config.token_tasks.compare = defaults.token_task("comparison", 1, n_items=5)
+  config.inject.compare = ml_collections.ConfigDict(dict(task=1, kind="per_batch", count=16))
+  config.model.sizes = ("32/4/1",)
+  config.sweep.update(seeds=(0,), lrs=(1e-2,))
+  config.train.update(steps=200, batch_size=32, eval_every=100, checkpoint_every=200,
+                      steps_per_dispatch=100, eval_examples_per_task=32)
+  return config
+
+
+def test_probe_table_on_a_language_model_run(tmp_path):
+  si.train(tiny_language_config(), str(tmp_path / "run"))
+  run = si.load_run(str(tmp_path / "run"))
+  table = probes.probe_table(run, 200)
+  assert list(table.columns) == ["step", "member", "width", "layer", "task", "feature", "metric", "value",
+                                 "decodable"]
+  assert set(table.layer) == {"embed", "block1"} and set(table.task) == {1}
+  assert set(table.feature) == {"operand1", "operand2", "answer"}, "one token task: no task_id"
+  value = table.set_index(["layer", "feature"]).value
+  assert value["embed", "operand1"] < 0.5 and value["embed", "operand2"] < 0.5, \
+      "the separator's embedding is the same in every example"
+  assert not table.set_index(["layer", "feature"]).decodable["embed", "answer"]
+  assert value["block1", "answer"] > 0.9, "the trained model answers from the last block's stream"
+  counts = probes.decodable_counts(table)
+  assert list(counts.layer) == ["embed", "block1"] and counts.n_decodable.iloc[0] == 0

@@ -50,34 +50,27 @@ import pandas as pd
 from jax.flatten_util import ravel_pytree
 
 from scaling_interference.data import Mixture, schedules
-from scaling_interference.models import MLPDef
 from scaling_interference.run import Run
-from scaling_interference.sweep.engine import data_keys, eval_examples
 from scaling_interference.sweep.members import Group
+from scaling_interference.sweep.problem import Problem
 from scaling_interference.sweep.optim import decay_mask, schedule_shape
-from scaling_interference.tasks import Batch, Family
 
 COMMON_MASS = 0.9
 ADAM_EPS = 1e-8  # optax.adam's default, which sweep.optim keeps
 
 
 # ---- examples ----------------------------------------------------------------------------
-def task_examples(run: Run, task_T, n_per_task: int) -> Batch:
-  """n_per_task fixed eval examples of each task in task_T (the run's eval key), task-major."""
-  _, eval_key = data_keys(run.config.train.data_seed)
-  return eval_examples(run.family, eval_key, jnp.asarray(task_T, jnp.int32), n_per_task)
+def task_examples(run: Run, task_T, n_per_task: int):
+  """n_per_task fixed examples of each task in task_T (from the run's eval key), task-major."""
+  batch = run.problem.task_batch(np.asarray(task_T), n_per_task)
+  return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), batch)
 
 
 # ---- per-task gradients -------------------------------------------------------------------
-def task_loss(model: MLPDef, family: Family, params: dict, batch: Batch):
-  """Mean per-example loss of one member on `batch`."""
-  return family.loss(model.apply(params, batch.x), batch).mean()
-
-
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def task_gradients(model: MLPDef, family: Family, params_M: dict, batch_CxN: Batch) -> dict:
+def task_gradients(model, problem: Problem, params_M: dict, batch_CxN) -> dict:
   """Gradients of each task's mean loss: leaves (M, C, ...) for stacked params and (C, N) examples."""
-  grad = jax.grad(functools.partial(task_loss, model, family))
+  grad = jax.grad(functools.partial(problem.task_loss, model))
   per_task = jax.vmap(grad, in_axes=(None, 0))
   return jax.vmap(per_task, in_axes=(0, None))(params_M, batch_CxN)
 
@@ -103,7 +96,7 @@ def part_mask(params: dict, part: str | None) -> np.ndarray:
   return np.concatenate([np.full(a.size, k) for a, k in zip(leaves, keep)])
 
 
-def group_gradients(model: MLPDef, family: Family, params_M: dict, batch: Batch, num_tasks: int,
+def group_gradients(model, problem: Problem, params_M: dict, batch, num_tasks: int,
                     task_chunk: int = 16) -> np.ndarray:
   """g_MxTxP (float32) for task-major `batch` of num_tasks tasks, differentiated task_chunk at a time."""
   example_T = jax.tree.map(lambda a: a.reshape((num_tasks, -1) + a.shape[1:]), batch)
@@ -111,7 +104,7 @@ def group_gradients(model: MLPDef, family: Family, params_M: dict, batch: Batch,
   out = []
   for start in range(0, num_tasks, chunk):
     idx_C = np.minimum(np.arange(start, start + chunk), num_tasks - 1)
-    grads = task_gradients(model, family, params_M, jax.tree.map(lambda a: a[idx_C], example_T))
+    grads = task_gradients(model, problem, params_M, jax.tree.map(lambda a: a[idx_C], example_T))
     out.append(np.asarray(flatten(grads, lead=2))[:, :min(chunk, num_tasks - start)])
   return np.concatenate(out, axis=1)
 
@@ -244,12 +237,11 @@ def group_interference(run: Run, step: int, group: Group, n_per_task: int = 256,
   part: restrict norms, cosines and dL to parameters whose path starts with it ('hidden/0');
   the update itself is always built from all parameters.
   """
-  family = run.family
-  num_tasks = family.num_tasks
+  num_tasks = len(run.problem.tasks)
   p_T = realised_frequencies(run) if frequencies is None else np.asarray(frequencies, np.float64)
   state = run.restore(step, group=group.index)
   batch = task_examples(run, np.arange(num_tasks), n_per_task)
-  g_MxTxP = group_gradients(group.model, family, state["params"], batch, num_tasks, task_chunk)
+  g_MxTxP = group_gradients(group.model, run.problem, state["params"], batch, num_tasks, task_chunk)
   scale_M, precond_MxP, carry_MxP = _mixture_terms(run, state, g_MxTxP, p_T)
   keep = part_mask(jax.tree.map(lambda a: a[0], state["params"]), part)
   per_member = [member_interference(g_MxTxP[m][:, keep], p_T, scale_M[m], precond_MxP[m][keep], carry_MxP[m][keep])

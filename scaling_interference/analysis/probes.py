@@ -25,23 +25,35 @@ Features of task k:
   sparse parity, fitted on task k's examples (the other bits act as noise):
     bit{b}  each bit b of the task's subset, metric accuracy (ridge on 0/1, threshold 0.5);
     answer  the task's parity, accuracy.
+
+Language-model runs (model "olmo"): layers "embed", "block1", ... are the residual streams
+(the embedding, after each block) at the position predicting the answer, on `n_per_task` train
+examples of each token task (key: the eval key folded with `LM_PROBE_KEY`), each after the
+eval's `eval_prefix` base tokens. Task k is token task k (its train id); fitted on its examples:
+    operand{j}  the j-th operand's value, metric accuracy (ridge on one-hot, argmax readout);
+    answer      the answer's value, accuracy (likewise).
+  task_id (as above, on the pooled examples) only when the run has two or more token tasks.
 R^2 = 1 - sum (y - y_hat)^2 / sum (y - mean y)^2 over the held-out rows (pooled over columns).
 A feature is decodable when R^2 >= 0.5 or accuracy >= 0.9 (`THRESHOLDS`).
 """
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from scaling_interference.analysis.gradients import task_examples
 from scaling_interference.models import MLPDef
+from scaling_interference.models.olmo import OLMoDef
 from scaling_interference.run import Run
+from scaling_interference.sweep.engine import eval_examples
 from scaling_interference.tasks import Batch, Family
 
 RIDGE_GRID = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 SPLITS = (0.6, 0.2)  # train, validation shares; the rest is held out
 THRESHOLDS = {"r2": 0.5, "accuracy": 0.9}
+N_PER_TASK = {"mlp": 512, "olmo": 256}  # default examples per task
+LM_PROBE_KEY = 20_011  # folded into the eval key: the language-model probe examples
 
 
 # ---- ridge -----------------------------------------------------------------------------
@@ -106,6 +118,13 @@ def representations(model: MLPDef, params_M: dict, x_NxI) -> dict:
   return {"input": x_NxI} | {f"hidden{i}": h for i, h in enumerate(hidden)} | {"output": out}
 
 
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def lm_representations(model: OLMoDef, params_M: dict, tokens_NxL, position: int) -> dict:
+  """{"embed": (M, N, D), "block{i}": (M, N, D)}: residual streams at `position`, a member at a time."""
+  streams = jax.lax.map(lambda p: [h[:, position] for h in model.hidden_states(p, tokens_NxL)], params_M)
+  return {("embed" if i == 0 else f"block{i}"): h for i, h in enumerate(streams)}
+
+
 # ---- features -----------------------------------------------------------------------------
 def probe_sets(family: Family, batch: Batch) -> list[tuple[np.ndarray, dict]]:
   """[(rows_N bool, {(task, feature): (metric, targets (N, O))})]: features fitted together on rows."""
@@ -126,9 +145,33 @@ def probe_sets(family: Family, batch: Batch) -> list[tuple[np.ndarray, dict]]:
   raise ValueError(f"probes: no features for family {family.name!r}; known: regression, sparse_parity")
 
 
+def lm_examples(problem, n: int) -> list[dict]:
+  """Per token task: n train examples after `eval_prefix` base tokens, answer token dropped.
+
+  Each: tokens (n, L) (the last position predicts the answer), operands (n, O), answer (n,).
+  """
+  key = jax.random.fold_in(problem.eval_key, LM_PROBE_KEY)
+  prefix = jnp.resize(problem.eval_rows[:, :problem.eval_prefix], (n, problem.eval_prefix))
+  out = []
+  for i, task in enumerate(problem.token_tasks):
+    example = task.sample(jax.random.fold_in(key, i), n, "train")
+    out.append(example | {"tokens": jnp.concatenate([prefix, example["tokens"][:, :-1]], axis=1)})
+  return out
+
+
+def lm_features(task, example: dict) -> dict:
+  """{feature: ("accuracy", one-hot targets (n, num_values))}: each operand and the answer."""
+  operands_NxO, eye = np.asarray(example["operands"]), np.eye(task.num_values)
+  return ({f"operand{j + 1}": ("accuracy", eye[operands_NxO[:, j]]) for j in range(operands_NxO.shape[1])}
+          | {"answer": ("accuracy", eye[np.asarray(example["answer"])])})
+
+
 def _score(metric: str, y_NxO, pred_NxO) -> float:
+  """R^2, or accuracy: one 0/1 column thresholded at 0.5, several (one-hot) by argmax."""
   if metric == "r2":
     return r2(y_NxO, pred_NxO)
+  if y_NxO.shape[1] > 1:
+    return float(np.mean(pred_NxO.argmax(1) == y_NxO.argmax(1)))
   return float(np.mean((pred_NxO > 0.5) == (y_NxO > 0.5)))
 
 
@@ -167,14 +210,9 @@ def _layer_rows(family: Family, batch: Batch, sets: list, rep_NxD, split_N) -> l
   return rows
 
 
-def probe_table(run: Run, step: int, n_per_task: int = 512) -> pd.DataFrame:
-  """One row per (member, layer, task, feature) at `step`.
-
-  Columns: step, member, width, layer ("input", "hidden0", ..., "output"), task, feature
-  (task_id, z@v{r}/bit{b}, answer), metric ("r2" or "accuracy"), value (held out), decodable.
-  """
+def _mlp_frames(run: Run, step: int, n_per_task: int) -> list[pd.DataFrame]:
   family = run.family
-  batch = task_examples(run, np.arange(family.num_tasks), n_per_task)
+  batch = eval_examples(family, run.problem.eval_key, jnp.arange(family.num_tasks), n_per_task)
   sets, split_N = probe_sets(family, batch), np.tile(split_labels(n_per_task), family.num_tasks)
   frames = []
   for group in run.groups:
@@ -182,8 +220,49 @@ def probe_table(run: Run, step: int, n_per_task: int = 512) -> pd.DataFrame:
     for m, member in enumerate(group.members):
       for layer, rep in reps.items():
         rows = _layer_rows(family, batch, sets, rep if layer == "input" else rep[m], split_N)
-        frames.append(pd.DataFrame(rows).assign(step=step, member=member.id, width=member.width, layer=layer))
-  table = pd.concat(frames, ignore_index=True)
+        frames.append(pd.DataFrame(rows).assign(member=member.id, width=member.width, layer=layer))
+  return frames
+
+
+def _lm_layer_rows(tasks: list, examples: list[dict], reps_T: list, split_N) -> list[dict]:
+  """Rows of one layer of one member; reps_T: per token task, its examples' representations (n, D)."""
+  rows = []
+  if len(tasks) > 1:
+    task_N = np.repeat(np.arange(len(tasks)), len(split_N))
+    recall = task_id_recall(np.concatenate(reps_T), task_N, len(tasks), np.tile(split_N, len(tasks)))
+    rows += [{"task": t + 1, "feature": "task_id", "metric": "accuracy", "value": v} for t, v in enumerate(recall)]
+  for t, (task, example, rep) in enumerate(zip(tasks, examples, reps_T)):
+    scores = feature_scores(rep, lm_features(task, example), split_N)
+    rows += [{"task": t + 1, "feature": f, "metric": metric, "value": v} for f, (metric, v) in scores.items()]
+  return rows
+
+
+def _lm_frames(run: Run, step: int, n_per_task: int) -> list[pd.DataFrame]:
+  problem = run.problem
+  examples, split_N = lm_examples(problem, n_per_task), split_labels(n_per_task)
+  frames = []
+  for group in run.groups:
+    params_M = run.restore(step, group=group.index)["params"]
+    reps_T = [jax.device_get(lm_representations(group.model, params_M, e["tokens"], e["tokens"].shape[1] - 1))
+              for e in examples]
+    for m, member in enumerate(group.members):
+      for layer in reps_T[0]:
+        rows = _lm_layer_rows(problem.token_tasks, examples, [r[layer][m] for r in reps_T], split_N)
+        frames.append(pd.DataFrame(rows).assign(member=member.id, width=member.width, layer=layer))
+  return frames
+
+
+def probe_table(run: Run, step: int, n_per_task: int | None = None) -> pd.DataFrame:
+  """One row per (member, layer, task, feature) at `step`.
+
+  Columns: step, member, width, layer ("input", "hidden0", ..., "output"; language models:
+  "embed", "block1", ...), task, feature (task_id, z@v{r}/bit{b}/operand{j}, answer), metric
+  ("r2" or "accuracy"), value (held out), decodable. n_per_task: default `N_PER_TASK`.
+  """
+  name = run.config.model.name
+  n = N_PER_TASK[name] if n_per_task is None else n_per_task
+  frames = _lm_frames(run, step, n) if name == "olmo" else _mlp_frames(run, step, n)
+  table = pd.concat(frames, ignore_index=True).assign(step=step)
   table["decodable"] = table.value >= table.metric.map(THRESHOLDS)
   return table[["step", "member", "width", "layer", "task", "feature", "metric", "value", "decodable"]]
 

@@ -162,6 +162,33 @@ class LanguageProblem(Problem):
         loss.append(l), acc.append(a), signal.append((a - chance(task)) / (1 - chance(task)))
     return jnp.stack(loss), jnp.stack(acc), jnp.stack(signal)
 
+  def task_batch(self, task_T, n: int):
+    """Per task: rows of seq_len tokens and the weights of the positions its loss counts.
+
+    The base stream (task 0) counts every position of fixed eval rows; a token task counts the
+    position predicting its answer, its example placed as in eval (train or held-out tuples).
+    """
+    rows = [self._task_rows(int(t), n) for t in task_T]
+    return {"tokens": jnp.stack([r[0] for r in rows]), "weights": jnp.stack([r[1] for r in rows])}
+
+  def _task_rows(self, t: int, n: int):
+    length = self.seq_len
+    if t == BASE_TASK:
+      return jnp.resize(self.eval_rows, (n, length)), jnp.ones((n, length - 1), jnp.float32)
+    count = len(self.token_tasks)
+    task, split = self.token_tasks[(t - 1) % count], "train" if t <= count else "heldout"
+    example = task.sample(jax.random.fold_in(self.eval_key, 10_000 + t), n, split)["tokens"]
+    prefix = jnp.resize(self.eval_rows[:, :self.eval_prefix], (n, self.eval_prefix))
+    tokens = jnp.concatenate([prefix, example], axis=1)
+    tokens = jnp.pad(tokens, ((0, 0), (0, length - tokens.shape[1])), constant_values=self.stream.eos_id)
+    weights = jax.nn.one_hot(jnp.full((n,), self.eval_prefix + task.answer_position), length - 1)
+    return tokens, weights
+
+  def task_loss(self, model, params, batch):
+    logits = model.apply(params, batch["tokens"][:, :-1])
+    ce, _ = lm_loss(logits, batch["tokens"][:, 1:], batch["weights"], 0.0)
+    return ce.sum() / batch["weights"].sum()
+
   def trace(self, model, params):
     out = []
     for t in self.trace_T:

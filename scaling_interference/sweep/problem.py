@@ -34,6 +34,14 @@ class Problem(abc.ABC):
   def trace(self, model, params):
     """Signal of the traced tasks (trace_T) of one member."""
 
+  @abc.abstractmethod
+  def task_batch(self, task_T, n: int):
+    """n fixed examples of each task in task_T, every leaf with leading axes (T, n): for analysis."""
+
+  @abc.abstractmethod
+  def task_loss(self, model, params, batch):
+    """A member's mean loss on one task's examples (one slice of task_batch): for analysis."""
+
   def host_batches(self, num_steps: int):
     """(num_steps, ...) host data for the next dispatch; None for on-device problems."""
     return None

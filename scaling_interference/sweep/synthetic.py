@@ -87,6 +87,13 @@ class FamilyProblem(Problem):
     acc_T = None if acc_NxC is None else acc_NxC.reshape(-1)[:k]
     return loss_T, acc_T, self.family.signal(jnp.arange(k), loss_T, acc_T, linear_fn(model, params))
 
+  def task_batch(self, task_T, n: int):
+    batch = eval_examples(self.family, self.eval_key, jnp.asarray(task_T, jnp.int32), n)
+    return jax.tree.map(lambda a: a.reshape((len(task_T), n) + a.shape[1:]), batch)
+
+  def task_loss(self, model, params, batch):
+    return self.family.loss(model.apply(params, batch.x), batch).mean()
+
   def trace(self, model, params):
     task_T = jnp.asarray(self.trace_T, jnp.int32)
     batch = eval_examples(self.family, self.eval_key, task_T, self.trace_n)
