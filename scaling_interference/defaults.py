@@ -46,6 +46,7 @@ def train_config() -> ml_collections.ConfigDict:
       trace_tasks=(),  # task ids to trace (empty: the injected tasks)
       trace_examples=256,  # examples per traced task when the signal needs a loss
       mesh=(),  # (members, data) device mesh; empty: every device on the members axis
+      fsdp=False,  # also shard parameter and optimizer-state matrices over the data axis
       nonfinite="halt",  # a member's non-finite loss: halt (checkpoint, exit naming it) or drop (freeze it)
   ))
 

@@ -6,7 +6,6 @@ import os
 
 import jax
 import ml_collections
-import numpy as np
 import pandas as pd
 
 from scaling_interference.sweep import workdir as wd

@@ -6,7 +6,8 @@ import pytest
 
 from conftest import small_regression
 from scaling_interference.config import validate
-from scaling_interference.sweep.engine import Engine, data_keys, eval_examples, train_batch
+from scaling_interference.sweep.engine import Engine
+from scaling_interference.sweep.synthetic import data_keys, eval_examples, train_batch
 from scaling_interference.sweep.members import expand
 
 

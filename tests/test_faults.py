@@ -4,8 +4,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 
 import scaling_interference as si
 from scaling_interference.errors import CheckpointError, NonFiniteLossError
-from test_resume import ROOT, launch, wait_for_checkpoint
+from test_resume import launch, wait_for_checkpoint
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

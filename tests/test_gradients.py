@@ -9,7 +9,7 @@ from jax.flatten_util import ravel_pytree
 import scaling_interference as si
 from scaling_interference.analysis import gradients
 from scaling_interference.models import MLPDef
-from scaling_interference.sweep.engine import eval_examples
+from scaling_interference.sweep.synthetic import eval_examples
 from scaling_interference.sweep.optim import member_optimizer
 from scaling_interference.tasks import make_family
 

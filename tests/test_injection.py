@@ -12,7 +12,7 @@ from conftest import small_regression
 from scaling_interference.config import validate
 from scaling_interference.data.schedules import Schedule, realised_counts
 from scaling_interference.errors import ConfigError
-from scaling_interference.sweep.engine import train_batch
+from scaling_interference.sweep.synthetic import train_batch
 
 
 @pytest.mark.parametrize("schedule,expected_total,first_steps", [

@@ -119,10 +119,9 @@ def representations(model: MLPDef, params_M: dict, x_NxI) -> dict:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
-def lm_representations(model: OLMoDef, params_M: dict, tokens_NxL, position: int) -> dict:
-  """{"embed": (M, N, D), "block{i}": (M, N, D)}: residual streams at `position`, a member at a time."""
-  streams = jax.lax.map(lambda p: [h[:, position] for h in model.hidden_states(p, tokens_NxL)], params_M)
-  return {("embed" if i == 0 else f"block{i}"): h for i, h in enumerate(streams)}
+def lm_representations(model: OLMoDef, params_M: dict, tokens_NxL, position: int) -> list:
+  """n_layers + 1 residual streams (M, N, D) at `position` ("embed", "block1", ...), a member at a time."""
+  return jax.lax.map(lambda p: [h[:, position] for h in model.hidden_states(p, tokens_NxL)], params_M)
 
 
 # ---- features -----------------------------------------------------------------------------
@@ -246,8 +245,9 @@ def _lm_frames(run: Run, step: int, n_per_task: int) -> list[pd.DataFrame]:
     reps_T = [jax.device_get(lm_representations(group.model, params_M, e["tokens"], e["tokens"].shape[1] - 1))
               for e in examples]
     for m, member in enumerate(group.members):
-      for layer in reps_T[0]:
-        rows = _lm_layer_rows(problem.token_tasks, examples, [r[layer][m] for r in reps_T], split_N)
+      for i in range(len(reps_T[0])):
+        rows = _lm_layer_rows(problem.token_tasks, examples, [r[i][m] for r in reps_T], split_N)
+        layer = "embed" if i == 0 else f"block{i}"
         frames.append(pd.DataFrame(rows).assign(member=member.id, width=member.width, layer=layer))
   return frames
 

@@ -36,13 +36,15 @@ class Engine:
   def __init__(self, config, problem: Problem, groups: list[Group]):
     self.problem, self.groups = problem, groups
     self.mesh = sharding.make_mesh(config.train)
-    self.member_shardings = [sharding.member_sharding(self.mesh, g.size) for g in groups]
     self.batch_size = config.train.batch_size
     self.trace_every = config.train.trace_every if problem.trace_T else 0
     self.optimizers = [member_optimizer(config.train, g.model) for g in groups]
+    fsdp = config.train.get("fsdp", False)
+    self.state_shardings = [sharding.state_shardings(self.mesh, g.size, a, fsdp)
+                            for g, a in zip(groups, self.abstract_states())]
     replicated = sharding.replicated(self.mesh)
     self.train_segment = jax.jit(self._train_segment, static_argnums=2, donate_argnums=0,
-                                 out_shardings=(self.member_shardings, replicated, replicated))
+                                 out_shardings=(self.state_shardings, replicated, replicated))
     self.evaluate_on_device = jax.jit(self._evaluate, out_shardings=replicated)
 
   # ---- state ---------------------------------------------------------------------------
@@ -61,8 +63,8 @@ class Engine:
     return self.place([self.init_group(i) for i in range(len(self.groups))])
 
   def place(self, states) -> list[GroupState]:
-    """States laid out on the mesh: member axes over `members` where the group size allows."""
-    return [sharding.place(s, sh) for s, sh in zip(states, self.member_shardings)]
+    """States laid out on the mesh: member axes over `members` where the group size allows, FSDP if asked."""
+    return [sharding.place(s, sh) for s, sh in zip(states, self.state_shardings)]
 
   def abstract_states(self) -> list[GroupState]:
     """Shapes and dtypes of the states, for restoring checkpoints without computing inits."""

@@ -11,7 +11,6 @@ loss and accuracy on fixed examples, each placed as in training (after a few fix
 tokens for inject_mode "splice", at the start of the row for "replace"); signal =
 (accuracy - chance) / (1 - chance), chance = 1 / (number of possible answers).
 """
-import dataclasses
 
 import jax
 import jax.numpy as jnp

@@ -2,7 +2,9 @@
 
 The mesh is chosen from the device count (all devices on `members`) unless `train.mesh` gives
 (members, data). A group whose size the `members` axis does not divide is replicated instead;
-batches are sharded over `data` when it divides the batch size. Sharding changes where the
+batches are sharded over `data` when it divides the batch size. With `train.fsdp`, members too
+large for one device also shard every parameter and optimizer-state matrix over `data` (FSDP
+style: along the first dimension that `data` divides); XLA gathers them where they are used. Sharding changes where the
 arithmetic runs, not what it computes: metrics agree with a one-device run to float tolerance.
 """
 import jax
@@ -28,16 +30,32 @@ def member_sharding(mesh: Mesh, group_size: int) -> NamedSharding:
   return NamedSharding(mesh, P("members") if split else P())
 
 
+def leaf_sharding(mesh: Mesh, group_size: int, shape: tuple, fsdp: bool) -> NamedSharding:
+  """A state leaf (members, ...): member axis as member_sharding, plus FSDP over `data` for matrices."""
+  members = "members" if group_size % mesh.shape["members"] == 0 else None
+  spec = [members] + [None] * (len(shape) - 1)
+  if fsdp and mesh.shape["data"] > 1 and len(shape) >= 3:
+    dim = next((i for i in range(1, len(shape)) if shape[i] % mesh.shape["data"] == 0), None)
+    if dim is not None:
+      spec[dim] = "data"
+  return NamedSharding(mesh, P(*spec))
+
+
+def state_shardings(mesh: Mesh, group_size: int, abstract_state, fsdp: bool):
+  """Per-leaf shardings of one group's stacked state."""
+  return jax.tree.map(lambda a: leaf_sharding(mesh, group_size, a.shape, fsdp), abstract_state)
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   """Every device holds the whole array: what the host reads (losses, traces, eval metrics)."""
   return NamedSharding(mesh, P())
 
 
-def place(tree, sharding: NamedSharding):
+def place(tree, shardings):
   """Puts arrays that are equal on every process onto the (possibly multi-process) mesh."""
   if jax.process_count() == 1:
-    return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
-  return jax.tree.map(lambda a: jax.make_array_from_callback(a.shape, sharding, lambda i: np.asarray(a)[i]), tree)
+    return jax.tree.map(jax.device_put, tree, shardings)
+  return jax.tree.map(lambda a, s: jax.make_array_from_callback(a.shape, s, lambda i: np.asarray(a)[i]), tree, shardings)
 
 
 def batch_constraint(batch, mesh: Mesh, batch_size: int):
