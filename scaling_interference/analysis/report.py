@@ -120,7 +120,7 @@ TABLES = [
                "capacity": "sum of the dimensionalities D_i of the task's input features (Elhage et al. 2022)"}),
     TableSpec("probes", "step", "scaling_interference.analysis.probes:probe_table",
               "Per (member, layer, task, feature) at a checkpoint: a linear probe's score.",
-              {**STEP, **MEMBER, "layer": "representation probed (input, hidden<i>, output)", "task": TASK["task"],
+              {**STEP, **MEMBER, "layer": "representation probed (MLP: input, hidden<i>, output; language model: embed, block<i>, the residual stream at the answer-predicting position)", "task": TASK["task"],
                "feature": "probed task feature",
                "metric": "the probe's score name", "value": "the score",
                "decodable": "the score passes the threshold"}),

@@ -17,7 +17,7 @@ from scaling_interference.sweep import sharding
 from scaling_interference.sweep.members import Group
 from scaling_interference.sweep.optim import member_optimizer
 from scaling_interference.sweep.problem import Problem
-from scaling_interference.sweep.synthetic import data_keys, eval_examples, linear_fn, train_batch  # noqa: F401
+
 
 GroupState = dict  # {"params", "opt_state", "active"}: leaves with a leading member axis
 
