@@ -16,17 +16,13 @@ that is the compute dtype; GPU/TPU: bfloat16 8192^3), with two FLOP counts per t
 (N = all parameters, embedding included) and the model's `flops_per_token` (6 x matmul
 parameters, readout included, plus attention at length seq_len - 1).
 """
-import dataclasses
 import json
-import math
-import os
-import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from absl import app, flags
 
+from benchmarks.timing import Timed, machine, matmul_program, time_interleaved
 from configs import olmo_injection
 from scaling_interference.config import validate
 from scaling_interference.sweep.engine import Engine
@@ -40,24 +36,6 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Rows per batch; default:
 _SEQ_LEN = flags.DEFINE_integer("seq_len", None, "Tokens per row (the model sees seq_len - 1); default: the demo's.")
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", None, "Vocabulary of the synthetic stream; default: the demo's.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
-
-
-@dataclasses.dataclass
-class Timed:
-  """A compiled program: `run()` does `steps` steps and blocks on the result."""
-  name: str
-  run: Callable[[], None]
-  steps: int
-  models: tuple = ()  # the OLMoDef of every member it trains
-  flops: float = 0.0  # per run, for matmuls
-  best_s: float = math.inf
-  cores: float = 0.0  # process CPU seconds / wall seconds in the best run
-
-
-def machine() -> dict:
-  device = jax.devices()[0]
-  return dict(platform=device.platform, device_kind=device.device_kind,
-              cpu_count=os.cpu_count(), jax=jax.__version__)
 
 
 def sweep_config():
@@ -97,16 +75,6 @@ def single_configs(config) -> list:
   return singles
 
 
-def matmul_program(n: int, dtype: str) -> Timed:
-  """An n x n matmul (2 n^3 FLOPs), compiled."""
-  a_NxN = jax.random.normal(jax.random.key(0), (n, n), dtype)
-  b_NxN = jax.random.normal(jax.random.key(1), (n, n), dtype)
-  matmul = jax.jit(jnp.matmul)
-  run = lambda: jax.block_until_ready(matmul(a_NxN, b_NxN))
-  run()
-  return Timed(f"{dtype} matmul {n}^3", run, 1, flops=2.0 * n ** 3)
-
-
 def matmul_programs(compute_dtype: str) -> list[Timed]:
   """The matmuls to time; the last one is the peak."""
   if jax.default_backend() != "cpu":
@@ -129,18 +97,7 @@ def training_program(name: str, config) -> Timed:
     jax.block_until_ready(box["states"])
 
   run()
-  return Timed(name, run, steps, tuple(g.model for g in groups for _ in g.members))
-
-
-def time_interleaved(programs: list[Timed], repeats: int) -> None:
-  """Sets each program's best_s over `repeats` rounds that time every program once."""
-  for _ in range(repeats):
-    for p in programs:
-      wall, cpu = time.perf_counter(), time.process_time()
-      p.run()
-      wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-      if wall < p.best_s:
-        p.best_s, p.cores = wall, cpu / wall
+  return Timed(name, run, steps, models=tuple(g.model for g in groups for _ in g.members))
 
 
 def summarize(name: str, programs: list[Timed], config, peak: float) -> dict:

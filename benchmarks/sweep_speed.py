@@ -7,16 +7,13 @@ interleaved (one round times each program once) and each keeps its best time, so
 machine slows all of them alike. Training FLOPs are counted as 6 x batch x sum of member
 parameters per step and compared with a large float32 matmul timed in the same rounds.
 """
-import dataclasses
 import json
-import os
-import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from absl import app, flags
 
+from benchmarks.timing import Timed, machine, matmul_program, time_interleaved
 from configs import regression
 from scaling_interference.config import validate
 from scaling_interference.sweep.engine import Engine
@@ -28,22 +25,6 @@ _REPEATS = flags.DEFINE_integer("repeats", 8, "Timing rounds; each program keeps
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
 MATMUL_N = 2048
-
-
-@dataclasses.dataclass
-class Timed:
-  """A compiled program to time: `run()` does `steps` steps and blocks on the result."""
-  run: Callable[[], None]
-  steps: int
-  flops_per_step: float
-  best_s: float = float("inf")
-  cores: float = 0.0  # process CPU seconds / wall seconds in the best run
-
-
-def machine() -> dict:
-  device = jax.devices()[0]
-  return dict(platform=device.platform, device_kind=device.device_kind,
-              cpu_count=os.cpu_count(), jax=jax.__version__)
 
 
 def demo_config():
@@ -71,17 +52,7 @@ def single_member_configs(config) -> list:
   return singles
 
 
-def matmul_program() -> Timed:
-  """An n x n float32 matmul (2 n^3 FLOPs), compiled."""
-  a_NxN = jax.random.normal(jax.random.key(0), (MATMUL_N, MATMUL_N), jnp.float32)
-  b_NxN = jax.random.normal(jax.random.key(1), (MATMUL_N, MATMUL_N), jnp.float32)
-  matmul = jax.jit(jnp.matmul)
-  run = lambda: jax.block_until_ready(matmul(a_NxN, b_NxN))
-  run()
-  return Timed(run, 1, 2.0 * MATMUL_N ** 3)
-
-
-def training_program(config, steps: int) -> Timed:
+def training_program(name: str, config, steps: int) -> Timed:
   """`steps` training steps of one Engine on `config`, compiled by a warm-up dispatch."""
   spd = config.train.steps_per_dispatch
   if steps <= 0 or steps % spd:
@@ -99,30 +70,20 @@ def training_program(config, steps: int) -> Timed:
 
   run(spd)
   n_params = sum(m.n_params for g in groups for m in g.members)
-  return Timed(run, steps, 6.0 * config.train.batch_size * n_params)
-
-
-def time_interleaved(programs: list[Timed], repeats: int) -> None:
-  """Sets each program's best_s over `repeats` rounds that time every program once."""
-  for _ in range(repeats):
-    for p in programs:
-      wall, cpu = time.perf_counter(), time.process_time()
-      p.run()
-      wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-      if wall < p.best_s:
-        p.best_s, p.cores = wall, cpu / wall
+  return Timed(name, run, steps, 6.0 * config.train.batch_size * n_params)
 
 
 def sweep_programs(config, steps: int) -> dict:
   """The whole sweep in one engine, and each member in its own engine."""
-  return {"engine": [training_program(config, steps)],
-          "one_at_a_time": [training_program(c, steps) for c in single_member_configs(config)]}
+  return {"engine": [training_program("engine", config, steps)],
+          "one_at_a_time": [training_program(f"member {i}", c, steps)
+                            for i, c in enumerate(single_member_configs(config))]}
 
 
 def summarize(name: str, programs: list[Timed], peak_flops: float) -> dict:
   """steps/s, FLOP/s and cores used by programs run one after another (members in turn)."""
   seconds = sum(p.best_s for p in programs)
-  flops = sum(p.flops_per_step for p in programs) * programs[0].steps / seconds
+  flops = sum(p.flops for p in programs) * programs[0].steps / seconds
   return dict(name=name, steps_per_s=programs[0].steps / seconds, gflop_per_s=flops / 1e9,
               matmul_fraction=flops / peak_flops, cores=sum(p.cores * p.best_s for p in programs) / seconds)
 
@@ -131,12 +92,12 @@ def measure(repeats: int, steps: int, wide_steps: int) -> dict:
   """Compiles everything, times it in interleaved rounds, and returns the results."""
   sweeps = {"demo": sweep_programs(demo_config(), steps),
             "wide 512/1024": sweep_programs(wide_config(), wide_steps)}
-  matmul = matmul_program()
+  matmul = matmul_program(MATMUL_N, "float32")
   programs = [matmul]  # timed before each sweep too, for more chances at an uncontended peak
   for s in sweeps.values():
     programs += [p for ps in s.values() for p in ps] + [matmul]
   time_interleaved(programs, repeats)
-  peak = matmul.flops_per_step / matmul.best_s
+  peak = matmul.flops / matmul.best_s
   rows, speedup = [], {}
   for name, s in sweeps.items():
     label = f"{name} ({len(s['one_at_a_time'])} members)"

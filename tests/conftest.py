@@ -30,3 +30,23 @@ def as_fn(map_IxO):
   import jax.numpy as jnp
   m = jnp.asarray(map_IxO, jnp.float32)
   return lambda x_NxI: x_NxI @ m
+
+
+def small_injection():
+  """6 regression tasks: task 4 injected at 1% of examples, task 5 as a burst of 16 at step 7, traced."""
+  config = small_regression(num_tasks=6)
+  config.sweep.update(seeds=(0,), lrs=(1e-2,))
+  config.model.init_scale = 0.1
+  config.inject.rare = dict(task=4, kind="share", share=0.01)
+  config.inject.burst = dict(task=5, kind="burst", count=16, at=7)
+  config.train.update(trace_every=5, trace_examples=8)
+  return config
+
+
+@pytest.fixture(scope="session")
+def injection_workdir(tmp_path_factory):
+  """A trained small_injection() run, shared read-only by the analysis tests."""
+  import scaling_interference as si
+  path = str(tmp_path_factory.mktemp("injection") / "run")
+  si.train(small_injection(), path)
+  return path

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import scaling_interference as si
-from conftest import small_regression
+from conftest import small_injection, small_regression
 from scaling_interference.config import validate
 from scaling_interference.data.schedules import Schedule, realised_counts
 from scaling_interference.errors import ConfigError
@@ -32,11 +32,8 @@ def test_counts_are_exact_and_equal_on_host_and_device(schedule, expected_total,
 
 
 def injection_config():
-  config = small_regression(num_tasks=6)
-  config.sweep.update(seeds=(0,), lrs=(1e-2,))
-  config.inject.rare = dict(task=4, kind="share", share=0.01)
-  config.inject.burst = dict(task=5, kind="burst", count=16, at=7)
-  config.train.update(trace_every=5, trace_examples=8)
+  config = small_injection()
+  config.model.init_scale = 1.0
   return config
 
 

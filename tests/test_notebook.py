@@ -4,8 +4,6 @@ import os
 
 import pytest
 
-import scaling_interference as si
-from conftest import small_regression
 
 nbclient = pytest.importorskip("nbclient", reason="nbclient is missing: pip install -e '.[notebook]'")
 nbformat = pytest.importorskip("nbformat", reason="nbformat is missing: pip install -e '.[notebook]'")
@@ -23,16 +21,8 @@ def test_notebook_is_valid_json_with_a_colab_install_cell():
   assert "google.colab" in install and "pip install" in install and "REPO_URL" in install
 
 
-def test_notebook_runs_on_a_small_run(tmp_path, monkeypatch):
-  config = small_regression(num_tasks=6)
-  config.sweep.update(seeds=(0,), lrs=(1e-2,))
-  config.model.init_scale = 0.1
-  config.inject.rare = dict(task=4, kind="share", share=0.01)
-  config.inject.burst = dict(task=5, kind="burst", count=16, at=7)
-  config.train.update(trace_every=5, trace_examples=8)
-  workdir = str(tmp_path / "run")
-  si.train(config, workdir)
-  monkeypatch.setenv("SI_WORKDIR", workdir)
+def test_notebook_runs_on_a_small_run(injection_workdir, tmp_path, monkeypatch):
+  monkeypatch.setenv("SI_WORKDIR", injection_workdir)
   monkeypatch.setenv("SI_OUT", str(tmp_path / "out"))
   monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
   nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -10,23 +10,14 @@ import pandas as pd
 import pytest
 
 import scaling_interference as si
-from conftest import small_regression
 from scaling_interference.analysis import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  config = small_regression(num_tasks=6)
-  config.sweep.update(seeds=(0,), lrs=(1e-2,))
-  config.model.init_scale = 0.1
-  config.inject.rare = dict(task=4, kind="share", share=0.01)
-  config.inject.burst = dict(task=5, kind="burst", count=16, at=7)
-  config.train.update(trace_every=5, trace_examples=8)
-  path = str(tmp_path_factory.mktemp("report") / "run")
-  si.train(config, path)
-  return path
+def workdir(injection_workdir):
+  return injection_workdir
 
 
 @pytest.fixture(scope="module")

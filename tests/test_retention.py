@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import scaling_interference as si
-from conftest import small_regression
 from scaling_interference.analysis import retention
 
 
@@ -52,16 +51,8 @@ def test_no_rise_gives_nan_half_life_and_retained():
 
 
 @pytest.fixture(scope="module")
-def injection_run(tmp_path_factory):
-  config = small_regression(num_tasks=6)
-  config.sweep.update(seeds=(0,), lrs=(1e-2,))
-  config.model.init_scale = 0.1
-  config.inject.rare = dict(task=4, kind="share", share=0.01)
-  config.inject.burst = dict(task=5, kind="burst", count=16, at=7)
-  config.train.update(trace_every=5, trace_examples=8)
-  workdir = str(tmp_path_factory.mktemp("retention") / "run")
-  si.train(config, workdir)
-  return si.load_run(workdir)
+def injection_run(injection_workdir):
+  return si.load_run(injection_workdir)
 
 
 def test_trace_frame_holds_metrics_and_traces(injection_run):

@@ -272,6 +272,20 @@ def _gradient_frame(gi: GroupInterference, common_T: np.ndarray) -> pd.DataFrame
   return pd.concat(frames, ignore_index=True)
 
 
+_RECENT: dict = {}  # the last few groups' interference, so gradient_table and cosine_table share the work
+
+
+def cached_group_interference(run: Run, step: int, group: Group, n_per_task: int, frequencies, part) -> GroupInterference:
+  """group_interference, reused for the same (workdir, step, group, arguments) within a process."""
+  p = None if frequencies is None else tuple(np.asarray(frequencies, np.float64).tolist())
+  key = (run.path, step, group.index, n_per_task, p, part)
+  if key not in _RECENT:
+    while len(_RECENT) >= 8:
+      _RECENT.pop(next(iter(_RECENT)))
+    _RECENT[key] = group_interference(run, step, group, n_per_task, frequencies, part)
+  return _RECENT[key]
+
+
 def gradient_table(run: Run, step: int, n_per_task: int = 256, frequencies=None, part: str | None = None,
                    common_mass: float = COMMON_MASS) -> pd.DataFrame:
   """One row per (member, task) at checkpoint `step`.
@@ -283,7 +297,7 @@ def gradient_table(run: Run, step: int, n_per_task: int = 256, frequencies=None,
   class; overwrite_share (module docstring). All dL are per one optimizer step.
   """
   common_T = common_tasks(realised_frequencies(run), common_mass)
-  frames = [_gradient_frame(group_interference(run, step, g, n_per_task, frequencies, part), common_T)
+  frames = [_gradient_frame(cached_group_interference(run, step, g, n_per_task, frequencies, part), common_T)
             for g in run.groups]
   return pd.concat(frames, ignore_index=True)
 
@@ -299,5 +313,5 @@ def _cosine_frame(gi: GroupInterference) -> pd.DataFrame:
 
 def cosine_table(run: Run, step: int, n_per_task: int = 256, frequencies=None, part: str | None = None) -> pd.DataFrame:
   """One row per (member, task_i, task_j) at `step`: cosine(g_i, g_j) and dL = dL_{task_i}(task_j)."""
-  return pd.concat([_cosine_frame(group_interference(run, step, g, n_per_task, frequencies, part))
+  return pd.concat([_cosine_frame(cached_group_interference(run, step, g, n_per_task, frequencies, part))
                     for g in run.groups], ignore_index=True)
