@@ -11,6 +11,7 @@ import pandas as pd
 from scaling_interference.sweep import workdir as wd
 from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep.engine import Engine
+from scaling_interference import defaults
 from scaling_interference.config import validate
 from scaling_interference.sweep.members import Group, expand
 from scaling_interference.sweep.problem import Problem
@@ -94,12 +95,24 @@ class Run:
     return state if member is None else jax.tree.map(lambda a: a[index], state)
 
 
+def saved_config(saved: dict) -> ml_collections.ConfigDict:
+  """The saved config merged onto today's defaults, so workdirs written before a field existed still open."""
+  if saved.get("model", {}).get("name") == "olmo":
+    config = defaults.language_config()
+  else:
+    tasks = {"regression": defaults.regression_task, "sparse_parity": defaults.sparse_parity_task}
+    make_task = tasks.get(saved.get("task", {}).get("family"), ml_collections.ConfigDict)
+    config = defaults.base_config(make_task())
+  config.update(saved)
+  return config
+
+
 def load_run(path: str) -> Run:
   """Opens a workdir written by `launch.train`."""
   path = os.path.abspath(path)
   if not os.path.exists(os.path.join(path, wd.CONFIG)):
     raise FileNotFoundError(f"{path} holds no {wd.CONFIG}: not a scaling_interference workdir")
-  config = ml_collections.ConfigDict(_read_json(os.path.join(path, wd.CONFIG)))
+  config = saved_config(_read_json(os.path.join(path, wd.CONFIG)))
   members = pd.DataFrame(_read_json(os.path.join(path, wd.MEMBERS)))
   tasks = pd.DataFrame(_read_json(os.path.join(path, wd.TASKS)))
   return Run(path, config, members, tasks, read_metrics(os.path.join(path, wd.METRICS)))

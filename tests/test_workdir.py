@@ -15,7 +15,7 @@ def test_workdir_contract_and_load_run(tmp_path, regression_config):
   for name in ("config.json", "members.json", "tasks.json", "metrics.jsonl", "checkpoints"):
     assert os.path.exists(os.path.join(workdir, name)), name
   run = si.load_run(workdir)
-  assert run.config.model.widths == [8, 16]
+  assert run.config.model.widths == (8, 16)
   assert list(run.members.columns[:7]) == ["id", "group", "width", "depth", "seed", "lr", "n_params"]
   assert run.members.n_params.tolist() == [256] * 4 + [512] * 4
   evals = [0, 20, 40, 60]
@@ -62,3 +62,15 @@ def test_checkpoint_retention_keeps_history(tmp_path, regression_config):
   regression_config.train.update(checkpoint_every=10, max_to_keep=2, keep_every=20)
   si.train(regression_config, str(tmp_path / "run"))
   assert si.load_run(str(tmp_path / "run")).steps() == [20, 40, 50, 60], "last 2, plus every multiple of 20"
+
+
+def test_a_workdir_from_before_a_new_field_still_opens(tmp_path, regression_config):
+  workdir = str(tmp_path / "run")
+  si.train(regression_config, workdir)
+  path = os.path.join(workdir, "config.json")
+  saved = json.load(open(path))
+  del saved["train"]["nonfinite"], saved["train"]["mesh"]  # fields added after some workdirs were written
+  json.dump(saved, open(path, "w"))
+  run = si.load_run(workdir)
+  assert run.config.train.nonfinite == "halt" and run.config.model.widths == (8, 16)
+  assert run.restore(member=0)["params"]["readout"]["kernel"].shape == (8, 16)
