@@ -75,3 +75,16 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, flag, message):
   assert result.stderr.strip().splitlines() == [message], result.stderr
   assert "Traceback" not in result.stdout + result.stderr
   assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("model.init_scale", 0.0, r"model\.init_scale: must be a finite number > 0\.0, got 0\.0"),
+    ("train.nonfinite", "skip", r"train\.nonfinite: must be one of \['halt', 'drop'\], got 'skip'"),
+    ("train.trace_tasks", (9,), r"train\.trace_tasks: every entry must be a task id in \[0, 4\), got 9"),
+])
+def test_later_fields_are_named(field, value, message):
+  config = small_regression()
+  section, name = field.split(".")
+  config[section][name] = value
+  with pytest.raises(ConfigError, match=message):
+    validate(config)

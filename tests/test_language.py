@@ -109,3 +109,15 @@ def test_gradient_interference_on_a_language_model_run(tmp_path):
   assert list(table.task) == [0, 1, 2] and np.isfinite(table.grad_norm).all() and (table.grad_norm > 0).all()
   np.testing.assert_allclose(table.dL_mixture, table.dL_carry + table.dL_self + table.overwrite, rtol=1e-6, atol=1e-12)
   assert table.loc[table.task == 2, "frequency"].item() == 0.0, "held-out tuples are never trained on"
+
+
+@pytest.mark.parametrize("section,field,value,message", [
+    ("data", "inject_mode", "prepend", r"data\.inject_mode: must be one of \['splice', 'replace'\], got 'prepend'"),
+    ("model", "sizes", ("tiny-a", "tiny-a"), r"model\.sizes: entries must be distinct, got \['tiny-a', 'tiny-a'\]"),
+    ("inject", "add", dict(task=0, kind="per_batch", count=1), r"inject\.add\.task: must be a token task id in \[1, 1\]"),
+])
+def test_more_bad_language_fields_are_named(section, field, value, message):
+  config = tiny_lm()
+  config[section][field] = value
+  with pytest.raises(ConfigError, match=message):
+    validate(config)
