@@ -7,7 +7,6 @@ import math
 
 import ml_collections
 
-from scaling_interference.data import mixture, schedules
 from scaling_interference.errors import ConfigError
 from scaling_interference.models import ACTIVATIONS
 from scaling_interference.sweep.language import LanguageProblem
@@ -106,15 +105,6 @@ def validate_train(train) -> None:
   require_choice(train, "train.nonfinite", ("halt", "drop"))
 
 
-def validate_injection(config, family) -> None:
-  """Schedules, the base mixture they leave, and traced task ids."""
-  found = schedules.from_config(config.get("inject"), config.train.batch_size, family.num_tasks)
-  mixture.base_frequencies(family.frequencies, found)
-  for t in config.train.get("trace_tasks", ()) or ():
-    if not _is_int(t) or not 0 <= t < family.num_tasks:
-      raise ConfigError(f"train.trace_tasks: every entry must be a task id in [0, {family.num_tasks}), got {t!r}")
-
-
 def validate(config: ml_collections.ConfigDict):
   """Checks every field; returns the Problem the config defines (tasks, data, schedules)."""
   for section in ("model", "sweep", "train"):
@@ -130,9 +120,7 @@ def validate(config: ml_collections.ConfigDict):
   else:
     if "task" not in config:
       raise ConfigError("task: missing section; MLP sweeps need a task section")
-    family = make_family(config.task)
-    validate_injection(config, family)
-    problem = FamilyProblem(config, family)
+    problem = FamilyProblem(config, make_family(config.task))  # checks schedules and traced tasks
   expand(config, problem)  # every member's shape is built (and checked) before anything compiles
   return problem
 

@@ -64,7 +64,7 @@ class LanguageProblem(Problem):
     self.z_loss = config.model.get("z_loss", 0.0)
     self.train_key, self.eval_key = data_keys(train.data_seed)
     self.eval_n, self.trace_n = train.eval_examples_per_task, train.trace_examples
-    self.trace_T = trace_tasks(config, self.schedules)
+    self.trace_T = trace_tasks(config, self.schedules, range(1, len(self.token_tasks) + 1))
     self.eval_rows = self._eval_rows(config)
     self.eval_prefix = min(8, self.seq_len - 1 - self.example_len) if self.mode == "splice" else 0
     self.tasks = self._task_infos(train.steps)

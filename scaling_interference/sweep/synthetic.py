@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from scaling_interference.data import Mixture, schedules
+from scaling_interference.errors import ConfigError
 from scaling_interference.sweep.problem import Problem
 from scaling_interference.tasks import Batch, Family
 
@@ -34,9 +35,12 @@ def eval_examples(family: Family, eval_key, task_C, n: int) -> Batch:
   return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), stacked)
 
 
-def trace_tasks(config, found: list[schedules.Schedule]) -> list[int]:
-  """Tasks whose signal is traced densely: `train.trace_tasks`, else the injected ones."""
+def trace_tasks(config, found: list[schedules.Schedule], valid: range) -> list[int]:
+  """Tasks whose signal is traced densely: `train.trace_tasks` (ids in `valid`), else the injected ones."""
   explicit = list(config.train.get("trace_tasks", ()) or ())
+  for t in explicit:
+    if not isinstance(t, int) or isinstance(t, bool) or t not in valid:
+      raise ConfigError(f"train.trace_tasks: every entry must be a task id in [{valid.start}, {valid.stop}), got {t!r}")
   return explicit or sorted({s.task for s in found})
 
 
@@ -58,7 +62,7 @@ class FamilyProblem(Problem):
     self.batch_size, self.eval_n, self.trace_n = train.batch_size, train.eval_examples_per_task, train.trace_examples
     self.eval_chunk = max(1, min(family.num_tasks, train.get("eval_chunk_examples", 32768) // self.eval_n))
     self.train_key, self.eval_key = data_keys(train.data_seed)
-    self.trace_T = trace_tasks(config, self.schedules)
+    self.trace_T = trace_tasks(config, self.schedules, range(family.num_tasks))
     p = self.mixture.realised_frequencies(train.steps, train.batch_size)
     self.tasks = [dataclasses.replace(t, frequency=float(p[t.id])) for t in family.info()]
 
