@@ -78,10 +78,13 @@ class MLPDef:
   def is_linear(self) -> bool:
     return self.activation == "linear"
 
+  def linear_part(self, params: dict):
+    """x -> f(x) - f(0): for linear members, x @ M with M their end-to-end map."""
+    return lambda x_NxI: self.apply(params, x_NxI) - self.apply(params, jnp.zeros((1, self.input_dim)))
+
   def linear_map(self, params: dict):
     """End-to-end matrix M with f(x) = x @ M + f(0), exact for linear members."""
-    eye_IxI = jnp.eye(self.input_dim, dtype=jnp.float32)
-    return self.apply(params, eye_IxI) - self.apply(params, jnp.zeros((1, self.input_dim)))
+    return self.linear_part(params)(jnp.eye(self.input_dim, dtype=jnp.float32))
 
   @property
   def n_params(self) -> int:

@@ -46,9 +46,7 @@ def trace_tasks(config, found: list[schedules.Schedule], valid: range) -> list[i
 
 def linear_fn(model, params):
   """x -> model(x) - model(0) for linear members (their map, applied), else None."""
-  if not model.is_linear:
-    return None
-  return lambda x_NxI: model.apply(params, x_NxI) - model.apply(params, jnp.zeros((1, x_NxI.shape[-1])))
+  return model.linear_part(params) if model.is_linear else None
 
 
 class FamilyProblem(Problem):
