@@ -14,27 +14,20 @@ from scaling_interference.sweep.members import expand
 from scaling_interference.sweep.optim import DECAYS, OPTIMIZERS
 from scaling_interference.sweep.synthetic import FamilyProblem
 from scaling_interference.tasks import make_family
+from scaling_interference.tasks.base import is_int, is_number
 
 MODELS = ("mlp", "olmo")
 
 
-def _is_int(v) -> bool:
-  return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _number(v) -> bool:
-  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def require_int(config, field: str, minimum: int) -> None:
   v = config[field.split(".")[-1]]
-  if not _is_int(v) or v < minimum:
+  if not is_int(v) or v < minimum:
     raise ConfigError(f"{field}: must be an integer >= {minimum}, got {v!r}")
 
 
 def require_number(config, field: str, minimum: float, maximum: float = math.inf, strict=False) -> None:
   v = config[field.split(".")[-1]]
-  low_ok = _number(v) and (v > minimum if strict else v >= minimum)
+  low_ok = is_number(v) and (v > minimum if strict else v >= minimum)
   if not low_ok or v > maximum:
     bound = f"> {minimum}" if strict else f">= {minimum}"
     upper = f" and <= {maximum}" if maximum != math.inf else ""
@@ -61,7 +54,7 @@ def validate_model(model) -> None:
   if model.name == "olmo":
     validate_olmo(model)
     return
-  _require_list(model.widths, "model.widths", lambda w: _is_int(w) and w > 0, "an integer > 0")
+  _require_list(model.widths, "model.widths", lambda w: is_int(w) and w > 0, "an integer > 0")
   if len(set(model.widths)) != len(tuple(model.widths)):
     raise ConfigError(f"model.widths: entries must be distinct, got {list(model.widths)}")
   require_int(model, "model.depth", 1)
@@ -80,8 +73,8 @@ def validate_olmo(model) -> None:
 
 
 def validate_sweep(sweep) -> None:
-  _require_list(sweep.seeds, "sweep.seeds", _is_int, "an integer")
-  _require_list(sweep.lrs, "sweep.lrs", lambda v: _number(v) and v > 0, "a finite number > 0")
+  _require_list(sweep.seeds, "sweep.seeds", is_int, "an integer")
+  _require_list(sweep.lrs, "sweep.lrs", lambda v: is_number(v) and v > 0, "a finite number > 0")
 
 
 def validate_train(train) -> None:

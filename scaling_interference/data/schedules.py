@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling_interference.errors import ConfigError
+from scaling_interference.tasks.base import is_int
 
 KINDS = ("share", "per_batch", "every", "burst")
 MAX_DENOMINATOR = 46340  # (den - 1) * num stays below 2**31
@@ -91,16 +92,12 @@ def _bad(name: str, field: str, rule: str, value) -> ConfigError:
   return ConfigError(f"inject.{name}.{field}: must be {rule}, got {value!r}")
 
 
-def _is_int(v) -> bool:
-  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 def check_schedule(name: str, fields: dict, num_tasks: int) -> None:
   kind = fields.get("kind")
   if kind not in KINDS:
     raise _bad(name, "kind", f"one of {list(KINDS)}", kind)
   task = fields.get("task")
-  if not _is_int(task) or not 0 <= task < num_tasks:
+  if not is_int(task) or not 0 <= task < num_tasks:
     raise _bad(name, "task", f"a task id in [0, {num_tasks})", task)
   if kind == "share":
     share = fields.get("share")
@@ -108,15 +105,15 @@ def check_schedule(name: str, fields: dict, num_tasks: int) -> None:
       raise _bad(name, "share", "a number in (0, 1]", share)
   else:
     count = fields.get("count")
-    if not _is_int(count) or count < 1:
+    if not is_int(count) or count < 1:
       raise _bad(name, "count", "an integer >= 1", count)
-  if kind == "every" and not (_is_int(fields.get("every")) and fields["every"] >= 1):
+  if kind == "every" and not (is_int(fields.get("every")) and fields["every"] >= 1):
     raise _bad(name, "every", "an integer >= 1 (batches between injections)", fields.get("every"))
   for key in ("offset", "at"):
-    if key in fields and not (_is_int(fields[key]) and fields[key] >= 0):
+    if key in fields and not (is_int(fields[key]) and fields[key] >= 0):
       raise _bad(name, key, "an integer >= 0", fields[key])
   for w in fields.get("windows", ()) or ():
-    if len(w) != 2 or not all(_is_int(v) for v in w) or not 0 <= w[0] < w[1]:
+    if len(w) != 2 or not all(is_int(v) for v in w) or not 0 <= w[0] < w[1]:
       raise _bad(name, "windows", "a list of [start, stop) step pairs with 0 <= start < stop", list(fields["windows"]))
 
 

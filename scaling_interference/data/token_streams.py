@@ -25,7 +25,6 @@ are shuffled by the seed, reshuffled each epoch, and repeat forever.
 import dataclasses
 import glob
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +32,7 @@ import ml_collections
 import numpy as np
 
 from scaling_interference.errors import ConfigError
+from scaling_interference.tasks.base import is_int, is_number
 
 SOURCES = ("synthetic", "text_files", "tfds", "token_files")
 EOS_ID = 0
@@ -160,13 +160,13 @@ def _draw(key: jax.Array, cdf_V: jax.Array, shape) -> jax.Array:
 
 
 def check_synthetic(vocab_size, zipf_exponent, successors, bigram_weight) -> None:
-  if not _is_int(vocab_size) or vocab_size < 3:
+  if not is_int(vocab_size) or vocab_size < 3:
     raise ConfigError(f"data.vocab_size: must be an integer >= 3, got {vocab_size!r}")
-  if not _is_number(zipf_exponent) or zipf_exponent < 0:
+  if not is_number(zipf_exponent) or zipf_exponent < 0:
     raise ConfigError(f"data.zipf_exponent: must be a finite number >= 0, got {zipf_exponent!r}")
-  if not _is_int(successors) or successors < 1:
+  if not is_int(successors) or successors < 1:
     raise ConfigError(f"data.successors: must be an integer >= 1, got {successors!r}")
-  if not _is_number(bigram_weight) or not 0 <= bigram_weight <= 0.99:
+  if not is_number(bigram_weight) or not 0 <= bigram_weight <= 0.99:
     raise ConfigError(f"data.bigram_weight: must be a number in [0, 0.99], got {bigram_weight!r}")
 
 
@@ -242,9 +242,9 @@ class TokenWindows:
 def make_host_iterator(source_config, batch_size: int, seq_len: int, seed: int):
   """A resumable iterator of (batch_size, seq_len) int32 batches of `source_config.source`."""
   source = _check_source(source_config)
-  if not _is_int(batch_size) or batch_size < 1:
+  if not is_int(batch_size) or batch_size < 1:
     raise ConfigError(f"train.batch_size: must be an integer >= 1, got {batch_size!r}")
-  if not _is_int(seq_len) or seq_len < 2:
+  if not is_int(seq_len) or seq_len < 2:
     raise ConfigError(f"data.seq_len: must be an integer >= 2, got {seq_len!r}")
   if source == "synthetic":
     return SyntheticIterator(synthetic_language(source_config, seed), batch_size, seq_len, seed)
@@ -295,10 +295,10 @@ def _read_options(source_config):
 
 def _token_file_iterator(source_config, batch_size: int, seq_len: int, seed: int) -> HostIterator:
   vocab_size = source_config.get("vocab_size", None)
-  if not _is_int(vocab_size) or vocab_size < 2:
+  if not is_int(vocab_size) or vocab_size < 2:
     raise ConfigError(f"data.vocab_size: must be an integer >= 2, got {vocab_size!r}")
   eos_id = source_config.get("eos_id", 0)
-  if not _is_int(eos_id) or not 0 <= eos_id < vocab_size:
+  if not is_int(eos_id) or not 0 <= eos_id < vocab_size:
     raise ConfigError(f"data.eos_id: must be an integer in [0, vocab_size={vocab_size}), got {eos_id!r}")
   paths = _paths(source_config)
   arrays = [open_token_file(p, source_config.get("dtype", "uint16")) for p in paths]
@@ -377,11 +377,3 @@ def byte_tokens(text) -> np.ndarray:
   """UTF-8 bytes b -> tokens b + 1, then EOS (0)."""
   data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
   return np.append(np.frombuffer(data, np.uint8).astype(np.int32) + 1, EOS_ID).astype(np.int32)
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-  return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

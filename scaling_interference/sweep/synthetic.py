@@ -12,6 +12,7 @@ from scaling_interference.data import Mixture, schedules
 from scaling_interference.errors import ConfigError
 from scaling_interference.sweep.problem import Problem
 from scaling_interference.tasks import Batch, Family
+from scaling_interference.tasks.base import is_int
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
 
@@ -39,7 +40,7 @@ def trace_tasks(config, found: list[schedules.Schedule], valid: range) -> list[i
   """Tasks whose signal is traced densely: `train.trace_tasks` (ids in `valid`), else the injected ones."""
   explicit = list(config.train.get("trace_tasks", ()) or ())
   for t in explicit:
-    if not isinstance(t, int) or isinstance(t, bool) or t not in valid:
+    if not is_int(t) or t not in valid:
       raise ConfigError(f"train.trace_tasks: every entry must be a task id in [{valid.start}, {valid.stop}), got {t!r}")
   return explicit or sorted({s.task for s in found})
 

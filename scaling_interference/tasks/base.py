@@ -120,6 +120,11 @@ def frequencies_from_config(task_config) -> np.ndarray:
   return zipf_frequencies(task_config.num_tasks, task_config.alpha)
 
 
+def is_int(value) -> bool:
+  """An integer (Python or NumPy) that is not a bool."""
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def is_number(value) -> bool:
   """A finite real number that is not a bool."""
   return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
@@ -128,7 +133,7 @@ def is_number(value) -> bool:
 def check_int(task_config, field: str, low: int) -> None:
   """Raises ConfigError unless task.FIELD is an integer >= low."""
   value = task_config.get(field, None)
-  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+  if not is_int(value) or value < low:
     raise ConfigError(f"task.{field}: must be an integer >= {low}, got {value!r}")
 
 

@@ -5,7 +5,6 @@ one-hot code of t followed by n uniform random bits; its label is the parity of 
 bits in t's subset. The model outputs 2 logits.
 """
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +12,7 @@ import numpy as np
 import optax
 
 from scaling_interference.errors import ConfigError
-from scaling_interference.tasks.base import (Array, Batch, Family, check_frequencies, check_int,
+from scaling_interference.tasks.base import (Array, Batch, Family, check_frequencies, check_int, is_int,
                                              frequencies_from_config, register)
 
 
@@ -53,7 +52,7 @@ class SparseParity(Family):
     check_frequencies(task_config)
     check_int(task_config, "n_bits", 1)
     n, k = task_config.n_bits, task_config.get("k", None)
-    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or not 1 <= k <= n:
+    if not is_int(k) or not 1 <= k <= n:
       raise ConfigError(f"task.k: must be an integer with 1 <= k <= n_bits ({n}), got {k!r}")
 
   def sample(self, key: Array, task_B: Array) -> Batch:
