@@ -16,13 +16,12 @@ that is the compute dtype; GPU/TPU: bfloat16 8192^3), with two FLOP counts per t
 (N = all parameters, embedding included) and the model's `flops_per_token` (6 x matmul
 parameters, readout included, plus attention at length seq_len - 1).
 """
-import json
 
 import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from benchmarks.timing import Timed, machine, matmul_program, time_interleaved
+from benchmarks.timing import Timed, machine, matmul_program, publish, time_interleaved
 from configs import olmo_injection
 from scaling_interference.config import validate
 from scaling_interference.sweep.engine import Engine
@@ -151,10 +150,7 @@ def report(results: dict) -> str:
 def main(argv):
   del argv
   results = measure(_REPEATS.value)
-  print(report(results))
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      json.dump(results, f, indent=2)
+  publish(results, report(results), _OUT.value)
 
 
 if __name__ == "__main__":

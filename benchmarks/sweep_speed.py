@@ -7,13 +7,12 @@ interleaved (one round times each program once) and each keeps its best time, so
 machine slows all of them alike. Training FLOPs are counted as 6 x batch x sum of member
 parameters per step and compared with a large float32 matmul timed in the same rounds.
 """
-import json
 
 import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from benchmarks.timing import Timed, machine, matmul_program, time_interleaved
+from benchmarks.timing import Timed, machine, matmul_program, publish, time_interleaved
 from configs import regression
 from scaling_interference.config import validate
 from scaling_interference.sweep.engine import Engine
@@ -126,10 +125,7 @@ def report(results: dict) -> str:
 def main(argv):
   del argv
   results = measure(_REPEATS.value, _STEPS.value, _WIDE_STEPS.value)
-  print(report(results))
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      json.dump(results, f, indent=2)
+  publish(results, report(results), _OUT.value)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Shared timing for the benchmarks: compile first, then interleaved rounds that keep each program's best."""
 import dataclasses
+import json
 import math
 import os
 import time
@@ -47,3 +48,11 @@ def time_interleaved(programs: list[Timed], repeats: int) -> None:
       wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
       if wall < p.best_s:
         p.best_s, p.cores = wall, cpu / wall
+
+
+def publish(results: dict, text: str, out: str | None) -> None:
+  """Prints a benchmark's table and, when `out` is given, writes its results as JSON."""
+  print(text)
+  if out:
+    with open(out, "w") as f:
+      json.dump(results, f, indent=2)
