@@ -23,9 +23,8 @@ from absl import app, flags
 
 from benchmarks.timing import Timed, machine, matmul_program, publish, time_interleaved
 from configs import olmo_injection
-from scaling_interference.config import validate
+from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
-from scaling_interference.sweep.members import expand
 
 _STEPS = flags.DEFINE_integer("steps", 20, "Training steps per timed run (one dispatch).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timing rounds; each program keeps its best.")
@@ -84,8 +83,7 @@ def matmul_programs(compute_dtype: str) -> list[Timed]:
 
 def training_program(name: str, config) -> Timed:
   """One Engine on `config`: each run is one dispatch of steps_per_dispatch steps; compiled by a warm-up run."""
-  problem = validate(config)
-  groups = expand(config, problem)
+  problem, groups = build(config)
   engine = Engine(config, problem, groups)
   steps = config.train.steps_per_dispatch
   box = {"states": engine.init_states(), "step": 0}

@@ -23,16 +23,15 @@ CHILD = """
 import json, sys, time
 import jax, jax.numpy as jnp
 from configs import regression
-from scaling_interference.config import validate
+from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
-from scaling_interference.sweep.members import expand
 import scaling_interference as si
 config = regression.get_config("demo")
 config.model.widths = (16, 64, 256)
 config.sweep.update(seeds=tuple(range(8)), lrs=(2e-2,))
 config.train.update(steps=int(sys.argv[2]), eval_every=200, checkpoint_every=10**6, steps_per_dispatch=200)
-problem = validate(config)
-engine = Engine(config, problem, expand(config, problem))
+problem, groups = build(config)
+engine = Engine(config, problem, groups)
 states = engine.init_states()
 states, *_ = engine.train_segment(states, jnp.int32(0), 200)  # compile
 jax.block_until_ready(states)

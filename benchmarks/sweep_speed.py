@@ -14,9 +14,8 @@ from absl import app, flags
 
 from benchmarks.timing import Timed, machine, matmul_program, publish, time_interleaved
 from configs import regression
-from scaling_interference.config import validate
+from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
-from scaling_interference.sweep.members import expand
 
 _STEPS = flags.DEFINE_integer("steps", 400, "Timed steps of the demo sweep (a multiple of 200).")
 _WIDE_STEPS = flags.DEFINE_integer("wide_steps", 20, "Timed steps of the wide sweep (a multiple of 10).")
@@ -56,8 +55,7 @@ def training_program(name: str, config, steps: int) -> Timed:
   spd = config.train.steps_per_dispatch
   if steps <= 0 or steps % spd:
     raise ValueError(f"steps: must be a positive multiple of steps_per_dispatch={spd}, got {steps}")
-  problem = validate(config)
-  groups = expand(config, problem)
+  problem, groups = build(config)
   engine = Engine(config, problem, groups)
   box = {"states": engine.init_states(), "step": 0}
 

@@ -12,7 +12,7 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
   del argv
-  from scaling_interference.data import preview
+  from scaling_interference.problems import preview
   print(cli.run_or_exit(preview.preview, _CONFIG.value, _STEPS.value, _EXAMPLES.value))
 
 

@@ -1,80 +1,27 @@
-"""Config validation in one place, before anything compiles or touches the workdir.
+"""Config validation of the model, sweep and train sections, before anything compiles.
 
-Each check raises ConfigError with one line naming the field, the allowed values and what
-it got. `validate` also builds the task family, whose own checks live in its module.
+Each check raises ConfigError with one line naming the field, the allowed values and what it
+got. The data side (task family, token tasks, schedules, traced tasks) is checked where the
+problem is built (`problems.make_problem`), each model's shape where its kind builds it.
 """
-import math
-
 import ml_collections
 
+from scaling_interference.checks import (is_int, is_number, require_choice, require_int, require_list, require_number,
+                                         value_of)
 from scaling_interference.errors import ConfigError
-from scaling_interference.models import ACTIVATIONS
-from scaling_interference.sweep.language import LanguageProblem
-from scaling_interference.sweep.members import expand
-from scaling_interference.sweep.optim import DECAYS, OPTIMIZERS
-from scaling_interference.sweep.synthetic import FamilyProblem
-from scaling_interference.tasks import make_family
-from scaling_interference.tasks.base import is_int, is_number
+from scaling_interference.models.kinds import model_kind
 
-MODELS = ("mlp", "olmo")
-
-
-def require_int(config, field: str, minimum: int) -> None:
-  v = config[field.split(".")[-1]]
-  if not is_int(v) or v < minimum:
-    raise ConfigError(f"{field}: must be an integer >= {minimum}, got {v!r}")
-
-
-def require_number(config, field: str, minimum: float, maximum: float = math.inf, strict=False) -> None:
-  v = config[field.split(".")[-1]]
-  low_ok = is_number(v) and (v > minimum if strict else v >= minimum)
-  if not low_ok or v > maximum:
-    bound = f"> {minimum}" if strict else f">= {minimum}"
-    upper = f" and <= {maximum}" if maximum != math.inf else ""
-    raise ConfigError(f"{field}: must be a finite number {bound}{upper}, got {v!r}")
-
-
-def require_choice(config, field: str, choices) -> None:
-  v = config[field.split(".")[-1]]
-  if v not in choices:
-    raise ConfigError(f"{field}: must be one of {list(choices)}, got {v!r}")
-
-
-def _require_list(value, field: str, check, what: str) -> None:
-  values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-  if not values:
-    raise ConfigError(f"{field}: must list at least one value, got an empty list")
-  for v in values:
-    if not check(v):
-      raise ConfigError(f"{field}: every entry must be {what}, got {v!r} in {list(values)}")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DECAYS = ("constant", "cosine", "linear")
 
 
 def validate_model(model) -> None:
-  require_choice(model, "model.name", MODELS)
-  if model.name == "olmo":
-    validate_olmo(model)
-    return
-  _require_list(model.widths, "model.widths", lambda w: is_int(w) and w > 0, "an integer > 0")
-  if len(set(model.widths)) != len(tuple(model.widths)):
-    raise ConfigError(f"model.widths: entries must be distinct, got {list(model.widths)}")
-  require_int(model, "model.depth", 1)
-  require_choice(model, "model.activation", ACTIVATIONS)
-  require_number(model, "model.init_scale", 0.0, strict=True)
-
-
-def validate_olmo(model) -> None:
-  _require_list(model.sizes, "model.sizes", lambda v: isinstance(v, str), "a size name")
-  if len(set(model.sizes)) != len(tuple(model.sizes)):
-    raise ConfigError(f"model.sizes: entries must be distinct, got {list(model.sizes)}")
-  require_choice(model, "model.compute_dtype", ("float32", "bfloat16"))
-  require_number(model, "model.rope_theta", 0.0, strict=True)
-  require_number(model, "model.z_loss", 0.0)
-  require_int(model, "model.mup_base_width", 0)
+  model_kind(value_of(model, "model.name")).validate(model)
 
 
 def validate_sweep(sweep) -> None:
-  _require_list(sweep.seeds, "sweep.seeds", is_int, "an integer")
-  _require_list(sweep.lrs, "sweep.lrs", lambda v: is_number(v) and v > 0, "a finite number > 0")
+  require_list(sweep.seeds, "sweep.seeds", is_int, "an integer")
+  require_list(sweep.lrs, "sweep.lrs", lambda v: is_number(v) and v > 0, "a finite number > 0")
 
 
 def validate_train(train) -> None:
@@ -98,24 +45,14 @@ def validate_train(train) -> None:
   require_choice(train, "train.nonfinite", ("halt", "drop"))
 
 
-def validate(config: ml_collections.ConfigDict):
-  """Checks every field; returns the Problem the config defines (tasks, data, schedules)."""
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks the model, sweep and train sections (problems and shapes check the rest)."""
   for section in ("model", "sweep", "train"):
     if section not in config:
       raise ConfigError(f"{section}: missing section; a config needs model, sweep and train")
   validate_model(config.model)
   validate_sweep(config.sweep)
   validate_train(config.train)
-  if config.model.name == "olmo":
-    if "data" not in config:
-      raise ConfigError("data: missing section; language-model sweeps need a data section")
-    problem = LanguageProblem(config)
-  else:
-    if "task" not in config:
-      raise ConfigError("task: missing section; MLP sweeps need a task section")
-    problem = FamilyProblem(config, make_family(config.task))  # checks schedules and traced tasks
-  expand(config, problem)  # every member's shape is built (and checked) before anything compiles
-  return problem
 
 
 def flatten(tree, prefix="") -> dict:

@@ -8,7 +8,7 @@ import scaling_interference as si
 from scaling_interference import defaults
 from scaling_interference.analysis import allocation
 from scaling_interference.models import MLPDef
-from scaling_interference.sweep.synthetic import eval_examples
+from scaling_interference.problems.synthetic import eval_examples
 from scaling_interference.tasks import make_family
 
 from conftest import small_regression

@@ -7,7 +7,7 @@ import pytest
 
 import scaling_interference as si
 from conftest import small_regression
-from scaling_interference.config import validate
+from scaling_interference.sweep.build import build
 from scaling_interference.errors import ConfigError, WorkdirError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,7 +38,7 @@ def test_bad_field_is_named(field, value, message):
   section, name = field.split(".")
   config[section][name] = value
   with pytest.raises(ConfigError, match=message):
-    validate(config)
+    build(config)
 
 
 def test_bad_field_writes_nothing(tmp_path):
@@ -87,4 +87,4 @@ def test_later_fields_are_named(field, value, message):
   section, name = field.split(".")
   config[section][name] = value
   with pytest.raises(ConfigError, match=message):
-    validate(config)
+    build(config)

@@ -5,15 +5,13 @@ import numpy as np
 import pytest
 
 from conftest import small_regression
-from scaling_interference.config import validate
+from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
-from scaling_interference.sweep.synthetic import data_keys, eval_examples, train_batch
-from scaling_interference.sweep.members import expand
+from scaling_interference.problems.synthetic import data_keys, eval_examples, train_batch
 
 
 def trained_states(config, steps):
-  problem = validate(config)
-  groups = expand(config, problem)
+  problem, groups = build(config)
   engine = Engine(config, problem, groups)
   states = engine.init_states()
   for start in range(0, steps, config.train.steps_per_dispatch):
@@ -54,7 +52,7 @@ def test_groups_are_unpadded_and_lrs_are_per_member(regression_config):
 
 
 def test_batches_are_a_pure_function_of_step(regression_config):
-  problem = validate(regression_config)
+  problem, _ = build(regression_config)
   key, _ = data_keys(0)
   a = train_batch(problem.family, problem.mixture, key, 7, 32)
   b = train_batch(problem.family, problem.mixture, key, 7, 32)
@@ -85,13 +83,13 @@ def test_eval_matches_numpy_recomputation(regression_config):
 
 def test_eval_set_is_fixed_and_equal_per_task(regression_config):
   regression_config.train.eval_chunk_examples = 64  # one task per chunk: chunking must not change the set
-  problem = validate(regression_config)
-  e1 = Engine(regression_config, problem, expand(regression_config, problem))
+  problem, groups = build(regression_config)
+  e1 = Engine(regression_config, problem, groups)
   s = e1.init_states()
   r1 = e1.evaluate(s)
   regression_config.train.eval_chunk_examples = 10 ** 6
-  problem = validate(regression_config)
-  e2 = Engine(regression_config, problem, expand(regression_config, problem))
+  problem, groups = build(regression_config)
+  e2 = Engine(regression_config, problem, groups)
   r2 = e2.evaluate(s)
   for a, b in zip(r1, r2):
     np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)

@@ -9,12 +9,12 @@ from jax.flatten_util import ravel_pytree
 import scaling_interference as si
 from scaling_interference.analysis import gradients
 from scaling_interference.models import MLPDef
-from scaling_interference.sweep.synthetic import eval_examples
+from scaling_interference.problems.synthetic import eval_examples
 from scaling_interference.sweep.optim import member_optimizer
 from scaling_interference.tasks import make_family
 
 from conftest import small_regression
-from scaling_interference.sweep.synthetic import FamilyProblem
+from scaling_interference.problems.synthetic import FamilyProblem
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import pytest
 
 import scaling_interference as si
 from conftest import small_injection, small_regression
-from scaling_interference.config import validate
+from scaling_interference.sweep.build import build
 from scaling_interference.data.schedules import Schedule, realised_counts
 from scaling_interference.errors import ConfigError
-from scaling_interference.sweep.synthetic import train_batch
+from scaling_interference.problems.synthetic import train_batch
 
 
 @pytest.mark.parametrize("schedule,expected_total,first_steps", [
@@ -39,7 +39,7 @@ def injection_config():
 
 def test_batches_hold_exactly_the_scheduled_examples():
   config = injection_config()
-  problem = validate(config)
+  problem, _ = build(config)
   expected = realised_counts(problem.schedules, 200)  # schedules in name order: burst, rare
   for step in range(200):
     task = np.asarray(train_batch(problem.family, problem.mixture, problem.train_key, step, 64).task)
@@ -82,14 +82,14 @@ def test_bad_schedules_are_named(fields, message):
   config = small_regression(num_tasks=6)
   config.inject.x = fields
   with pytest.raises(ConfigError, match=message):
-    validate(config)
+    build(config)
 
 
 def test_injecting_every_task_is_refused():
   config = small_regression(num_tasks=1)
   config.inject.x = dict(task=0, kind="per_batch", count=1)
   with pytest.raises(ConfigError, match="leave at least one task in the base mixture"):
-    validate(config)
+    build(config)
 
 
 def test_small_width_forgets_and_large_width_keeps_a_rare_task(tmp_path):

@@ -9,10 +9,9 @@ import pytest
 
 import scaling_interference as si
 from scaling_interference import defaults
-from scaling_interference.config import validate
+from scaling_interference.sweep.build import build
 from scaling_interference.errors import ConfigError
 from scaling_interference.sweep.engine import Engine
-from scaling_interference.sweep.members import expand
 
 
 def tiny_lm(**data):
@@ -28,8 +27,8 @@ def tiny_lm(**data):
 
 
 def trained(config, steps):
-  problem = validate(config)
-  engine = Engine(config, problem, expand(config, problem))
+  problem, groups = build(config)
+  engine = Engine(config, problem, groups)
   states = engine.init_states()
   for start in range(0, steps, 10):
     states, *_ = engine.train_segment(states, jnp.int32(start), 10)
@@ -95,7 +94,7 @@ def test_bad_language_config_is_named(change, message):
   else:
     config.data.update(**change)
   with pytest.raises(ConfigError, match=message):
-    validate(config)
+    build(config)
 
 
 def test_gradient_interference_on_a_language_model_run(tmp_path):
@@ -120,4 +119,4 @@ def test_more_bad_language_fields_are_named(section, field, value, message):
   config = tiny_lm()
   config[section][field] = value
   with pytest.raises(ConfigError, match=message):
-    validate(config)
+    build(config)

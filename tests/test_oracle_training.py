@@ -5,9 +5,8 @@ import numpy as np
 
 from conftest import small_regression
 from scaling_interference.analysis import oracle
-from scaling_interference.config import validate
+from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
-from scaling_interference.sweep.members import expand
 
 
 def test_linear_members_reach_the_oracle():
@@ -16,9 +15,9 @@ def test_linear_members_reach_the_oracle():
   config.model.widths = (4, 8, 16, 32)
   config.sweep.update(seeds=(0,), lrs=(2e-2,))
   config.train.update(steps=3000, batch_size=512, steps_per_dispatch=500, decay="cosine", final_lr_fraction=0.01)
-  problem = validate(config)
+  problem, groups = build(config)
   family = problem.family
-  engine = Engine(config, problem, expand(config, problem))
+  engine = Engine(config, problem, groups)
   states = engine.init_states()
   for start in range(0, 3000, 500):
     states, *_ = engine.train_segment(states, jnp.int32(start), 500)

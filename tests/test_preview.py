@@ -2,7 +2,7 @@
 import re
 
 from configs import injection
-from scaling_interference.data.preview import preview
+from scaling_interference.problems.preview import preview
 
 
 def test_preview_marks_injected_examples_and_counts():

@@ -7,7 +7,7 @@ import numpy as np
 import scaling_interference as si
 from scaling_interference import defaults
 from scaling_interference.analysis import probes
-from scaling_interference.sweep.synthetic import eval_examples
+from scaling_interference.problems.synthetic import eval_examples
 from scaling_interference.tasks import make_family
 
 from conftest import small_regression

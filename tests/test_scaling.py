@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from scaling_interference.analysis import scaling
-from scaling_interference.run import Run
+from scaling_interference.reader import Run
 
 WIDTHS = (8, 16, 32, 64, 128)
 

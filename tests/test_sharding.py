@@ -9,10 +9,9 @@ import pytest
 
 import scaling_interference as si
 from conftest import small_regression
-from scaling_interference.config import validate
+from scaling_interference.sweep.build import build
 from scaling_interference.errors import ConfigError
 from scaling_interference.sweep.engine import Engine
-from scaling_interference.sweep.members import expand
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = """
@@ -52,9 +51,9 @@ def test_eight_devices_match_one(tmp_path, mesh):
 def test_mesh_must_match_the_devices():
   config = sweep_config()
   config.train.mesh = (3, 2)
-  problem = validate(config)
+  problem, groups = build(config)
   with pytest.raises(ConfigError, match=r"train\.mesh: members x data must equal the 1 devices, got 3 x 2"):
-    Engine(config, problem, expand(config, problem))
+    Engine(config, problem, groups)
 
 
 FSDP_SCRIPT = """
@@ -62,16 +61,15 @@ import sys
 sys.path.insert(0, "tests")
 from test_language import tiny_lm
 import scaling_interference as si
-from scaling_interference.config import validate
+from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
-from scaling_interference.sweep.members import expand
 config = tiny_lm()
 config.model.sizes = ("32/4/1", "64/4/2")
 config.sweep.update(seeds=(0, 1), lrs=(1e-3,))
 if len(sys.argv) > 2:
   config.train.update(mesh=(2, 4), fsdp=True)
-  problem = validate(config)
-  state = Engine(config, problem, expand(config, problem)).init_states()[1]
+  problem, groups = build(config)
+  state = Engine(config, problem, groups).init_states()[1]
   print("SPEC", state["params"]["blocks"][0]["mlp"]["up"]["kernel"].sharding.spec)
 si.train(config, sys.argv[1])
 """

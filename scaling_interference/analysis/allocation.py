@@ -28,7 +28,7 @@ import pandas as pd
 from scaling_interference.analysis.gradients import realised_frequencies, task_examples
 from scaling_interference.models import MLPDef
 from scaling_interference.models.mlp import ACTIVATIONS
-from scaling_interference.run import Run
+from scaling_interference.reader import Run
 from scaling_interference.sweep.members import Group
 from scaling_interference.tasks import Batch, Family
 

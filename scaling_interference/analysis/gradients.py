@@ -50,9 +50,9 @@ import pandas as pd
 from jax.flatten_util import ravel_pytree
 
 from scaling_interference.data import Mixture, schedules
-from scaling_interference.run import Run
+from scaling_interference.reader import Run
 from scaling_interference.sweep.members import Group
-from scaling_interference.sweep.problem import Problem
+from scaling_interference.problems.base import Problem
 from scaling_interference.sweep.optim import decay_mask, schedule_shape
 
 COMMON_MASS = 0.9

@@ -45,8 +45,8 @@ import pandas as pd
 
 from scaling_interference.models import MLPDef
 from scaling_interference.models.olmo import OLMoDef
-from scaling_interference.run import Run
-from scaling_interference.sweep.synthetic import eval_examples
+from scaling_interference.reader import Run
+from scaling_interference.problems.synthetic import eval_examples
 from scaling_interference.tasks import Batch, Family
 
 RIDGE_GRID = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)

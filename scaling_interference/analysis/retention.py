@@ -24,7 +24,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from scaling_interference.run import Run
+from scaling_interference.reader import Run
 from scaling_interference.sweep import workdir as wd
 
 EVENT_KINDS = ("burst", "every")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_interference.analysis import oracle, summary
-from scaling_interference.run import Run
+from scaling_interference.reader import Run
 
 FIT_COLUMNS = ["run", "task", "frequency", "complexity", "exponent", "prefactor", "r2", "n", "floor"]
 EMERGENCE_COLUMNS = ["run", "task", "frequency", "complexity", "emergence_width", "max_signal"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_interference.analysis import oracle
-from scaling_interference.run import Run
+from scaling_interference.reader import Run
 
 
 def realised_family(run: Run):

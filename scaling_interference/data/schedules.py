@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling_interference.errors import ConfigError
-from scaling_interference.tasks.base import is_int
+from scaling_interference.checks import is_int
 
 KINDS = ("share", "per_batch", "every", "burst")
 MAX_DENOMINATOR = 46340  # (den - 1) * num stays below 2**31

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from scaling_interference.errors import ConfigError
-from scaling_interference.tasks.base import is_int, is_number
+from scaling_interference.checks import is_int, is_number
 
 SOURCES = ("synthetic", "text_files", "tfds", "token_files")
 EOS_ID = 0

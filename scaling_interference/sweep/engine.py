@@ -16,7 +16,7 @@ import optax
 from scaling_interference.sweep import sharding
 from scaling_interference.sweep.members import Group
 from scaling_interference.sweep.optim import member_optimizer
-from scaling_interference.sweep.problem import Problem
+from scaling_interference.problems.base import Problem
 
 
 GroupState = dict  # {"params", "opt_state", "active"}: leaves with a leading member axis

@@ -15,12 +15,12 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import numpy as np
-from scaling_interference.config import validate
 from scaling_interference.errors import ConfigError, NonFiniteLossError
-from scaling_interference.models import ladder
+from scaling_interference.models.kinds import model_kind
 from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep.engine import Engine
-from scaling_interference.sweep.members import Member, all_members, expand
+from scaling_interference.sweep.build import build
+from scaling_interference.sweep.members import Member, all_members
 from scaling_interference.data.schedules import realised_counts
 from scaling_interference.sweep.workdir import TRACES, Workdir, metric_rows, stats_line, write_npz_atomic
 
@@ -157,9 +157,8 @@ class Trainer:
   """One run of a sweep in one workdir."""
 
   def __init__(self, config, workdir: str):
-    self.problem = validate(config)
+    self.problem, self.groups = build(config)
     self.config, self.train = config, config.train
-    self.groups = expand(config, self.problem)
     self.members = all_members(self.groups)
     self.workdir = Workdir(workdir, writer=jax.process_index() == 0)
     self.resuming = self.workdir.check_config(config_as_json(config))
@@ -280,15 +279,10 @@ class Trainer:
 
 
 def memory_lines(groups, batch_size: int, config) -> list[str]:
-  """Per-size training memory estimate of language-model groups (per member, and the group)."""
-  if config.model.name != "olmo":
-    return []
-  lines = []
-  for g in groups:
-    per_member = ladder.memory_bytes(g.model, batch_size, config.data.seq_len)
-    lines.append(f"memory estimate {g.members[0].size}: {per_member / 2**30:.2f} GiB per member, "
-                 f"{g.size * per_member / 2**30:.2f} GiB for its {g.size} member(s)")
-  return lines
+  """Per-group training memory estimate where the model kind gives one (language models)."""
+  kind = model_kind(config.model.name)
+  lines = [kind.memory_line(g.shape, batch_size, g.size) for g in groups]
+  return [line for line in lines if line]
 
 
 def train(config, workdir: str) -> RunResult:

@@ -6,10 +6,8 @@ Small widths are never padded to large ones: each width is its own group.
 """
 import dataclasses
 import itertools
-import re
 
-from scaling_interference.models import MLPDef
-from scaling_interference.models import ladder
+from scaling_interference.models.kinds import Shape, model_kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,50 +29,29 @@ class Member:
 @dataclasses.dataclass(frozen=True)
 class Group:
   index: int
-  model: object  # MLPDef or OLMoDef: init, apply, n_params
+  shape: Shape
   members: tuple[Member, ...]
+
+  @property
+  def model(self):
+    """The model definition (MLPDef, OLMoDef, ...): init, apply, n_params."""
+    return self.shape.model
 
   @property
   def size(self) -> int:
     return len(self.members)
 
 
-def mlp_def(config, family, width: int) -> MLPDef:
-  m = config.model
-  return MLPDef(input_dim=family.input_dim, width=width, output_dim=family.output_dim,
-                depth=m.depth, activation=m.activation, use_bias=m.use_bias,
-                init_scale=m.get("init_scale", 1.0))
-
-
-def olmo_def(config, vocab_size: int, size: str):
-  """A ladder preset by name, or an ad-hoc shape "D_MODEL/HEADS/LAYERS"."""
-  m = config.model
-  shape = {}
-  if re.fullmatch(r"\d+/\d+/\d+", size):
-    shape = dict(zip(("d_model", "n_heads", "n_layers"), map(int, size.split("/"))))
-    size = "tiny-a"
-  return ladder.preset(size, vocab_size=vocab_size, rope_theta=float(m.rope_theta), tie_embeddings=m.tie_embeddings,
-                       qk_norm=m.qk_norm, remat=m.remat, compute_dtype=m.compute_dtype,
-                       mup_base_width=m.mup_base_width or None, max_seq_len=config.data.seq_len, **shape)
-
-
-def shapes(config, problem) -> list[tuple[str, object]]:
-  """(size name or "", model def) of every group, in config order."""
-  if config.model.name == "olmo":
-    return [(size, olmo_def(config, problem.vocab_size, size)) for size in config.model.sizes]
-  return [("", mlp_def(config, problem.family, width)) for width in config.model.widths]
-
-
 def expand(config, problem) -> list[Group]:
   """Members = shapes (widths or sizes) x seeds x lrs, grouped by shape, ids in that order."""
   groups, next_id = [], 0
-  for g, (size, mdef) in enumerate(shapes(config, problem)):
-    width, depth = (mdef.d_model, mdef.n_layers) if size else (mdef.width, mdef.depth)
+  for g, shape in enumerate(model_kind(config.model.name).shapes(config, problem)):
     members = []
     for seed, lr in itertools.product(config.sweep.seeds, config.sweep.lrs):
-      members.append(Member(next_id, g, width, depth, int(seed), float(lr), mdef.n_params, size))
+      members.append(Member(next_id, g, shape.width, shape.depth, int(seed), float(lr), shape.model.n_params,
+                            shape.size))
       next_id += 1
-    groups.append(Group(g, mdef, tuple(members)))
+    groups.append(Group(g, shape, tuple(members)))
   return groups
 
 

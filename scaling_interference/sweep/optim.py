@@ -7,9 +7,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-DECAYS = ("constant", "cosine", "linear")
-
 
 def schedule_shape(train_config):
   """Multiplier of the peak learning rate at each step: warmup then decay, in [0, 1]."""

@@ -9,12 +9,13 @@ To add a family, subclass `Family` in one module and decorate it with `@register
 """
 import abc
 import dataclasses
-import numbers
 from typing import Any, Callable, ClassVar
 
 import jax
+import ml_collections
 import numpy as np
 
+from scaling_interference.checks import is_number, require_int, require_number
 from scaling_interference.errors import ConfigError
 
 Array = jax.Array
@@ -53,6 +54,11 @@ class Family(abc.ABC):
   output_dim: int  # width of the model output
   frequencies: np.ndarray  # (K,) base mixture, sums to 1
   complexities: np.ndarray  # (K,) larger is harder
+
+  @classmethod
+  @abc.abstractmethod
+  def default_config(cls) -> ml_collections.ConfigDict:
+    """Every field of the family's `task` section with its default (`family` included)."""
 
   @classmethod
   @abc.abstractmethod
@@ -114,38 +120,19 @@ def zipf_frequencies(num_tasks: int, alpha: float) -> np.ndarray:
 
 def frequencies_from_config(task_config) -> np.ndarray:
   """Explicit `task.frequencies` when given, else Zipf with `task.alpha`."""
-  explicit = tuple(task_config.get("frequencies", ()) or ())
+  explicit = tuple(task_config.frequencies)
   if explicit:
     return np.asarray(explicit, dtype=np.float64)
   return zipf_frequencies(task_config.num_tasks, task_config.alpha)
 
 
-def is_int(value) -> bool:
-  """An integer (Python or NumPy) that is not a bool."""
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def is_number(value) -> bool:
-  """A finite real number that is not a bool."""
-  return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
-
-
-def check_int(task_config, field: str, low: int) -> None:
-  """Raises ConfigError unless task.FIELD is an integer >= low."""
-  value = task_config.get(field, None)
-  if not is_int(value) or value < low:
-    raise ConfigError(f"task.{field}: must be an integer >= {low}, got {value!r}")
-
-
 def check_frequencies(task_config) -> None:
   """Shared checks of num_tasks, alpha, seed and explicit frequencies."""
-  check_int(task_config, "num_tasks", 1)
-  check_int(task_config, "seed", 0)
+  require_int(task_config, "task.num_tasks", 1)
+  require_int(task_config, "task.seed", 0)
   k = task_config.num_tasks
-  alpha = task_config.get("alpha", 0.0)
-  if not is_number(alpha) or alpha < 0:
-    raise ConfigError(f"task.alpha: must be a finite number >= 0, got {alpha!r}")
-  explicit = tuple(task_config.get("frequencies", ()) or ())
+  require_number(task_config, "task.alpha", 0)
+  explicit = tuple(task_config.frequencies)
   if not explicit:
     return
   if len(explicit) != k:

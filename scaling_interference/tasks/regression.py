@@ -10,9 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scaling_interference import defaults
+from scaling_interference.checks import is_number, require_int, require_number
 from scaling_interference.errors import ConfigError
-from scaling_interference.tasks.base import (Array, Batch, Family, check_frequencies, check_int, is_number,
-                                             frequencies_from_config, register)
+from scaling_interference.tasks.base import Array, Batch, Family, check_frequencies, frequencies_from_config, register
 
 
 def participation_ratio(s_KxR: np.ndarray) -> np.ndarray:
@@ -43,7 +44,7 @@ def _per_task(value, k: int) -> np.ndarray:
 def _spectra(task_config, k: int, r: int) -> np.ndarray:
   """s_{k,i} = c_k * i^(-beta_k), shape (K, r)."""
   beta_K = _per_task(task_config.beta, k)
-  scales_K = _per_task(tuple(task_config.get("scales", ()) or ()) or 1.0, k)
+  scales_K = _per_task(tuple(task_config.scales) or 1.0, k)
   i_R = np.arange(1, r + 1, dtype=np.float64)
   return scales_K[:, None] * i_R[None, :] ** (-beta_K[:, None])
 
@@ -64,7 +65,7 @@ class Regression(Family):
     k, d, m = task_config.num_tasks, task_config.input_dim, task_config.output_dim
     self.num_tasks, self.task_input_dim, self.task_output_dim = k, d, m
     self.input_dim, self.output_dim = k * d, k * m
-    self.noise = float(task_config.get("noise", 0.0))
+    self.noise = float(task_config.noise)
     self.frequencies = frequencies_from_config(task_config)
     self.singular_values_KxR = _spectra(task_config, k, min(d, m))
     self.u_KxMxR, self.v_KxDxR = _bases(task_config.seed, k, d, m)
@@ -85,13 +86,17 @@ class Regression(Family):
     return map_KxDxKxM.reshape(k * d, k * m)
 
   @classmethod
+  def default_config(cls):
+    return defaults.regression_task()
+
+  @classmethod
   def validate_config(cls, task_config) -> None:
     check_frequencies(task_config)
     for field in ("input_dim", "output_dim"):
-      check_int(task_config, field, 1)
+      require_int(task_config, f"task.{field}", 1)
     _check_beta(task_config)
     _check_scales(task_config)
-    _check_noise(task_config)
+    require_number(task_config, "task.noise", 0)
 
   def sample(self, key: Array, task_B: Array) -> Batch:
     key_z, key_noise = jax.random.split(key)
@@ -125,7 +130,7 @@ class Regression(Family):
 
 
 def _check_beta(task_config) -> None:
-  beta, k = task_config.get("beta", None), task_config.num_tasks
+  beta, k = task_config.beta, task_config.num_tasks
   values = tuple(beta) if isinstance(beta, (tuple, list)) else (beta,)
   if isinstance(beta, (tuple, list)) and len(values) != k:
     raise ConfigError(f"task.beta: needs one entry per task ({k}), got {len(values)}")
@@ -134,16 +139,10 @@ def _check_beta(task_config) -> None:
 
 
 def _check_scales(task_config) -> None:
-  scales, k = tuple(task_config.get("scales", ()) or ()), task_config.num_tasks
+  scales, k = tuple(task_config.scales), task_config.num_tasks
   if not scales:
     return
   if len(scales) != k:
     raise ConfigError(f"task.scales: needs one entry per task ({k}), got {len(scales)}")
   if not all(is_number(c) and c > 0 for c in scales):
     raise ConfigError(f"task.scales: entries must be finite numbers > 0, got {list(scales)}")
-
-
-def _check_noise(task_config) -> None:
-  noise = task_config.get("noise", 0.0)
-  if not (is_number(noise) and noise >= 0):
-    raise ConfigError(f"task.noise: must be a finite number >= 0, got {noise!r}")

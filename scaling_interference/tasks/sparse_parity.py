@@ -11,9 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from scaling_interference import defaults
+from scaling_interference.checks import is_int, require_int, value_of
 from scaling_interference.errors import ConfigError
-from scaling_interference.tasks.base import (Array, Batch, Family, check_frequencies, check_int, is_int,
-                                             frequencies_from_config, register)
+from scaling_interference.tasks.base import Array, Batch, Family, check_frequencies, frequencies_from_config, register
 
 
 def draw_subsets(seed: int, num_tasks: int, n_bits: int, k: int) -> np.ndarray:
@@ -48,10 +49,14 @@ class SparseParity(Family):
     self.complexities = np.full(k_tasks, float(task_config.k))
 
   @classmethod
+  def default_config(cls):
+    return defaults.sparse_parity_task()
+
+  @classmethod
   def validate_config(cls, task_config) -> None:
     check_frequencies(task_config)
-    check_int(task_config, "n_bits", 1)
-    n, k = task_config.n_bits, task_config.get("k", None)
+    require_int(task_config, "task.n_bits", 1)
+    n, k = task_config.n_bits, value_of(task_config, "task.k")
     if not is_int(k) or not 1 <= k <= n:
       raise ConfigError(f"task.k: must be an integer with 1 <= k <= n_bits ({n}), got {k!r}")
 

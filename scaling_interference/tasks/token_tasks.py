@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling_interference.errors import ConfigError
-from scaling_interference.tasks.base import Array, TaskInfo, check_int, is_number
+from scaling_interference.checks import is_number, require_int
+from scaling_interference.tasks.base import Array, TaskInfo
 
 KINDS = ("modular_addition", "comparison")
 SPLITS = ("train", "heldout")
@@ -228,17 +229,17 @@ def validate_task(task_config) -> None:
   kind = task_config.get("kind", None)
   if kind not in KINDS:
     raise ConfigError(f"task.kind: must be one of {list(KINDS)}, got {kind!r}")
-  check_int(task_config, "seed", 0)
-  check_int(task_config, "vocab_size", 1)
+  require_int(task_config, "task.seed", 0)
+  require_int(task_config, "task.vocab_size", 1)
   if "reserved_tokens" in task_config:
-    check_int(task_config, "reserved_tokens", 0)
+    require_int(task_config, "task.reserved_tokens", 0)
   if kind == "modular_addition":
-    check_int(task_config, "modulus", 2)
+    require_int(task_config, "task.modulus", 2)
     if "n_operands" in task_config:
-      check_int(task_config, "n_operands", 2)
+      require_int(task_config, "task.n_operands", 2)
     n_tuples = task_config.modulus ** task_config.get("n_operands", 2)
   else:
-    check_int(task_config, "n_items", 2)
+    require_int(task_config, "task.n_items", 2)
     n_tuples = task_config.n_items * (task_config.n_items - 1)
   _check_split(task_config, kind, n_tuples)
 

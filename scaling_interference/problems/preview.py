@@ -4,8 +4,9 @@ import numpy as np
 
 from scaling_interference.config import validate
 from scaling_interference.data.schedules import realised_counts
-from scaling_interference.sweep.language import LanguageProblem
-from scaling_interference.sweep.synthetic import FamilyProblem
+from scaling_interference.problems import make_problem
+from scaling_interference.problems.language import LanguageProblem
+from scaling_interference.problems.synthetic import FamilyProblem
 
 
 def describe_example(family, x_I: np.ndarray, y, task: int) -> str:
@@ -67,7 +68,8 @@ def language_batch_lines(problem: LanguageProblem, step: int, host, examples: in
 
 def preview(config, steps: int = 3, examples: int = 4) -> str:
   """Text of the first `steps` batches, injected examples marked, and the schedules' counts."""
-  problem = validate(config)
+  validate(config)
+  problem = make_problem(config)
   lines = [f"{len(problem.tasks)} tasks, batch {config.train.batch_size}: " +
            ", ".join(f"{t.id}={t.name or t.family}" + (f"/{t.split}" if t.split != "train" else "")
                      for t in problem.tasks[:12]) + (" ..." if len(problem.tasks) > 12 else "")]

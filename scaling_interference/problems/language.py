@@ -22,8 +22,8 @@ from scaling_interference.data.schedules import realised_counts
 from scaling_interference.data.token_streams import make_host_iterator, make_stream, sample_language
 from scaling_interference.errors import ConfigError
 from scaling_interference.models.olmo import lm_loss
-from scaling_interference.sweep.problem import Problem
-from scaling_interference.sweep.synthetic import data_keys, trace_tasks
+from scaling_interference.problems.base import Problem
+from scaling_interference.problems.synthetic import data_keys, trace_tasks
 from scaling_interference.tasks import TaskInfo
 from scaling_interference.tasks.token_tasks import make_token_tasks
 

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 
 from scaling_interference.data import Mixture, schedules
 from scaling_interference.errors import ConfigError
-from scaling_interference.sweep.problem import Problem
+from scaling_interference.problems.base import Problem
 from scaling_interference.tasks import Batch, Family
-from scaling_interference.tasks.base import is_int
+from scaling_interference.checks import is_int
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
 
@@ -56,6 +56,7 @@ class FamilyProblem(Problem):
   def __init__(self, config, family: Family):
     train = config.train
     self.family = family
+    self.input_dim, self.output_dim = family.input_dim, family.output_dim
     self.schedules = schedules.from_config(config.get("inject"), train.batch_size, family.num_tasks)
     self.mixture = Mixture(family.frequencies, self.schedules)
     self.batch_size, self.eval_n, self.trace_n = train.batch_size, train.eval_examples_per_task, train.trace_examples

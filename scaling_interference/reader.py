@@ -8,14 +8,14 @@ import jax
 import ml_collections
 import pandas as pd
 
+from scaling_interference import defaults
+from scaling_interference.problems import Problem
 from scaling_interference.sweep import workdir as wd
+from scaling_interference.sweep.build import build
 from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep.engine import Engine
-from scaling_interference import defaults
-from scaling_interference.config import validate
-from scaling_interference.sweep.members import Group, expand
-from scaling_interference.sweep.problem import Problem
-from scaling_interference.tasks import Family
+from scaling_interference.sweep.members import Group
+from scaling_interference.tasks import Family, family_class
 
 METRIC_COLUMNS = ["step", "member", "task", "loss", "accuracy", "signal"]
 
@@ -46,9 +46,13 @@ class Run:
   metrics: pd.DataFrame
 
   @functools.cached_property
+  def _built(self) -> tuple[Problem, list[Group]]:
+    return build(self.config)
+
+  @property
   def problem(self) -> Problem:
     """The run's data side, rebuilt from the saved config (task definitions included)."""
-    return validate(self.config)
+    return self._built[0]
 
   @property
   def family(self) -> Family:
@@ -57,7 +61,7 @@ class Run:
 
   @property
   def groups(self) -> list[Group]:
-    return expand(self.config, self.problem)
+    return self._built[1]
 
   def checkpoints(self) -> Checkpoints:
     return Checkpoints(os.path.join(self.path, wd.CHECKPOINTS), len(self.groups))
@@ -97,12 +101,10 @@ class Run:
 
 def saved_config(saved: dict) -> ml_collections.ConfigDict:
   """The saved config merged onto today's defaults, so workdirs written before a field existed still open."""
-  if saved.get("model", {}).get("name") == "olmo":
-    config = defaults.language_config()
+  if "task" in saved:
+    config = defaults.base_config(family_class(saved["task"]["family"]).default_config())
   else:
-    tasks = {"regression": defaults.regression_task, "sparse_parity": defaults.sparse_parity_task}
-    make_task = tasks.get(saved.get("task", {}).get("family"), ml_collections.ConfigDict)
-    config = defaults.base_config(make_task())
+    config = defaults.language_config()
   config.update(saved)
   return config
 
