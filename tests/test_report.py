@@ -1,16 +1,15 @@
 """The report on a small injection run: index.html names every claim, figures are PNGs, tables match
 their documentation, and the cache makes a second build compute nothing."""
+import dataclasses
 import io
 import os
-import sys
-import types
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import scaling_interference as si
-from scaling_interference.analysis import report
+from scaling_interference.analysis import claims, report, tables
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -30,10 +29,10 @@ def built(workdir, tmp_path_factory):
 def test_index_names_every_claim_and_shows_figures(built):
   out, (_, full, _) = built
   text = open(os.path.join(out, "index.html")).read()
-  for statement in report.CLAIMS.values():
+  for statement in claims.CLAIMS.values():
     assert statement.replace("'", "&#x27;") in text, f"index.html lacks the claim {statement!r}"
-  assert len(full.claims) == len(report.CLAIMS)
-  assert set(full.claims.status) <= {report.HELD, report.NOT_HELD, report.NOT_MEASURABLE}
+  assert len(full.claims) == len(claims.CLAIMS)
+  assert set(full.claims.status) <= {claims.HELD, claims.NOT_HELD, claims.NOT_MEASURABLE}
   figures = sorted(os.listdir(os.path.join(out, "figures")))
   for name in ("run-injection_signal.png", "run-final_signal.png", "run-loss_fits.png", "run-emergence.png",
                "run-oracle.png", "run-retention.png"):
@@ -51,7 +50,7 @@ def test_tables_have_the_documented_columns(built):
   readme = open(os.path.join(folder, "README.md")).read()
   for name in sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".csv")):
     frame = pd.read_csv(os.path.join(folder, f"{name}.csv"))
-    documented = list(report.SPECS[name].columns)
+    documented = list(tables.SPECS[name].columns)
     assert frame.columns[0] == "run"
     assert set(documented) <= set(frame.columns), f"{name}.csv lacks {set(documented) - set(frame.columns)}"
     for column in frame.columns:
@@ -74,9 +73,8 @@ def test_cache_computes_only_what_is_new(built, workdir):
   assert len(again.cached) + len(again.computed) == len(full.cached) + len(full.computed)
 
 
-def fake_probes(fail: bool) -> types.ModuleType:
-  """A stand-in probes module: wider members decode more features, or a probe that raises."""
-  module = types.ModuleType("scaling_interference.analysis.probes")
+def fake_probes(monkeypatch, fail: bool) -> None:
+  """Stand-in probe tables: wider members decode more features, or a probe that raises."""
   def probe_table(run, step):
     if fail:
       raise RuntimeError("probe exploded")
@@ -86,28 +84,30 @@ def fake_probes(fail: bool) -> types.ModuleType:
   def decodable_counts(df):
     return df.groupby(["step", "member", "width", "layer"], as_index=False).decodable.sum().rename(
         columns={"decodable": "n_decodable"})
-  module.probe_table, module.decodable_counts = probe_table, decodable_counts
-  return module
+  fakes = {"probes": probe_table, "decodable": decodable_counts}
+  specs = {name: dataclasses.replace(spec, fn=fakes.get(name, spec.fn)) for name, spec in tables.SPECS.items()}
+  monkeypatch.setattr(tables, "SPECS", specs)
+  monkeypatch.setattr(tables, "TABLES", [specs[spec.name] for spec in tables.TABLES])
 
 
 def test_a_failing_table_leaves_a_note_and_the_report_builds(workdir, tmp_path, monkeypatch):
-  monkeypatch.setitem(sys.modules, "scaling_interference.analysis.probes", fake_probes(fail=True))
+  fake_probes(monkeypatch, fail=True)
   skip = ("gradients", "cosines", "neurons", "allocation")
   result = report.build([workdir], str(tmp_path), steps="last", skip=skip)
   assert [j.table for j in result.failed] == ["probes"]
   assert any("probe exploded" in n for n in result.notes)
   assert "probe exploded" in open(result.index).read()
-  claims = result.claims.set_index("claim")
-  assert claims.loc[6, "status"] == report.NOT_MEASURABLE
+  by_claim = result.claims.set_index("claim")
+  assert by_claim.loc[6, "status"] == claims.NOT_MEASURABLE
   again = report.build([workdir], str(tmp_path), steps="last", skip=skip)
   assert [j.table for j in again.computed] == ["probes"], "a failed job is retried, the rest is cached"
 
 
 def test_probe_claim_and_figure_from_a_working_table(workdir, tmp_path, monkeypatch):
-  monkeypatch.setitem(sys.modules, "scaling_interference.analysis.probes", fake_probes(fail=False))
+  fake_probes(monkeypatch, fail=False)
   result = report.build([workdir], str(tmp_path), steps="last", skip=("gradients", "cosines", "neurons", "allocation"))
-  claims = result.claims.set_index("claim")
-  assert claims.loc[6, "status"] == report.HELD, claims.loc[6, "evidence"]
+  by_claim = result.claims.set_index("claim")
+  assert by_claim.loc[6, "status"] == claims.HELD, by_claim.loc[6, "evidence"]
   assert os.path.exists(os.path.join(str(tmp_path), "figures", "run-decodable.png"))
   counts = pd.read_csv(os.path.join(str(tmp_path), "tables", "decodable.csv"))
   assert list(counts.n_decodable) == [2, 4], "widths 8 and 16 decode 2 and 4 of 6 features"
@@ -120,19 +120,19 @@ def retention_rows(retained_by_width: dict) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("retained,status", [
-    ({16: 0.01, 32: 0.05, 64: 0.9}, report.HELD),
-    ({16: 0.9, 32: 0.5, 64: 0.1}, report.NOT_HELD),
-    ({16: 0.01, 32: 0.02, 64: 0.03}, report.NOT_HELD),
+    ({16: 0.01, 32: 0.05, 64: 0.9}, claims.HELD),
+    ({16: 0.9, 32: 0.5, 64: 0.1}, claims.NOT_HELD),
+    ({16: 0.01, 32: 0.02, 64: 0.03}, claims.NOT_HELD),
 ])
 def test_injection_claim_verdicts(workdir, retained, status):
-  result, evidence = report.CLAIM_CHECKS[7]({"retention": retention_rows(retained)}, si.load_run(workdir))
+  result, evidence = claims.CLAIM_CHECKS[7]({"retention": retention_rows(retained)}, si.load_run(workdir))
   assert result == status, evidence
 
 
 def test_claims_without_tables_are_not_measurable(workdir):
-  verdicts = report.evaluate_claims({}, si.load_run(workdir))
-  assert list(verdicts.claim) == list(report.CLAIMS)
-  assert (verdicts.status == report.NOT_MEASURABLE).all()
+  verdicts = claims.evaluate_claims({}, si.load_run(workdir))
+  assert list(verdicts.claim) == list(claims.CLAIMS)
+  assert (verdicts.status == claims.NOT_MEASURABLE).all()
 
 
 def test_progress_bar_counts_jobs():
