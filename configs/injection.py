@@ -1,50 +1,82 @@
-"""The injection protocol on multitask regression: a rare task, and the same kind of task as one burst.
+"""The injection protocol on multitask regression: rare tasks injected in discrete events, and a burst.
 
   python -m launch.train --config=configs/injection.py:demo --workdir=runs/injection_demo
-  python -m analysis.summary --workdir=runs/injection_demo
+  python -m analysis.run --workdir=runs/injection_demo --out=runs/injection_demo/report
 
-Setup: 32 common tasks (Zipf alpha=1), plus task 32 injected at 0.25% of all examples and task 33
-(same spectrum, its own map) injected as a single burst; both are out of the base mixture. The
-signal of both injected tasks is traced every `trace_every` steps into traces.npz.
+Setup: 32 common tasks (Zipf alpha=1), plus injected tasks that are out of the base mixture, each
+injected as in the study: a number of examples every M batches (`kind="every"`), and one task as
+a single burst. Injected tasks are traced every `trace_every` steps into traces.npz; the report
+replays the windows after the first injection events (`analysis.run --replay_events`).
 
 demo: d=m=4 (136 directions), two-layer linear members of widths 16..128 from a small init
-(init_scale 0.1, so an untrained member's signal is ~0), 6000 steps of batch 1024, signal traced
-every 10 steps. Measured: about 1 minute on 2 CPU cores. What it showed in our run: the task at
-0.25% spiked at widths 16, 32 and 64 (peak signal 0.01, 0.04, 0.18 around step 50) and decayed to
-0 within a few hundred steps ("update and forget"), while width 128 learned it and kept it
-(signal 0.94 at the end). The burst of 512 examples raised the burst task's signal at every width
-(0.01, 0.03, 0.07, 0.12 right after it) and every width forgot it (0 by 500 steps later): a
-single burst is not retained, even where capacity is free.
+(init_scale 0.1, so an untrained member's signal is ~0), 6000 steps of batch 1024, Adam 3e-3.
+Task 32 gets 26 examples every 10 batches (0.25% of all examples), task 33 a burst of 512 at
+step 900. RESULTS_DEMO below is what our run showed.
 
-paper: the same protocol with 3 seeds, 2 learning rates, widths 32..512, d=m=8, 100k steps of
-batch 4096, checkpoints every 5000 steps kept for the interference analysis; for a GPU/TPU:
+rates: the study's rate ladder on the same tasks: injected tasks at 64 examples in every batch,
+4 in every batch, 8 every 10 batches and 1 every 10 batches (from 6% of the examples down to
+0.01%), plus the burst; widths 16..256, 20000 steps. RESULTS_RATES below.
+
+paper: the demo's protocol with 3 seeds, 2 learning rates, widths 32..512, d=m=8, 100k steps of
+batch 4096, checkpoints every 5000 steps kept for the analysis; for a GPU/TPU:
   python -m launch.train --config=configs/injection.py:paper --workdir=DIR
 """
 from scaling_interference import defaults
 
+NUM_COMMON = 32
+RESULTS_DEMO = "not run yet"
+RESULTS_RATES = "not run yet"
 
-def get_config(preset: str = "demo"):
+
+def _base():
   config = defaults.base_config(defaults.regression_task())
   config.model.update(activation="linear", use_bias=False, depth=1, init_scale=0.1)
   config.train.update(optimizer="adam", decay="constant")
-  num_common = 32
-  config.task.update(num_tasks=num_common + 2, alpha=1.0, beta=1.0)
-  config.inject.rare = dict(task=num_common, kind="share", share=0.0025)
-  config.inject.burst = dict(task=num_common + 1, kind="burst", count=512, at=900)  # a checkpoint follows at 1000
-  if preset == "demo":
-    config.task.update(input_dim=4, output_dim=4)
-    config.model.widths = (16, 32, 64, 128)
-    config.sweep.lrs = (3e-3,)
-    config.train.update(steps=6000, batch_size=1024, eval_every=250, checkpoint_every=1000, keep_every=1000,
-                        steps_per_dispatch=250, eval_examples_per_task=256, trace_every=10, trace_examples=16)
-  elif preset == "paper":
-    config.task.update(input_dim=8, output_dim=8)
-    config.model.widths = (32, 64, 128, 256, 512)
-    config.sweep.seeds = (0, 1, 2)
-    config.sweep.lrs = (1e-3, 3e-3)
-    config.inject.burst.at = 5000
-    config.train.update(steps=100_000, batch_size=4096, eval_every=1000, checkpoint_every=5000, keep_every=5000,
-                        steps_per_dispatch=500, eval_examples_per_task=2048, trace_every=10, trace_examples=16)
-  else:
-    raise ValueError(f"preset: unknown {preset!r}; choose demo or paper")
+  config.task.update(alpha=1.0, beta=1.0, input_dim=4, output_dim=4)
+  return config
+
+
+def _demo(config):
+  config.task.num_tasks = NUM_COMMON + 2
+  config.inject.rare = dict(task=NUM_COMMON, kind="every", count=26, every=10, offset=10)
+  config.inject.burst = dict(task=NUM_COMMON + 1, kind="burst", count=512, at=900)
+  config.model.widths = (16, 32, 64, 128)
+  config.sweep.lrs = (3e-3,)
+  config.train.update(steps=6000, batch_size=1024, eval_every=250, checkpoint_every=1000, keep_every=1000,
+                      steps_per_dispatch=250, eval_examples_per_task=256, trace_every=10, trace_examples=16)
+
+
+def _rates(config):
+  ladder = [dict(kind="every", count=64, every=1), dict(kind="every", count=4, every=1),
+            dict(kind="every", count=8, every=10), dict(kind="every", count=1, every=10)]
+  config.task.num_tasks = NUM_COMMON + len(ladder) + 1
+  for i, rate in enumerate(ladder):
+    config.inject[f"rate{i}"] = dict(task=NUM_COMMON + i, offset=10, **rate)
+  config.inject.burst = dict(task=NUM_COMMON + len(ladder), kind="burst", count=512, at=900)
+  config.model.widths = (16, 32, 64, 128, 256)
+  config.sweep.lrs = (3e-3,)
+  config.train.update(steps=20000, batch_size=1024, eval_every=500, checkpoint_every=2000, keep_every=2000,
+                      steps_per_dispatch=500, eval_examples_per_task=256, trace_every=20, trace_examples=16)
+
+
+def _paper(config):
+  _demo(config)
+  config.task.update(input_dim=8, output_dim=8)
+  config.model.widths = (32, 64, 128, 256, 512)
+  config.sweep.seeds = (0, 1, 2)
+  config.sweep.lrs = (1e-3, 3e-3)
+  config.inject.rare.count = 102  # 0.25% of batch 4096
+  config.inject.burst.at = 5000
+  config.train.update(steps=100_000, batch_size=4096, eval_every=1000, checkpoint_every=5000, keep_every=5000,
+                      steps_per_dispatch=500, eval_examples_per_task=2048, trace_every=10, trace_examples=16)
+
+
+PRESETS = {"demo": _demo, "rates": _rates, "paper": _paper}
+
+
+def get_config(preset: str = "demo"):
+  if preset not in PRESETS:
+    raise ValueError(f"preset: unknown {preset!r}; choose one of {sorted(PRESETS)}")
+  config = _base()
+  PRESETS[preset](config)
   return config

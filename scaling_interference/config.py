@@ -4,12 +4,16 @@ Each check raises ConfigError with one line naming the field, the allowed values
 got. The data side (task family, token tasks, schedules, traced tasks) is checked where the
 problem is built (`problems.make_problem`), each model's shape where its kind builds it.
 """
+import json
+
 import ml_collections
 
+from scaling_interference import defaults
 from scaling_interference.checks import (is_int, is_number, require_choice, require_int, require_list, require_number,
                                          value_of)
 from scaling_interference.errors import ConfigError
 from scaling_interference.models.kinds import model_kind
+from scaling_interference.tasks import family_class
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DECAYS = ("constant", "cosine", "linear")
@@ -53,6 +57,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
   validate_model(config.model)
   validate_sweep(config.sweep)
   validate_train(config.train)
+
+
+def as_json(config) -> dict:
+  """The resolved config as plain JSON types (tuples become lists), as config.json holds it."""
+  return json.loads(json.dumps(config.to_dict()))
+
+
+def resolve_saved(saved: dict) -> ml_collections.ConfigDict:
+  """A saved config.json merged onto today's defaults, so a workdir written before a field existed
+  still opens, and resumes when the new field keeps its default."""
+  if "task" in saved:
+    config = defaults.base_config(family_class(saved["task"]["family"]).default_config())
+  else:
+    config = defaults.language_config()
+    for name, task in saved.get("token_tasks", {}).items():
+      config.token_tasks[name] = defaults.token_task(task["kind"], task["seed"])
+  config.update(saved)
+  return config
 
 
 def flatten(tree, prefix="") -> dict:

@@ -84,8 +84,22 @@ def base_config(task: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.model = model_config()
   config.sweep = sweep_config()
   config.train = train_config()
-  config.inject = ml_collections.ConfigDict()  # name -> schedule fields (see data/schedules.py)
+  config.inject = ml_collections.ConfigDict()  # name -> fields of schedule() (see data/schedules.py)
   return config
+
+
+def schedule() -> ml_collections.ConfigDict:
+  """Every field of an injection schedule `inject.NAME`; None: required by the kinds that read it."""
+  return ml_collections.ConfigDict(dict(
+      kind=None,  # share | per_batch | every | burst
+      task=None,  # the task id it injects
+      share=None,  # share: the share of all examples, in (0, 1]
+      count=None,  # per_batch, every, burst: examples per injection
+      every=None,  # every: batches between injections
+      offset=0,  # every: the first step it injects at
+      at=0,  # burst: the one step it injects at
+      windows=(),  # any kind: [start, stop) step ranges it is active in (empty: always)
+  ))
 
 
 def olmo_model_config() -> ml_collections.ConfigDict:
@@ -103,24 +117,52 @@ def olmo_model_config() -> ml_collections.ConfigDict:
 
 
 def token_task(kind: str, seed: int, **fields) -> ml_collections.ConfigDict:
-  """A token task's fields: kind, seed, modulus / n_items, n_operands, heldout_fraction."""
-  base = dict(kind=kind, seed=seed, heldout_fraction=0.1, reserved_tokens=1)
-  base.update(dict(modulus=11, n_operands=2) if kind == "modular_addition" else dict(n_items=10))
+  """A token task `token_tasks.NAME` (tasks/token_tasks.py): every field of both kinds, then `fields`."""
+  base = dict(
+      kind=kind,  # modular_addition | comparison
+      seed=seed,  # draws the task's tokens, held-out tuples and hidden order
+      vocab_size=0,  # set by the problem to the model's vocabulary (problems/language.py)
+      reserved_tokens=1,  # token ids below this are left to the base stream (EOS)
+      heldout_fraction=0.1,  # share of operand tuples never shown in training
+      modulus=11,  # modular_addition only: values are 0..modulus-1
+      n_operands=2,  # modular_addition only (comparison always takes two items)
+      n_items=10,  # comparison only: items of the hidden order
+  )
   base.update(fields)
   return ml_collections.ConfigDict(base)
 
 
+def data_config() -> ml_collections.ConfigDict:
+  """Every field of the `data` section (a language model's base stream, data/token_streams.py)."""
+  return ml_collections.ConfigDict(dict(
+      source="synthetic",
+      seq_len=256,
+      vocab_size=4096,  # synthetic and token_files
+      zipf_exponent=1.0,  # synthetic: unigram p(rank r) ~ r^-zipf_exponent
+      successors=16,  # synthetic: successor tokens per token
+      bigram_weight=0.9,  # synthetic: chance the next token is a successor of the current one
+      paths=(),  # text_files, token_files: files or glob patterns
+      documents="file",  # text_files: "file" or "line"
+      data_dir="",  # text_files, tfds: TFDS data directory ("" = TFDS default)
+      name="",  # tfds: dataset name, e.g. "lm1b"
+      split="train",  # tfds
+      feature="text",  # tfds: the text feature
+      dtype="uint16",  # token_files: dtype of raw (non-.npy) files
+      eos_id=0,  # token_files: the tokenizer's EOS
+      read_threads=2,  # grain reader threads
+      inject_mode="splice",  # token-task examples: "splice" into a row, or "replace" (the example starts a row)
+  ))
+
+
 def language_config() -> ml_collections.ConfigDict:
   """A language-model sweep: base stream (`data`), token tasks, OLMo members, AdamW as OLMo."""
-  from scaling_interference.data import token_streams
   config = ml_collections.ConfigDict()
-  config.data = token_streams.data_config()
-  config.data.inject_mode = "splice"  # or "replace" (the example starts a row)
+  config.data = data_config()
   config.token_tasks = ml_collections.ConfigDict()  # name -> token_task(...); ids 1.. in name order
   config.model = olmo_model_config()
   config.sweep = sweep_config()
   config.train = train_config()
   config.train.update(optimizer="adamw", b1=0.9, b2=0.95, weight_decay=0.1, grad_clip=1.0,
                       decay="cosine", final_lr_fraction=0.01, warmup_steps=100)
-  config.inject = ml_collections.ConfigDict()
+  config.inject = ml_collections.ConfigDict()  # name -> fields of schedule(); task ids 1.. (0: the base stream)
   return config

@@ -15,3 +15,7 @@ class NonFiniteLossError(FloatingPointError):
 
 class CheckpointError(RuntimeError):
   """A checkpoint could not be written (full disk, unwritable directory, ...)."""
+
+
+class ReplayError(RuntimeError):
+  """A replay of training did not reproduce what training recorded (a bug, or a changed environment)."""

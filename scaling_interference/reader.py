@@ -8,14 +8,14 @@ import jax
 import ml_collections
 import pandas as pd
 
-from scaling_interference import defaults
+from scaling_interference.config import resolve_saved
 from scaling_interference.problems import Problem
 from scaling_interference.sweep import workdir as wd
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep.engine import Engine
 from scaling_interference.sweep.members import Group
-from scaling_interference.tasks import Family, family_class
+from scaling_interference.tasks import Family
 
 METRIC_COLUMNS = ["step", "member", "task", "loss", "accuracy", "signal"]
 
@@ -73,10 +73,23 @@ class Run:
     finally:
       ckpt.close()
 
-  def restore(self, step: int | None = None, group: int | None = None, member: int | None = None) -> dict:
-    """The state {"params", "opt_state"} of one group (stacked) or one member, on the default device.
+  @functools.cached_property
+  def engine(self) -> Engine:
+    """The run's engine on this process's devices, whatever mesh trained the run."""
+    local = ml_collections.ConfigDict(self.config.to_dict())
+    local.train.mesh = ()
+    return Engine(local, self.problem, self.groups)
 
-    step: a checkpoint step (default: the latest). Give exactly one of group and member.
+  def _abstract_states(self) -> list:
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return [jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
+            for abstract in self.engine.abstract_states()]
+
+  def restore(self, step: int | None = None, group: int | None = None, member: int | None = None) -> dict:
+    """The state {"params", "opt_state", "active"} of one group (stacked) or one member, on the default device.
+
+    step: a checkpoint step (default: the latest); 0 without a checkpoint 0 gives the seeded init
+    (`Engine.init_states`), the state training started from. Give exactly one of group and member.
     """
     if (group is None) == (member is None):
       raise ValueError("restore: give exactly one of group= and member=")
@@ -84,29 +97,28 @@ class Run:
       row = self.members.set_index("id").loc[member]
       group = int(row["group"])
       index = [m.id for m in self.groups[group].members].index(member)
-    local = ml_collections.ConfigDict(self.config.to_dict())
-    local.train.mesh = ()  # restore onto this process's devices, whatever mesh trained the run
-    engine = Engine(local, self.problem, self.groups)
-    abstract = engine.abstract_states()[group]
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
     ckpt = self.checkpoints()
     try:
       step = ckpt.latest_step() if step is None else step
-      state = ckpt.restore_group(step, group, abstract)
+      state = (self.engine.init_states()[group] if step == 0 and 0 not in ckpt.all_steps()
+               else ckpt.restore_group(step, group, self._abstract_states()[group]))
     finally:
       ckpt.close()
     return state if member is None else jax.tree.map(lambda a: a[index], state)
 
+  def restore_all(self, step: int) -> tuple[list, dict]:
+    """Every group's state at checkpoint `step`, and the checkpoint's metadata (data iterator state, ...).
 
-def saved_config(saved: dict) -> ml_collections.ConfigDict:
-  """The saved config merged onto today's defaults, so workdirs written before a field existed still open."""
-  if "task" in saved:
-    config = defaults.base_config(family_class(saved["task"]["family"]).default_config())
-  else:
-    config = defaults.language_config()
-  config.update(saved)
-  return config
+    Step 0 without a checkpoint 0: the seeded init (`Engine.init_states`) and metadata {"step": 0}
+    only (no data iterator state).
+    """
+    ckpt = self.checkpoints()
+    try:
+      if step == 0 and 0 not in ckpt.all_steps():
+        return self.engine.init_states(), {"step": 0}
+      return ckpt.restore(step, self._abstract_states())
+    finally:
+      ckpt.close()
 
 
 def load_run(path: str) -> Run:
@@ -114,7 +126,7 @@ def load_run(path: str) -> Run:
   path = os.path.abspath(path)
   if not os.path.exists(os.path.join(path, wd.CONFIG)):
     raise FileNotFoundError(f"{path} holds no {wd.CONFIG}: not a scaling_interference workdir")
-  config = saved_config(_read_json(os.path.join(path, wd.CONFIG)))
+  config = resolve_saved(_read_json(os.path.join(path, wd.CONFIG)))
   members = pd.DataFrame(_read_json(os.path.join(path, wd.MEMBERS)))
   tasks = pd.DataFrame(_read_json(os.path.join(path, wd.TASKS)))
   return Run(path, config, members, tasks, read_metrics(os.path.join(path, wd.METRICS)))

@@ -85,6 +85,13 @@ def test_bad_schedules_are_named(fields, message):
     build(config)
 
 
+def test_unknown_schedule_field_is_named():
+  config = small_regression(num_tasks=6)
+  config.inject.x = dict(task=4, kind="per_batch", count=1, cuont=2)
+  with pytest.raises(ConfigError, match=r"inject\.x\.cuont: not a schedule field; the fields are \['at', 'count', "):
+    build(config)
+
+
 def test_injecting_every_task_is_refused():
   config = small_regression(num_tasks=1)
   config.inject.x = dict(task=0, kind="per_batch", count=1)
@@ -93,10 +100,11 @@ def test_injecting_every_task_is_refused():
 
 
 def test_small_width_forgets_and_large_width_keeps_a_rare_task(tmp_path):
-  """The study's protocol, small: a task at 0.25% spikes and decays in a narrow member, persists in a wide one."""
+  """The study's protocol, small: a task at 0.25% (26 examples every 10 batches) spikes and decays in a
+  narrow member (width 64; width 16 never spikes), persists in a wide one."""
   from configs import injection
   config = injection.get_config("demo")
-  config.model.widths = (16, 128)
+  config.model.widths = (64, 128)
   config.inject.burst.at = 10_000  # off
   config.train.update(steps=1500, eval_every=500, checkpoint_every=1500, trace_every=10)
   si.train(config, str(tmp_path / "run"))

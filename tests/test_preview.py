@@ -7,6 +7,7 @@ from scaling_interference.problems.preview import preview
 
 def test_preview_marks_injected_examples_and_counts():
   config = injection.get_config("demo")
+  config.inject.rare = dict(task=32, kind="share", share=0.0025)
   config.train.steps = 2000
   text = preview(config, steps=2, examples=3)
   step1 = text.split("step 1:")[1].split("step 2")[0]

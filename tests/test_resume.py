@@ -10,7 +10,7 @@ import numpy as np
 import scaling_interference as si
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OVERRIDES = ["--config.task.input_dim=2", "--config.task.output_dim=2", "--config.inject.burst.at=1700", "--config.inject.burst.count=16",
+OVERRIDES = ["--config.task.input_dim=2", "--config.task.output_dim=2", "--config.inject.burst.at=1700", "--config.inject.burst.count=16", "--config.inject.rare.count=8",
              "--config.model.widths=4,8", "--config.sweep.seeds=0,1", "--config.train.steps=4000",
              "--config.train.batch_size=64", "--config.train.eval_every=100",
              "--config.train.checkpoint_every=500", "--config.train.steps_per_dispatch=20",

@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from scaling_interference import defaults
 from scaling_interference.data import token_streams
 from scaling_interference.data.token_streams import SyntheticLanguage, make_host_iterator, make_stream
 from scaling_interference.errors import ConfigError
@@ -77,7 +78,7 @@ def test_synthetic_language_is_a_function_of_seed():
 
 def _config(**data):
   config = ml_collections.ConfigDict()
-  config.data = token_streams.data_config()
+  config.data = defaults.data_config()
   config.data.update(data)
   config.train = ml_collections.ConfigDict(dict(batch_size=4, data_seed=0))
   return config

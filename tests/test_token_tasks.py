@@ -3,10 +3,10 @@ import collections
 import itertools
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
+from scaling_interference import defaults
 from scaling_interference.errors import ConfigError
 from scaling_interference.tasks.token_tasks import (Comparison, ModularAddition, make_token_task,
                                                     make_token_tasks)
@@ -16,14 +16,14 @@ def _addition(**overrides):
   fields = dict(kind="modular_addition", seed=0, vocab_size=300, modulus=11, n_operands=2,
                 heldout_fraction=0.1, reserved_tokens=0)
   fields.update(overrides)
-  return ml_collections.ConfigDict(fields)
+  return defaults.token_task(**fields)
 
 
 def _comparison(**overrides):
   fields = dict(kind="comparison", seed=0, vocab_size=300, n_items=9, heldout_fraction=0.1,
                 reserved_tokens=0)
   fields.update(overrides)
-  return ml_collections.ConfigDict(fields)
+  return defaults.token_task(**fields)
 
 
 def _values(task, tokens_NxT):

@@ -13,10 +13,10 @@ ties); dead or redundant neurons have none.
 Capacity (Elhage et al. 2022, "Toy Models of Superposition"): each input feature i has an
 embedding W_i, its row of the first hidden layer's kernel; its dimensionality is
 D_i = ||W_i||^2 / sum_j (W_hat_i . W_j)^2 over all features j (0 for W_i = 0), in [0, 1], and
-sum_i D_i <= width. A task's capacity is the sum of D_i over its features:
-  regression: the d input coordinates of the task's block (capacity in [0, d]);
-  sparse parity: the task's code bit and the k bits of its subset (in [0, 1 + k]); bits shared
-    by several tasks' subsets count for each of them.
+sum_i D_i <= width. A task's capacity is the sum of D_i over its features, the input coordinates
+its family names (`Family.task_inputs`): regression the d coordinates of the task's block
+(capacity in [0, d]); sparse parity the task's code bit and the k bits of its subset (in
+[0, 1 + k]). A family that names none has no capacity (NaN); ownership is measured all the same.
 """
 import functools
 
@@ -120,21 +120,19 @@ def dimensionality(w_FxW: np.ndarray) -> np.ndarray:
   return np.divide(np.square(norm_F), overlap_F, out=np.zeros_like(norm_F), where=overlap_F > 0)
 
 
-def task_features(family: Family) -> list[np.ndarray]:
-  """Per task, the input coordinates that are its features (module docstring)."""
-  k = family.num_tasks
-  if family.name == "regression":
-    d = family.task_input_dim
-    return [np.arange(t * d, (t + 1) * d) for t in range(k)]
-  if family.name == "sparse_parity":
-    return [np.concatenate([[t], k + family.subsets_KxS[t]]) for t in range(k)]
-  raise ValueError(f"capacity: no feature map for family {family.name!r}; known: regression, sparse_parity")
-
-
 def task_capacity(family: Family, kernel_IxW: np.ndarray) -> np.ndarray:
-  """(T,) sum of the dimensionalities of each task's features in the first hidden layer."""
+  """(T,) sum of the dimensionalities of each task's input features in the first hidden layer (NaN: none named)."""
+  inputs = family.task_inputs()
+  if inputs is None:
+    return np.full(family.num_tasks, np.nan)
   d_I = dimensionality(kernel_IxW)
-  return np.array([d_I[f].sum() for f in task_features(family)])
+  return np.array([d_I[f].sum() for f in inputs])
+
+
+def feature_counts(family: Family) -> np.ndarray:
+  """(T,) the number of each task's input features, capacity's upper bound (NaN: none named)."""
+  inputs = family.task_inputs()
+  return np.full(family.num_tasks, np.nan) if inputs is None else np.array([len(f) for f in inputs])
 
 
 def allocation_table(run: Run, step: int, n_per_task: int = 256, layers: str = "last", threshold: float = THRESHOLD,
@@ -143,13 +141,14 @@ def allocation_table(run: Run, step: int, n_per_task: int = 256, layers: str = "
 
   Columns: step, member, width, task, frequency (realised), complexity; owned_neurons (neurons
   of the ablated layers the task owns); capacity (sum of its features' dimensionalities in the
-  first hidden layer); n_features (the number of those features, capacity's upper bound).
+  first hidden layer); n_features (the number of those features, capacity's upper bound). Both NaN
+  for a family that names no task inputs.
   """
   neurons = neuron_table(run, step, n_per_task, layers, threshold, floor)
   counts = neurons.groupby(["member", "task"]).owned.sum().rename("owned_neurons").reset_index()
   family, frames = run.family, []
   tasks = run.tasks.sort_values("id")
-  n_features = [len(f) for f in task_features(family)]
+  n_features = feature_counts(family)
   for group in run.groups:
     kernel_MxIxW = np.asarray(run.restore(step, group=group.index)["params"]["hidden"][0]["kernel"])
     for m, member in enumerate(group.members):

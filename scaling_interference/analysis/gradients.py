@@ -128,7 +128,7 @@ def _find(state, cls):
 
 
 def _clip_factor(train_config, g: dict):
-  clip = train_config.get("grad_clip", 0.0)
+  clip = train_config.grad_clip
   if not clip:
     return jnp.float32(1.0)
   norm = optax.tree.norm(g)
@@ -136,12 +136,12 @@ def _clip_factor(train_config, g: dict):
 
 
 def _adam_terms(train_config, adam, lr, f, params: dict, g: dict) -> UpdateTerms:
-  b1, b2 = train_config.get("b1", 0.9), train_config.get("b2", 0.999)
+  b1, b2 = train_config.b1, train_config.b2
   t = (adam.count + 1).astype(jnp.float32)
   bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
   nu_after = jax.tree.map(lambda v, x: b2 * v + (1.0 - b2) * jnp.square(f * x), adam.nu, g)
   precond = jax.tree.map(lambda v: 1.0 / (jnp.sqrt(v / bc2) + ADAM_EPS), nu_after)
-  wd = train_config.get("weight_decay", 0.0) if train_config.get("optimizer", "adam") == "adamw" else 0.0
+  wd = train_config.weight_decay if train_config.optimizer == "adamw" else 0.0
   carry = jax.tree.map(lambda m, d, w, decays: -lr * (b1 * m / bc1 * d + wd * decays * w), adam.mu, precond, params,
                        decay_mask(params))
   return UpdateTerms(-lr * f * (1.0 - b1) / bc1, precond, carry)
@@ -149,7 +149,7 @@ def _adam_terms(train_config, adam, lr, f, params: dict, g: dict) -> UpdateTerms
 
 def _sgd_terms(train_config, opt_state, lr, f, params: dict) -> UpdateTerms:
   trace = _find(opt_state, optax.TraceState)
-  momentum = train_config.get("momentum", 0.0) or 0.0
+  momentum = train_config.momentum
   carry = (jax.tree.map(lambda x: -lr * momentum * x, trace.trace) if trace is not None
            else jax.tree.map(jnp.zeros_like, params))
   return UpdateTerms(-lr * f, jax.tree.map(jnp.ones_like, params), carry)
@@ -198,7 +198,7 @@ def step_frequencies(run: Run, step: int) -> np.ndarray:
   use it instead of the realised frequencies to weigh the update right at an injection event.
   """
   family, b = run.family, run.config.train.batch_size
-  scheds = schedules.from_config(run.config.get("inject"), b, family.num_tasks)
+  scheds = schedules.from_config(run.config.inject, b, family.num_tasks)
   p = Mixture(family.frequencies, scheds).base.copy()
   counts = [int(s.counts(np.int64(step), xp=np)) / b for s in scheds]
   p *= 1.0 - sum(counts)

@@ -1,9 +1,10 @@
 """Closed-form ridge probes from each layer's representation to task features.
 
 Representations: the input x, every hidden layer's post-activations ("hidden0", ...) and the
-output ("output"), on fixed eval examples (`n_per_task` per task, the run's eval key). Each
-task's examples are split in order (they are i.i.d.): the first 60% train the probe, the next
-20% choose the ridge penalty, the last 20% measure it.
+output ("output"), on fixed eval examples (`n_per_task` per task, by default the problem's
+`probe_examples_per_task`; the run's eval key). Each task's examples are split in order (they
+are i.i.d.): the first 60% train the probe, the next 20% choose the ridge penalty, the last 20%
+measure it.
 
 Probe: columns standardised on the train split, then w = (X^T X + lambda I)^-1 X^T y on centred
 data (an intercept); lambda = g * n_train with g from `RIDGE_GRID`, chosen per target column by
@@ -14,19 +15,14 @@ Features of task k:
             value is the held-out recall of task k. The probe reads [h, h^2]: a task can be
             told by which units are active rather than their sign (the regression input's
             blocks are zero-mean, so no linear readout of x alone tells them apart).
-  regression, fitted on ALL tasks' examples (the whole balanced eval set), where the task's
-  block of x and y is its value on its own examples and 0 on the others':
-    z@v{r}  the projection of input block k on the task's r-th right singular vector
-            (r = 1 is its strongest direction), metric R^2;
-    answer  output block k (the target W*_k z), pooled R^2.
-    Decoding them among the other tasks' examples measures whether the layer keeps the
-    feature apart from the rest; on task k's examples alone any nonzero linear map of a
-    noise-free z would decode it perfectly, however weakly it is embedded.
-  sparse parity, fitted on task k's examples (the other bits act as noise):
-    bit{b}  each bit b of the task's subset, metric accuracy (ridge on 0/1, threshold 0.5);
-    answer  the task's parity, accuracy.
+  the family's features (`Family.probe_features`, defined with each family):
+    regression  z@v{r} (input block k on the task's r-th right singular vector) and answer
+                (output block k), R^2, fitted on ALL tasks' examples;
+    sparse parity  bit{b} (each bit of the task's subset) and answer (the parity), accuracy,
+                fitted on task k's examples;
+    a family that defines none is probed for task_id only.
 
-Language-model runs (model "olmo"): layers "embed", "block1", ... are the residual streams
+Language-model runs (a LanguageProblem): layers "embed", "block1", ... are the residual streams
 (the embedding, after each block) at the position predicting the answer, on `n_per_task` train
 examples of each token task (key: the eval key folded with `LM_PROBE_KEY`), each after the
 eval's `eval_prefix` base tokens. Task k is token task k (its train id); fitted on its examples:
@@ -46,13 +42,13 @@ import pandas as pd
 from scaling_interference.models import MLPDef
 from scaling_interference.models.olmo import OLMoDef
 from scaling_interference.reader import Run
+from scaling_interference.problems.language import LanguageProblem
 from scaling_interference.problems.synthetic import eval_examples
 from scaling_interference.tasks import Batch, Family
 
 RIDGE_GRID = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 SPLITS = (0.6, 0.2)  # train, validation shares; the rest is held out
 THRESHOLDS = {"r2": 0.5, "accuracy": 0.9}
-N_PER_TASK = {"mlp": 512, "olmo": 256}  # default examples per task
 LM_PROBE_KEY = 20_011  # folded into the eval key: the language-model probe examples
 
 
@@ -125,25 +121,6 @@ def lm_representations(model: OLMoDef, params_M: dict, tokens_NxL, position: int
 
 
 # ---- features -----------------------------------------------------------------------------
-def probe_sets(family: Family, batch: Batch) -> list[tuple[np.ndarray, dict]]:
-  """[(rows_N bool, {(task, feature): (metric, targets (N, O))})]: features fitted together on rows."""
-  x, y = np.asarray(batch.x, np.float64), np.asarray(batch.y, np.float64)
-  k = family.num_tasks
-  if family.name == "regression":
-    d, m = family.task_input_dim, family.task_output_dim
-    feats = {}
-    for t in range(k):
-      proj_NxR = x[:, t * d:(t + 1) * d] @ family.v_KxDxR[t]
-      feats |= {(t, f"z@v{r + 1}"): ("r2", proj_NxR[:, r:r + 1]) for r in range(proj_NxR.shape[1])}
-      feats[(t, "answer")] = ("r2", y[:, t * m:(t + 1) * m])
-    return [(np.ones(len(x), bool), feats)]
-  if family.name == "sparse_parity":
-    task_N = np.asarray(batch.task)
-    return [(task_N == t, {(t, f"bit{b}"): ("accuracy", x[:, k + b:k + b + 1]) for b in family.subsets_KxS[t]}
-             | {(t, "answer"): ("accuracy", y[:, None])}) for t in range(k)]
-  raise ValueError(f"probes: no features for family {family.name!r}; known: regression, sparse_parity")
-
-
 def lm_examples(problem, n: int) -> list[dict]:
   """Per token task: n train examples after `eval_prefix` base tokens, answer token dropped.
 
@@ -212,7 +189,7 @@ def _layer_rows(family: Family, batch: Batch, sets: list, rep_NxD, split_N) -> l
 def _mlp_frames(run: Run, step: int, n_per_task: int) -> list[pd.DataFrame]:
   family = run.family
   batch = eval_examples(family, run.problem.eval_key, jnp.arange(family.num_tasks), n_per_task)
-  sets, split_N = probe_sets(family, batch), np.tile(split_labels(n_per_task), family.num_tasks)
+  sets, split_N = family.probe_features(jax.device_get(batch)), np.tile(split_labels(n_per_task), family.num_tasks)
   frames = []
   for group in run.groups:
     reps = jax.device_get(representations(group.model, run.restore(step, group=group.index)["params"], batch.x))
@@ -257,11 +234,11 @@ def probe_table(run: Run, step: int, n_per_task: int | None = None) -> pd.DataFr
 
   Columns: step, member, width, layer ("input", "hidden0", ..., "output"; language models:
   "embed", "block1", ...), task, feature (task_id, z@v{r}/bit{b}/operand{j}, answer), metric
-  ("r2" or "accuracy"), value (held out), decodable. n_per_task: default `N_PER_TASK`.
+  ("r2" or "accuracy"), value (held out), decodable. n_per_task: default the problem's
+  `probe_examples_per_task`.
   """
-  name = run.config.model.name
-  n = N_PER_TASK[name] if n_per_task is None else n_per_task
-  frames = _lm_frames(run, step, n) if name == "olmo" else _mlp_frames(run, step, n)
+  n = run.problem.probe_examples_per_task if n_per_task is None else n_per_task
+  frames = _lm_frames(run, step, n) if isinstance(run.problem, LanguageProblem) else _mlp_frames(run, step, n)
   table = pd.concat(frames, ignore_index=True).assign(step=step)
   table["decodable"] = table.value >= table.metric.map(THRESHOLDS)
   return table[["step", "member", "width", "layer", "task", "feature", "metric", "value", "decodable"]]

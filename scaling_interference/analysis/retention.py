@@ -93,8 +93,7 @@ def event_frame(run: Run) -> pd.DataFrame:
 
 
 def schedule_kind(run: Run, name: str) -> str:
-  inject = run.config.get("inject") or {}
-  return str(inject[name]["kind"]) if name in inject else "share"
+  return str(run.config.inject[name].kind) if name in run.config.inject else "share"
 
 
 def _level_before(step_N, signal_N, at: int) -> float:

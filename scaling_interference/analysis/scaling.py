@@ -5,9 +5,9 @@ tasks' realised frequencies (run.tasks: injection included). Functions that take
 one Run or a list; their tables carry a `run` column (the workdir's name).
 
   power law    loss_k(N) - floor_k ~= prefactor * N^(-exponent), fitted by least squares on
-               log(loss - floor) vs log(N); floor_k is the oracle's irreducible loss (label noise) for
-               regression, 0 otherwise. Tasks with fewer than 3 widths of positive loss - floor, or a
-               flat loss, are skipped. exponent > 0: the loss falls with width.
+               log(loss - floor) vs log(N); floor_k is the oracle's irreducible loss (label noise) for a
+               family with an oracle (regression), 0 otherwise. Tasks with fewer than 3 widths of
+               positive loss - floor, or a flat loss, are skipped. exponent > 0: the loss falls with width.
   emergence    a task's emergence width: the smallest width whose final signal (mean over the width's
                members) reaches `threshold`; NaN if no width does.
   sizing       per frequency bin (half decades) and complexity: the smallest width that learned every
@@ -45,8 +45,7 @@ def _each(runs, table_fn, columns) -> pd.DataFrame:
 
 def family_name(run: Run) -> str:
   """The run's task family (config.task.family), or "language" for language-model runs."""
-  task = run.config.get("task")
-  return str(task.family) if task is not None and "family" in task else "language"
+  return str(run.config.task.family) if "task" in run.config else "language"
 
 
 def task_table(run: Run) -> pd.DataFrame:
@@ -72,11 +71,12 @@ def fit_power_law(width_N, loss_N) -> dict:
 
 
 realised_family = summary.realised_family
+has_oracle = summary.has_oracle
 
 
 def loss_floor(run: Run) -> np.ndarray:
-  """(K,) irreducible loss per task: the oracle's loss with every direction kept (regression), else 0."""
-  if family_name(run) != "regression":
+  """(K,) irreducible loss per task: the oracle's loss with every direction kept (families with one), else 0."""
+  if not has_oracle(run):
     return np.zeros(len(run.tasks))
   family = run.family
   return oracle.oracle(family, int(family.singular_values_KxR.size)).loss_K
@@ -127,7 +127,7 @@ def learned_counts(runs, threshold: float = 0.5) -> pd.DataFrame:
 
 
 def _oracle_rows(run: Run) -> pd.DataFrame:
-  if family_name(run) != "regression":
+  if not has_oracle(run):
     return pd.DataFrame(columns=ORACLE_COLUMNS[1:])
   final, family = final_table(run), realised_family(run)
   best = {int(w): oracle.oracle(family, int(w)) for w in final.width.unique()}
@@ -138,7 +138,7 @@ def _oracle_rows(run: Run) -> pd.DataFrame:
 
 
 def oracle_comparison(runs) -> pd.DataFrame:
-  """Regression: per (width, task) the trained mean signal and loss beside the best rank-width map's."""
+  """Per (width, task) the trained mean signal and loss beside the oracle's (empty for a family without one)."""
   return _each(runs, _oracle_rows, ORACLE_COLUMNS)
 
 

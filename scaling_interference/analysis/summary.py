@@ -7,10 +7,16 @@ import pandas as pd
 
 from scaling_interference.analysis import oracle
 from scaling_interference.reader import Run
+from scaling_interference.tasks import family_class
+
+
+def has_oracle(run: Run) -> bool:
+  """Whether the run's task family has the analytic oracle (Family.has_oracle); language runs have none."""
+  return "task" in run.config and family_class(run.config.task.family).has_oracle
 
 
 def realised_family(run: Run):
-  """The run's regression family with the frequencies its mixture realised (injected tasks included).
+  """The run's oracle family with the frequencies its mixture realised (injected tasks included).
 
   The oracle ranks directions by frequency x importance, so it must see the run's actual mixture.
   """
@@ -28,11 +34,11 @@ def final_task_metrics(run: Run, step: int | None = None) -> pd.DataFrame:
 
 
 def signal_table(run: Run, step: int | None = None) -> pd.DataFrame:
-  """Rows (width, source): trained signal (mean over a width's members) and, for regression, the oracle's."""
+  """Rows (width, source): trained signal (mean over a width's members) and, with an oracle, the oracle's."""
   rows = final_task_metrics(run, step)
   trained = rows.groupby(["width", "task"]).signal.mean().unstack("task")
   trained.index = pd.MultiIndex.from_product([trained.index, ["trained"]], names=["width", "source"])
-  if run.config.task.family != "regression":
+  if not has_oracle(run):
     return trained
   family = realised_family(run)
   best = pd.DataFrame([oracle.oracle(family, int(w)).signal_K for w in trained.index.get_level_values(0)],
@@ -43,13 +49,13 @@ def signal_table(run: Run, step: int | None = None) -> pd.DataFrame:
 
 
 def total_loss_table(run: Run, step: int | None = None) -> pd.DataFrame:
-  """Per width: frequency-weighted eval loss of the trained members vs the oracle (regression)."""
+  """Per width: frequency-weighted eval loss of the trained members vs the oracle (families with one)."""
   rows = final_task_metrics(run, step)
   p = run.tasks.sort_values("id").frequency.to_numpy(float)
   per_member = rows.groupby(["width", "member"]).apply(lambda r: float(np.dot(p[r.task.values], r.loss.values)),
                                                        include_groups=False)
   table = per_member.groupby("width").mean().to_frame("eval_loss")
-  if run.config.task.family != "regression":
+  if not has_oracle(run):
     return table
   if run.config.model.activation == "linear":
     table["population_loss"] = population_losses(run).groupby("width").mean()
@@ -76,8 +82,9 @@ def render(run: Run, step: int | None = None) -> str:
   table = signal_table(run, step)
   header = pd.DataFrame([tasks.frequency.values, tasks.complexity.values], columns=table.columns,
                         index=pd.MultiIndex.from_tuples([("task", "frequency"), ("task", "complexity")]))
+  oracle_note = "; oracle = the best rank-width map" if has_oracle(run) else ""
   with pd.option_context("display.width", 250, "display.max_columns", 100, "display.float_format", "{:.2f}".format):
-    lines = ["Signal per task (0 = nothing learned, 1 = the task's full map); oracle = the best rank-width map",
+    lines = [f"Signal per task (0 = nothing learned, 1 = the task's full map){oracle_note}",
              pd.concat([header, table]).to_string(), "",
              "Mixture loss per width: frequency-weighted eval loss; for linear members also the exact population loss",
              total_loss_table(run, step).to_string(float_format="{:.4g}".format, formatters={"ratio": "{:.4f}".format})]

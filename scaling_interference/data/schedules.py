@@ -1,6 +1,7 @@
 """Injection schedules: when, and how many examples of, a task enter each batch.
 
-A schedule is declared in the config under `inject.NAME` and targets one task:
+A schedule is declared in the config under `inject.NAME` and targets one task; its fields and
+their defaults are `defaults.schedule()`:
 
   kind="share":     a share of all examples, e.g. 0.0025; realised exactly over time: step s gets
                     floor((s+1) B share) - floor(s B share) examples (share x B kept as a fraction
@@ -17,12 +18,16 @@ import dataclasses
 import fractions
 
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from scaling_interference import defaults
+from scaling_interference.checks import is_int, require_int
 from scaling_interference.errors import ConfigError
-from scaling_interference.checks import is_int
 
 KINDS = ("share", "per_batch", "every", "burst")
+KIND_FIELDS = {"share": ("share",), "per_batch": ("count",), "every": ("count", "every", "offset"),
+               "burst": ("count", "at")}  # the fields each kind reads besides task and windows
 MAX_DENOMINATOR = 46340  # (den - 1) * num stays below 2**31
 
 
@@ -73,48 +78,53 @@ class Schedule:
 def from_config(inject_config, batch_size: int, num_tasks: int) -> list[Schedule]:
   """Schedules of `config.inject` (a mapping name -> fields), validated, in name order."""
   schedules = []
-  for name in sorted(inject_config or {}):
-    fields = dict(inject_config[name])
-    check_schedule(name, fields, num_tasks)
-    windows = tuple(tuple(int(v) for v in w) for w in fields.get("windows", ()) or ())
-    schedules.append(Schedule(
-        name=name, task=int(fields["task"]), kind=fields["kind"], batch_size=batch_size,
-        count=int(fields.get("count", 0)), every=int(fields.get("every", 1) or 1),
-        offset=int(fields.get("offset", 0)), at=int(fields.get("at", 0)),
-        share=float(fields.get("share", 0.0)), windows=windows))
+  for name in sorted(inject_config):
+    entry = with_defaults(name, inject_config[name])
+    check_schedule(name, entry, num_tasks)
+    schedules.append(make_schedule(name, entry, batch_size))
   if sum(s.max_count for s in schedules) > batch_size:
     raise ConfigError(f"inject: schedules can ask for {sum(s.max_count for s in schedules)} examples in one "
                       f"batch, more than train.batch_size={batch_size}")
   return schedules
 
 
+def with_defaults(name: str, fields) -> ml_collections.ConfigDict:
+  """One `inject.NAME` entry over `defaults.schedule()`; a field not declared there is a ConfigError."""
+  declared = defaults.schedule().to_dict()
+  unknown = sorted(set(fields.keys()) - set(declared))
+  if unknown:
+    raise ConfigError(f"inject.{name}.{unknown[0]}: not a schedule field; the fields are {sorted(declared)}")
+  return ml_collections.ConfigDict({**declared, **dict(fields)})
+
+
+def make_schedule(name: str, entry, batch_size: int) -> Schedule:
+  """The Schedule of a checked entry; fields its kind does not read keep their neutral values."""
+  read = {f: float(entry[f]) if f == "share" else int(entry[f]) for f in KIND_FIELDS[entry.kind]}
+  windows = tuple(tuple(int(v) for v in w) for w in entry.windows)
+  return Schedule(name=name, task=int(entry.task), kind=entry.kind, batch_size=batch_size, windows=windows, **read)
+
+
 def _bad(name: str, field: str, rule: str, value) -> ConfigError:
   return ConfigError(f"inject.{name}.{field}: must be {rule}, got {value!r}")
 
 
-def check_schedule(name: str, fields: dict, num_tasks: int) -> None:
-  kind = fields.get("kind")
-  if kind not in KINDS:
-    raise _bad(name, "kind", f"one of {list(KINDS)}", kind)
-  task = fields.get("task")
-  if not is_int(task) or not 0 <= task < num_tasks:
-    raise _bad(name, "task", f"a task id in [0, {num_tasks})", task)
-  if kind == "share":
-    share = fields.get("share")
-    if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 < share <= 1:
-      raise _bad(name, "share", "a number in (0, 1]", share)
+def check_schedule(name: str, entry, num_tasks: int) -> None:
+  if entry.kind not in KINDS:
+    raise _bad(name, "kind", f"one of {list(KINDS)}", entry.kind)
+  if not is_int(entry.task) or not 0 <= entry.task < num_tasks:
+    raise _bad(name, "task", f"a task id in [0, {num_tasks})", entry.task)
+  if entry.kind == "share":
+    if not isinstance(entry.share, (int, float)) or isinstance(entry.share, bool) or not 0 < entry.share <= 1:
+      raise _bad(name, "share", "a number in (0, 1]", entry.share)
   else:
-    count = fields.get("count")
-    if not is_int(count) or count < 1:
-      raise _bad(name, "count", "an integer >= 1", count)
-  if kind == "every" and not (is_int(fields.get("every")) and fields["every"] >= 1):
-    raise _bad(name, "every", "an integer >= 1 (batches between injections)", fields.get("every"))
-  for key in ("offset", "at"):
-    if key in fields and not (is_int(fields[key]) and fields[key] >= 0):
-      raise _bad(name, key, "an integer >= 0", fields[key])
-  for w in fields.get("windows", ()) or ():
+    require_int(entry, f"inject.{name}.count", 1)
+  if entry.kind == "every" and not (is_int(entry.every) and entry.every >= 1):
+    raise _bad(name, "every", "an integer >= 1 (batches between injections)", entry.every)
+  require_int(entry, f"inject.{name}.offset", 0)
+  require_int(entry, f"inject.{name}.at", 0)
+  for w in entry.windows:
     if len(w) != 2 or not all(is_int(v) for v in w) or not 0 <= w[0] < w[1]:
-      raise _bad(name, "windows", "a list of [start, stop) step pairs with 0 <= start < stop", list(fields["windows"]))
+      raise _bad(name, "windows", "a list of [start, stop) step pairs with 0 <= start < stop", list(entry.windows))
 
 
 def realised_counts(schedules: list[Schedule], steps: int) -> np.ndarray:

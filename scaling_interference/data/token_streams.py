@@ -4,7 +4,8 @@ A row is L = seq_len tokens; a model trained on it predicts row[1:] from row[:-1
 a host stream are consecutive, non-overlapping cuts of one long token stream (documents
 joined by EOS), as in OLMo's fixed-length chunking.
 
-Sources (`config.data.source`):
+Sources (`config.data.source`; every field of `data`, with its default, is in
+`defaults.data_config()`):
   synthetic:   `SyntheticLanguage`, sampled on device as a pure function of a key.
                Fields: vocab_size, zipf_exponent, successors, bigram_weight.
   text_files:  local text files (`paths`: files or glob patterns; `documents`: "file" or
@@ -28,7 +29,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from scaling_interference.errors import ConfigError
@@ -40,27 +40,6 @@ BYTE_VOCAB = 257  # EOS + 256 bytes
 TOKEN_DTYPES = ("uint16", "uint32")
 CHECK_BLOCK = 65536  # tokens read per sample block when checking token files against vocab_size
 CHECK_BLOCKS = 4
-
-
-def data_config() -> ml_collections.ConfigDict:
-  """Every field of the `data` section, with defaults."""
-  return ml_collections.ConfigDict(dict(
-      source="synthetic",
-      seq_len=256,
-      vocab_size=4096,  # synthetic and token_files
-      zipf_exponent=1.0,  # synthetic: unigram p(rank r) ~ r^-zipf_exponent
-      successors=16,  # synthetic: successor tokens per token
-      bigram_weight=0.9,  # synthetic: chance the next token is a successor of the current one
-      paths=(),  # text_files, token_files: files or glob patterns
-      documents="file",  # text_files: "file" or "line"
-      data_dir="",  # text_files, tfds: TFDS data directory ("" = TFDS default)
-      name="",  # tfds: dataset name, e.g. "lm1b"
-      split="train",  # tfds
-      feature="text",  # tfds: the text feature
-      dtype="uint16",  # token_files: dtype of raw (non-.npy) files
-      eos_id=0,  # token_files: the tokenizer's EOS
-      read_threads=2,  # grain reader threads
-  ))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,14 +245,12 @@ def make_stream(config):
 
 
 def synthetic_language(source_config, seed: int) -> SyntheticLanguage:
-  defaults = data_config()
-  field = lambda name: source_config.get(name, defaults[name])
-  return SyntheticLanguage(field("vocab_size"), seed, field("zipf_exponent"), field("successors"),
-                           field("bigram_weight"))
+  return SyntheticLanguage(source_config.vocab_size, seed, source_config.zipf_exponent, source_config.successors,
+                           source_config.bigram_weight)
 
 
 def _check_source(source_config) -> str:
-  source = source_config.get("source", None)
+  source = source_config.source
   if source not in SOURCES:
     raise ConfigError(f"data.source: must be one of {list(SOURCES)}, got {source!r}")
   return source
@@ -289,19 +266,19 @@ def _grain():
 
 
 def _read_options(source_config):
-  return _grain().ReadOptions(num_threads=source_config.get("read_threads", 2),
+  return _grain().ReadOptions(num_threads=source_config.read_threads,
                               prefetch_buffer_size=8)
 
 
 def _token_file_iterator(source_config, batch_size: int, seq_len: int, seed: int) -> HostIterator:
-  vocab_size = source_config.get("vocab_size", None)
+  vocab_size = source_config.vocab_size
   if not is_int(vocab_size) or vocab_size < 2:
     raise ConfigError(f"data.vocab_size: must be an integer >= 2, got {vocab_size!r}")
-  eos_id = source_config.get("eos_id", 0)
+  eos_id = source_config.eos_id
   if not is_int(eos_id) or not 0 <= eos_id < vocab_size:
     raise ConfigError(f"data.eos_id: must be an integer in [0, vocab_size={vocab_size}), got {eos_id!r}")
   paths = _paths(source_config)
-  arrays = [open_token_file(p, source_config.get("dtype", "uint16")) for p in paths]
+  arrays = [open_token_file(p, source_config.dtype) for p in paths]
   for path, array in zip(paths, arrays):
     check_tokens(path, array, vocab_size)
   windows = TokenWindows(arrays, seq_len)
@@ -336,7 +313,7 @@ def check_tokens(path: str, array: np.ndarray, vocab_size: int) -> None:
 
 
 def _paths(source_config) -> list[str]:
-  patterns = source_config.get("paths", ())
+  patterns = source_config.paths
   patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
   paths = [p for pattern in patterns for p in sorted(glob.glob(pattern))]
   if not paths:
@@ -357,20 +334,20 @@ def _text_iterator(source_config, batch_size: int, seq_len: int, seed: int) -> H
 
 def _text_documents(source_config):
   """(feature name, random-access source of document records)."""
-  data_dir = source_config.get("data_dir", "") or None
+  data_dir = source_config.data_dir or None
   if source_config.source == "text_files":
     from scaling_interference.data import tfds_text  # pylint: disable=g-import-not-at-top
-    documents = source_config.get("documents", "file")
+    documents = source_config.documents
     if documents not in tfds_text.DOCUMENTS:
       raise ConfigError(f"data.documents: must be one of {list(tfds_text.DOCUMENTS)}, got {documents!r}")
     return "text", tfds_text.text_files_source(_paths(source_config), data_dir, documents)
-  name = source_config.get("name", "")
+  name = source_config.name
   if not name:
     raise ConfigError("data.name: must name a prepared TFDS dataset for source 'tfds', got ''")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  source = tfds.data_source(name, split=source_config.get("split", "train"), data_dir=data_dir,
+  source = tfds.data_source(name, split=source_config.split, data_dir=data_dir,
                             download=False)
-  return source_config.get("feature", "text"), source
+  return source_config.feature, source
 
 
 def byte_tokens(text) -> np.ndarray:

@@ -17,6 +17,7 @@ class Problem(abc.ABC):
   schedules: list[Schedule]
   trace_T: list[int]  # task ids traced densely
   on_device: bool = True  # batches made on device; else `host_batches` feeds the scan
+  probe_examples_per_task: int  # analysis/probes.py's default examples per task
 
   @abc.abstractmethod
   def batch(self, step, host=None):
@@ -25,6 +26,19 @@ class Problem(abc.ABC):
   @abc.abstractmethod
   def loss(self, model, params, batch):
     """A member's mean training loss on `batch` (scalar)."""
+
+  @abc.abstractmethod
+  def class_losses(self, model, params, batch, class_K, num_classes: int):
+    """The training loss of `batch` split by task class, shape (C,), summing to `loss`.
+
+    class_K: (K,) int32, the class of every task id (K = len(self.tasks)). Entry c sums the
+    terms of the batch mean whose example (token position, for language models) belongs to a
+    task of class c, so its gradient is class c's part of the batch gradient.
+    """
+
+  @abc.abstractmethod
+  def signal_of(self, model, params, task_T):
+    """Signal of the tasks task_T (static ids) of one member, on the eval examples, shape (T,)."""
 
   @abc.abstractmethod
   def evaluate(self, model, params):

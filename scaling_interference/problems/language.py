@@ -34,11 +34,11 @@ INJECT_MODES = ("splice", "replace")
 def token_task_configs(config, vocab_size: int) -> list:
   """config.token_tasks in name order, each told the model's vocabulary (EOS kept free)."""
   out = []
-  for name in sorted(config.get("token_tasks", {}) or {}):
+  for name in sorted(config.token_tasks):
     task = config.token_tasks[name].copy_and_resolve_references()
     with task.unlocked():
       task.vocab_size = vocab_size
-      task.reserved_tokens = max(1, task.get("reserved_tokens", 0))
+      task.reserved_tokens = max(1, task.reserved_tokens)
     out.append(task)
   return out
 
@@ -50,18 +50,20 @@ def chance(task) -> float:
 class LanguageProblem(Problem):
   """Base stream + injected token tasks; batches on device, or from a host stream."""
 
+  probe_examples_per_task = 256
+
   def __init__(self, config):
     data, train = config.data, config.train
     self.stream = make_stream(config)
     self.on_device = self.stream.on_device
     self.vocab_size, self.seq_len, self.batch_size = self.stream.vocab_size, data.seq_len, train.batch_size
-    self.names = sorted(config.get("token_tasks", {}) or {})
+    self.names = sorted(config.token_tasks)
     self.token_tasks = make_token_tasks(token_task_configs(config, self.vocab_size))
     self.schedules = check_schedules(config, len(self.token_tasks))
-    self.mode = check_mode(data.get("inject_mode", "splice"))
+    self.mode = check_mode(data.inject_mode)
     self.example_len = max([t.seq_len for t in self.token_tasks], default=1)
     check_seq_len(self.seq_len, self.example_len)
-    self.z_loss = config.model.get("z_loss", 0.0)
+    self.z_loss = config.model.z_loss
     self.train_key, self.eval_key = data_keys(train.data_seed)
     self.eval_n, self.trace_n = train.eval_examples_per_task, train.trace_examples
     self.trace_T = trace_tasks(config, self.schedules, range(1, len(self.token_tasks) + 1))
@@ -133,6 +135,27 @@ class LanguageProblem(Problem):
     ce, z = lm_loss(logits, batch.tokens[:, 1:], weights, self.z_loss)
     return (ce + z).sum() / weights.sum()
 
+  def class_losses(self, model, params, batch, class_K, num_classes: int):
+    """Each position's loss (cross-entropy + z-loss) goes to the class of the task of the token it predicts."""
+    logits = model.apply(params, batch.tokens[:, :-1])
+    weights = jnp.ones(batch.tokens[:, 1:].shape, jnp.float32)
+    ce, z = lm_loss(logits, batch.tokens[:, 1:], weights, self.z_loss)
+    class_N = class_K[batch.task[:, 1:]].reshape(-1)
+    return jax.ops.segment_sum(((ce + z) / weights.sum()).reshape(-1), class_N, num_classes)
+
+  def signal_of(self, model, params, task_T):
+    return jnp.stack([self._token_signal(model, params, int(t)) for t in task_T])
+
+  def _token_signal(self, model, params, t: int):
+    """(accuracy - chance) / (1 - chance) on task t's eval examples (trained or held-out); NaN for the base stream."""
+    if t == BASE_TASK:
+      return jnp.float32(jnp.nan)
+    count = len(self.token_tasks)
+    i, split = (t - 1) % count, "train" if t <= count else "heldout"
+    key = jax.random.fold_in(self.eval_key, (i + 1) * 2 + (split == "heldout"))
+    _, a = self._answer_metrics(model, params, self.token_tasks[i], split, self.eval_n, key)
+    return (a - chance(self.token_tasks[i])) / (1 - chance(self.token_tasks[i]))
+
   def _answer_metrics(self, model, params, task, split: str, n: int, key):
     """Answer-token loss and accuracy of n examples, each after `eval_prefix` base tokens (as in training)."""
     example = task.sample(key, n, split)["tokens"]
@@ -165,7 +188,8 @@ class LanguageProblem(Problem):
     """Per task: rows of seq_len tokens and the weights of the positions its loss counts.
 
     The base stream (task 0) counts every position of fixed eval rows; a token task counts the
-    position predicting its answer, its example placed as in eval (train or held-out tuples).
+    position predicting its answer on the first n of eval's examples, placed as in eval (train
+    or held-out tuples), so with n = eval_examples_per_task its loss is the eval loss.
     """
     rows = [self._task_rows(int(t), n) for t in task_T]
     return {"tokens": jnp.stack([r[0] for r in rows]), "weights": jnp.stack([r[1] for r in rows])}
@@ -176,7 +200,8 @@ class LanguageProblem(Problem):
       return jnp.resize(self.eval_rows, (n, length)), jnp.ones((n, length - 1), jnp.float32)
     count = len(self.token_tasks)
     task, split = self.token_tasks[(t - 1) % count], "train" if t <= count else "heldout"
-    example = task.sample(jax.random.fold_in(self.eval_key, 10_000 + t), n, split)["tokens"]
+    key = jax.random.fold_in(self.eval_key, ((t - 1) % count + 1) * 2 + (split == "heldout"))  # eval's examples
+    example = task.sample(key, n, split)["tokens"]
     prefix = jnp.resize(self.eval_rows[:, :self.eval_prefix], (n, self.eval_prefix))
     tokens = jnp.concatenate([prefix, example], axis=1)
     tokens = jnp.pad(tokens, ((0, 0), (0, length - tokens.shape[1])), constant_values=self.stream.eos_id)
@@ -198,7 +223,7 @@ class LanguageProblem(Problem):
 
 
 def check_schedules(config, num_token_tasks: int):
-  found = schedules_lib.from_config(config.get("inject"), config.train.batch_size, num_token_tasks + 1)
+  found = schedules_lib.from_config(config.inject, config.train.batch_size, num_token_tasks + 1)
   for s in found:
     if s.task == BASE_TASK:
       raise ConfigError(f"inject.{s.name}.task: must be a token task id in [1, {num_token_tasks}] "

@@ -9,18 +9,6 @@ from scaling_interference.problems.language import LanguageProblem
 from scaling_interference.problems.synthetic import FamilyProblem
 
 
-def describe_example(family, x_I: np.ndarray, y, task: int) -> str:
-  """One example as text: the nonzero part of its input and its target."""
-  if family.name == "regression":
-    d, m = family.task_input_dim, family.task_output_dim
-    z, target = x_I[task * d:(task + 1) * d], np.asarray(y)[task * m:(task + 1) * m]
-    return f"z={np.array2string(z, precision=2, max_line_width=200)} -> y={np.array2string(target, precision=2, max_line_width=200)}"
-  if family.name == "sparse_parity":
-    bits = "".join(str(int(b)) for b in x_I[family.num_tasks:])
-    return f"bits={bits} subset={family.subsets_KxS[task].tolist()} -> parity={int(y)}"
-  return f"x={np.array2string(x_I, precision=2, threshold=16)} -> y={y}"
-
-
 def family_batch_lines(problem: FamilyProblem, step: int, examples: int) -> list[str]:
   family, injected = problem.family, {s.task: s.name for s in problem.schedules}
   batch = jax.device_get(problem.batch(step))
@@ -32,7 +20,7 @@ def family_batch_lines(problem: FamilyProblem, step: int, examples: int) -> list
   for i in shown:
     t = int(batch.task[i])
     mark = f"  <- injected ({injected[t]})" if t in injected else ""
-    lines.append(f"  [{i:4d}] task {t:3d}: {describe_example(family, batch.x[i], batch.y[i], t)}{mark}")
+    lines.append(f"  [{i:4d}] task {t:3d}: {family.describe_example(batch.x[i], batch.y[i], t)}{mark}")
   return lines
 
 

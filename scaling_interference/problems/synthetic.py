@@ -38,7 +38,7 @@ def eval_examples(family: Family, eval_key, task_C, n: int) -> Batch:
 
 def trace_tasks(config, found: list[schedules.Schedule], valid: range) -> list[int]:
   """Tasks whose signal is traced densely: `train.trace_tasks` (ids in `valid`), else the injected ones."""
-  explicit = list(config.train.get("trace_tasks", ()) or ())
+  explicit = list(config.train.trace_tasks)
   for t in explicit:
     if not is_int(t) or t not in valid:
       raise ConfigError(f"train.trace_tasks: every entry must be a task id in [{valid.start}, {valid.stop}), got {t!r}")
@@ -53,14 +53,16 @@ def linear_fn(model, params):
 class FamilyProblem(Problem):
   """A task family's mixture with injection schedules, all on device."""
 
+  probe_examples_per_task = 512
+
   def __init__(self, config, family: Family):
     train = config.train
     self.family = family
     self.input_dim, self.output_dim = family.input_dim, family.output_dim
-    self.schedules = schedules.from_config(config.get("inject"), train.batch_size, family.num_tasks)
+    self.schedules = schedules.from_config(config.inject, train.batch_size, family.num_tasks)
     self.mixture = Mixture(family.frequencies, self.schedules)
     self.batch_size, self.eval_n, self.trace_n = train.batch_size, train.eval_examples_per_task, train.trace_examples
-    self.eval_chunk = max(1, min(family.num_tasks, train.get("eval_chunk_examples", 32768) // self.eval_n))
+    self.eval_chunk = max(1, min(family.num_tasks, train.eval_chunk_examples // self.eval_n))
     self.train_key, self.eval_key = data_keys(train.data_seed)
     self.trace_T = trace_tasks(config, self.schedules, range(family.num_tasks))
     p = self.mixture.realised_frequencies(train.steps, train.batch_size)
@@ -71,6 +73,16 @@ class FamilyProblem(Problem):
 
   def loss(self, model, params, batch):
     return self.family.loss(model.apply(params, batch.x), batch).mean()
+
+  def class_losses(self, model, params, batch, class_K, num_classes: int):
+    loss_B = self.family.loss(model.apply(params, batch.x), batch) / batch.task.shape[0]
+    return jax.ops.segment_sum(loss_B, class_K[batch.task], num_classes)
+
+  def signal_of(self, model, params, task_T):
+    task_T = jnp.asarray(task_T, jnp.int32)
+    batch = eval_examples(self.family, self.eval_key, task_T, self.eval_n)
+    loss_T, acc_T = self._task_metrics(model, params, batch, task_T.size)
+    return self.family.signal(task_T, loss_T, acc_T, linear_fn(model, params))
 
   def _task_metrics(self, model, params, batch: Batch, num_tasks: int):
     out = model.apply(params, batch.x)

@@ -39,7 +39,7 @@ class Engine:
     self.batch_size = config.train.batch_size
     self.trace_every = config.train.trace_every if problem.trace_T else 0
     self.optimizers = [member_optimizer(config.train, g.model) for g in groups]
-    fsdp = config.train.get("fsdp", False)
+    fsdp = config.train.fsdp
     self.state_shardings = [sharding.state_shardings(self.mesh, g.size, a, fsdp)
                             for g, a in zip(groups, self.abstract_states())]
     replicated = sharding.replicated(self.mesh)
@@ -72,15 +72,25 @@ class Engine:
 
   # ---- training ------------------------------------------------------------------------
   def _member_step(self, index: int, state: GroupState, batch):
-    """One update; a member whose loss or gradient is non-finite is frozen at its last good state."""
+    """One update on `batch` (see apply_gradient)."""
     model = self.groups[index].model
     loss, grads = jax.value_and_grad(lambda p: self.problem.loss(model, p, batch))(state["params"])
+    new_state, _ = self.apply_gradient(index, state, loss, grads)
+    return new_state, jnp.where(state["active"], loss, jnp.nan)
+
+  def apply_gradient(self, index: int, state: GroupState, loss, grads):
+    """(new state, applied updates) of one member: the optimizer's step on `grads`.
+
+    A member whose loss or gradient is non-finite is frozen at its last good state (its
+    applied updates are zero). The replay of training in analysis steps through this too.
+    """
     updates, opt_state = self.optimizers[index](learning_rate=0.0).update(grads, state["opt_state"], state["params"])
     finite = jnp.isfinite(loss) & jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     active = state["active"] & finite
     new = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}
     kept = jax.tree.map(lambda n, o: jnp.where(active, n, o), new, {k: state[k] for k in new})
-    return {**kept, "active": active}, jnp.where(state["active"], loss, jnp.nan)
+    applied = jax.tree.map(lambda u: jnp.where(active, u, jnp.zeros_like(u)), updates)
+    return {**kept, "active": active}, applied
 
   def _one_step(self, states, step_and_host):
     step, host = step_and_host

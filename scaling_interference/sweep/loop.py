@@ -4,7 +4,6 @@ Dispatches end at every eval step and checkpoint step (and at most `steps_per_di
 apart), so a resumed run walks exactly the segments an uninterrupted run walks.
 """
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -15,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import numpy as np
+from scaling_interference.config import as_json
 from scaling_interference.errors import ConfigError, NonFiniteLossError
 from scaling_interference.models.kinds import model_kind
 from scaling_interference.sweep.checkpoint import Checkpoints
@@ -34,11 +34,6 @@ def enable_compilation_cache(path: str | None = None) -> None:
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-def config_as_json(config) -> dict:
-  """The resolved config as plain JSON types (tuples become lists)."""
-  return json.loads(json.dumps(config.to_dict()))
 
 
 def next_boundary(step: int, train) -> int:
@@ -161,7 +156,7 @@ class Trainer:
     self.config, self.train = config, config.train
     self.members = all_members(self.groups)
     self.workdir = Workdir(workdir, writer=jax.process_index() == 0)
-    self.resuming = self.workdir.check_config(config_as_json(config))
+    self.resuming = self.workdir.check_config(as_json(config))
     if jax.process_count() > 1:  # every process has read the workdir before process 0 writes to it
       multihost_utils.sync_global_devices("scaling_interference: workdir checked")
     if jax.process_count() > 1 and not self.problem.on_device:
@@ -193,7 +188,7 @@ class Trainer:
     found = checkpoints.restore_newest_readable(self.engine.abstract_states()) if self.resuming else None
     tracker = TrainLossTracker(np.zeros(len(self.members)))
     if found is None:
-      self.workdir.claim(config_as_json(self.config), self.members, self.problem.tasks, self._schedule())
+      self.workdir.claim(as_json(self.config), self.members, self.problem.tasks, self._schedule())
       self.workdir.truncate_metrics(-1)
       states = self.engine.init_states()
       self._write_eval(0, states, None)
@@ -234,7 +229,7 @@ class Trainer:
     """Policy "halt": checkpoint (diverged members frozen at their last good state) and stop; "drop": go on."""
     self.dropped.update(found)
     names = "; ".join(f"{self.members[m].describe()}: training loss is not finite at step {s}" for m, s in found.items())
-    if self.train.get("nonfinite", "halt") == "drop":
+    if self.train.nonfinite == "drop":
       log.warning("%s; member frozen at its last good state, the others train on", names)
       self.workdir.write_members(self.members, {self.members[m].id: s for m, s in self.dropped.items()})
       return

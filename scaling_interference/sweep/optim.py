@@ -11,9 +11,7 @@ import optax
 def schedule_shape(train_config):
   """Multiplier of the peak learning rate at each step: warmup then decay, in [0, 1]."""
   steps = max(train_config.steps, 1)
-  warmup = train_config.get("warmup_steps", 0)
-  final = train_config.get("final_lr_fraction", 1.0)
-  decay = train_config.get("decay", "constant")
+  warmup, final, decay = train_config.warmup_steps, train_config.final_lr_fraction, train_config.decay
 
   def shape(count):
     t = jnp.asarray(count, jnp.float32)
@@ -49,18 +47,18 @@ def make_optimizer(train_config, learning_rate, model=None):
   """The member optimizer; `learning_rate` is the member's peak rate (a traced scalar is fine)."""
   shape = schedule_shape(train_config)
   lr = lambda count: learning_rate * shape(count)
-  name = train_config.get("optimizer", "adam")
-  b1, b2 = train_config.get("b1", 0.9), train_config.get("b2", 0.999)
+  name = train_config.optimizer
+  b1, b2 = train_config.b1, train_config.b2
   if name == "sgd":
-    tx = optax.sgd(lr, momentum=train_config.get("momentum", 0.0) or None)
+    tx = optax.sgd(lr, momentum=train_config.momentum or None)
   elif name == "adamw":
-    tx = optax.adamw(lr, b1=b1, b2=b2, weight_decay=train_config.get("weight_decay", 0.0), mask=decay_mask)
+    tx = optax.adamw(lr, b1=b1, b2=b2, weight_decay=train_config.weight_decay, mask=decay_mask)
   else:
     tx = optax.adam(lr, b1=b1, b2=b2)
   lr_scales = getattr(model, "mup_lr_scales", None)
   if lr_scales is not None and getattr(model, "mup_base_width", None):
     tx = optax.chain(tx, scale_by_tree(lr_scales))
-  clip = train_config.get("grad_clip", 0.0)
+  clip = train_config.grad_clip
   return optax.chain(optax.clip_by_global_norm(clip), tx) if clip else tx
 
 

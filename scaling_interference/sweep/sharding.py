@@ -18,7 +18,7 @@ AXES = ("members", "data")
 
 def make_mesh(train_config) -> Mesh:
   devices = jax.devices()
-  members, data = tuple(train_config.get("mesh", ()) or ()) or (len(devices), 1)
+  members, data = tuple(train_config.mesh) or (len(devices), 1)
   if members * data != len(devices):
     raise ConfigError(f"train.mesh: members x data must equal the {len(devices)} devices, got {members} x {data}")
   return Mesh(np.asarray(devices).reshape(members, data), AXES)

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from scaling_interference.config import differing_fields
+from scaling_interference.config import as_json, differing_fields, resolve_saved
 from scaling_interference.errors import WorkdirError
 
 CONFIG, MEMBERS, TASKS, METRICS, CHECKPOINTS = "config.json", "members.json", "tasks.json", "metrics.jsonl", "checkpoints"
@@ -56,7 +56,7 @@ class Workdir:
       return False
     with open(path) as f:
       old = json.load(f)
-    fields = differing_fields(old, config_dict)
+    fields = differing_fields(as_json(resolve_saved(old)), config_dict)
     if fields:
       shown = ", ".join(f"{k}" for k in fields[:8]) + (" ..." if len(fields) > 8 else "")
       raise WorkdirError(f"workdir {self.path} holds a different run (fields differ: {shown}); "

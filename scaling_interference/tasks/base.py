@@ -5,7 +5,9 @@ frequencies and complexities, and how to sample examples of given tasks on devic
 Everything it exposes to the engine is a pure function of JAX arrays, so it can run
 inside the jitted, vmapped train step.
 
-To add a family, subclass `Family` in one module and decorate it with `@register`.
+To add a family, subclass `Family` in one module and decorate it with `@register`. Analysis asks
+the family, never its name: how to show an example, what a probe decodes, which inputs are a
+task's features, whether an analytic oracle exists. The defaults say "not available".
 """
 import abc
 import dataclasses
@@ -48,6 +50,7 @@ class Family(abc.ABC):
 
   name: ClassVar[str]
   has_accuracy: ClassVar[bool]
+  has_oracle: ClassVar[bool] = False  # analysis/oracle.py gives its best rank-width maps
 
   num_tasks: int
   input_dim: int  # width of the model input
@@ -84,6 +87,23 @@ class Family(abc.ABC):
     loss_T, accuracy_T: the member's eval means on those tasks. linear_fn: for a linear member,
     x_NxI -> its output minus its output at 0 (so linear_fn(x) = x @ M); else None.
     """
+
+  def describe_example(self, x_I: np.ndarray, y, task: int) -> str:
+    """One example as text (preview); by default its whole input and target."""
+    return f"x={np.array2string(x_I, precision=2, threshold=16)} -> y={y}"
+
+  def probe_features(self, batch: Batch) -> list[tuple[np.ndarray, dict]]:
+    """What linear probes decode: [(rows_N bool, {(task, feature): (metric, targets (N, O))})].
+
+    The features of one entry are fitted together on its rows of `batch` (host arrays, task-major
+    eval examples); metric "r2" or "accuracy". Default: none (probes read task identity only).
+    """
+    del batch
+    return []
+
+  def task_inputs(self) -> list[np.ndarray] | None:
+    """Per task, the input coordinates that are its features (capacity); None: not available."""
+    return None
 
   def info(self) -> list[TaskInfo]:
     return [TaskInfo(k, self.name, float(self.frequencies[k]), float(self.complexities[k]))

@@ -60,6 +60,7 @@ class Regression(Family):
 
   name = "regression"
   has_accuracy = False
+  has_oracle = True
 
   def __init__(self, task_config):
     k, d, m = task_config.num_tasks, task_config.input_dim, task_config.output_dim
@@ -126,7 +127,37 @@ class Regression(Family):
     norm_T = jnp.sqrt(jnp.sum(jnp.square(block_TxDxM), axis=(1, 2)))
     return norm_T / jnp.asarray(np.linalg.norm(self.w_star_KxMxD, axis=(1, 2)), jnp.float32)[task_T]
 
+  def describe_example(self, x_I: np.ndarray, y, task: int) -> str:
+    """The task's input block z and output block y."""
+    d, m = self.task_input_dim, self.task_output_dim
+    z, target = x_I[task * d:(task + 1) * d], np.asarray(y)[task * m:(task + 1) * m]
+    return f"z={_text(z)} -> y={_text(target)}"
 
+  def probe_features(self, batch: Batch) -> list[tuple[np.ndarray, dict]]:
+    """Fitted on ALL tasks' examples, task k's block being 0 on the others' (R^2 each).
+
+    z@v{r}: input block k projected on W*_k's r-th right singular vector (r = 1 strongest);
+    answer: output block k (the target W*_k z). Decoding them among the other tasks' examples
+    measures whether a layer keeps the feature apart from the rest; on task k's examples alone
+    any nonzero linear map of a noise-free z would decode it perfectly.
+    """
+    x, y = np.asarray(batch.x, np.float64), np.asarray(batch.y, np.float64)
+    d, m = self.task_input_dim, self.task_output_dim
+    features = {}
+    for t in range(self.num_tasks):
+      proj_NxR = x[:, t * d:(t + 1) * d] @ self.v_KxDxR[t]
+      features |= {(t, f"z@v{r + 1}"): ("r2", proj_NxR[:, r:r + 1]) for r in range(proj_NxR.shape[1])}
+      features[(t, "answer")] = ("r2", y[:, t * m:(t + 1) * m])
+    return [(np.ones(len(x), bool), features)]
+
+  def task_inputs(self) -> list[np.ndarray]:
+    """Task k's input block: d coordinates (capacity in [0, d])."""
+    d = self.task_input_dim
+    return [np.arange(t * d, (t + 1) * d) for t in range(self.num_tasks)]
+
+
+def _text(v: np.ndarray) -> str:
+  return np.array2string(v, precision=2, max_line_width=200)
 
 
 def _check_beta(task_config) -> None:

@@ -79,3 +79,22 @@ class SparseParity(Family):
     """2 * accuracy - 1: 0 at chance, 1 when perfect."""
     return 2.0 * accuracy_T - 1.0
 
+  def describe_example(self, x_I: np.ndarray, y, task: int) -> str:
+    """The n bits, the task's subset and the parity."""
+    bits = "".join(str(int(b)) for b in x_I[self.num_tasks:])
+    return f"bits={bits} subset={self.subsets_KxS[task].tolist()} -> parity={int(y)}"
+
+  def probe_features(self, batch: Batch) -> list[tuple[np.ndarray, dict]]:
+    """Fitted on task k's examples (the other bits act as noise), accuracy each.
+
+    bit{b}: each bit b of the task's subset (ridge on 0/1, threshold 0.5); answer: the parity.
+    """
+    x, y, task_N = np.asarray(batch.x, np.float64), np.asarray(batch.y, np.float64), np.asarray(batch.task)
+    k = self.num_tasks
+    return [(task_N == t, {(t, f"bit{b}"): ("accuracy", x[:, k + b:k + b + 1]) for b in self.subsets_KxS[t]}
+             | {(t, "answer"): ("accuracy", y[:, None])}) for t in range(k)]
+
+  def task_inputs(self) -> list[np.ndarray]:
+    """Task k's code bit and the k bits of its subset; bits shared by subsets count for each task."""
+    k = self.num_tasks
+    return [np.concatenate([[t], k + self.subsets_KxS[t]]) for t in range(k)]

@@ -15,6 +15,8 @@ tasks of one run never share a token.
     comes later in a hidden random order of the n items (drawn from the seed).
     Complexity: n.
 
+Every field of a task config, with its default, is in `defaults.token_task`.
+
 Loss and accuracy apply to the answer token only: the logits at position seq_len - 2
 predict it.
 
@@ -66,8 +68,8 @@ class TokenTask(abc.ABC):
     self._configure(task_config)
     self.seed = task_config.seed
     self.vocab_size = task_config.vocab_size
-    self.reserved_tokens = task_config.get("reserved_tokens", 0)
-    self.heldout_fraction = task_config.get("heldout_fraction", 0.1)
+    self.reserved_tokens = task_config.reserved_tokens
+    self.heldout_fraction = task_config.heldout_fraction
     self.n_tuples = self.count_tuples()
     self.n_heldout = int(round(self.heldout_fraction * self.n_tuples))
     rng = np.random.default_rng(self.seed)
@@ -155,7 +157,7 @@ class ModularAddition(TokenTask):
 
   def _configure(self, task_config) -> None:
     self.modulus = task_config.modulus
-    self.n_operands = task_config.get("n_operands", 2)
+    self.n_operands = task_config.n_operands
     self.num_values = self.modulus
 
   def count_tuples(self) -> int:
@@ -209,10 +211,9 @@ TASKS = {cls.kind: cls for cls in (ModularAddition, Comparison)}
 
 def make_token_task(task_config, exclude=()) -> TokenTask:
   """The task of `task_config.kind`, avoiding the token ids in `exclude`."""
-  kind = task_config.get("kind", None)
-  if kind not in TASKS:
-    raise ConfigError(f"task.kind: must be one of {list(KINDS)}, got {kind!r}")
-  return TASKS[kind](task_config, exclude)
+  if task_config.kind not in TASKS:
+    raise ConfigError(f"task.kind: must be one of {list(KINDS)}, got {task_config.kind!r}")
+  return TASKS[task_config.kind](task_config, exclude)
 
 
 def make_token_tasks(task_configs) -> list[TokenTask]:
@@ -226,18 +227,16 @@ def make_token_tasks(task_configs) -> list[TokenTask]:
 
 def validate_task(task_config) -> None:
   """Raises ConfigError naming the first bad field of a token task config."""
-  kind = task_config.get("kind", None)
+  kind = task_config.kind
   if kind not in KINDS:
     raise ConfigError(f"task.kind: must be one of {list(KINDS)}, got {kind!r}")
   require_int(task_config, "task.seed", 0)
   require_int(task_config, "task.vocab_size", 1)
-  if "reserved_tokens" in task_config:
-    require_int(task_config, "task.reserved_tokens", 0)
+  require_int(task_config, "task.reserved_tokens", 0)
   if kind == "modular_addition":
     require_int(task_config, "task.modulus", 2)
-    if "n_operands" in task_config:
-      require_int(task_config, "task.n_operands", 2)
-    n_tuples = task_config.modulus ** task_config.get("n_operands", 2)
+    require_int(task_config, "task.n_operands", 2)
+    n_tuples = task_config.modulus ** task_config.n_operands
   else:
     require_int(task_config, "task.n_items", 2)
     n_tuples = task_config.n_items * (task_config.n_items - 1)
@@ -249,7 +248,7 @@ def _check_split(task_config, kind: str, n_tuples: int) -> None:
   if n_tuples > MAX_TUPLES:
     raise ConfigError(f"task.{size_field}: gives {n_tuples} operand tuples; at most {MAX_TUPLES} "
                       "are supported")
-  fraction = task_config.get("heldout_fraction", 0.1)
+  fraction = task_config.heldout_fraction
   if not is_number(fraction) or not 0 <= fraction <= MAX_HELDOUT_FRACTION:
     raise ConfigError(f"task.heldout_fraction: must be a number in [0, {MAX_HELDOUT_FRACTION}], "
                       f"got {fraction!r}")
@@ -260,7 +259,7 @@ def _check_split(task_config, kind: str, n_tuples: int) -> None:
 
 def draw_tokens(rng: np.random.Generator, task_config, num_values: int, exclude) -> TaskTokens:
   """Marker, separator and value tokens: distinct, >= reserved_tokens, not in `exclude`."""
-  reserved = task_config.get("reserved_tokens", 0)
+  reserved = task_config.reserved_tokens
   free = np.setdiff1d(np.arange(reserved, task_config.vocab_size), np.asarray(exclude, np.int64))
   need = num_values + 2
   if free.size < need:
