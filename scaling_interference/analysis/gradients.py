@@ -6,8 +6,17 @@ batch of n eval examples of task k, `jax.grad` vmapped over tasks and members) a
   * how the optimizer's actual next update u changes each task's loss, dL_k = g_k . u, and
     which task's share of u causes it.
 
-The linearisation. Training steps on the mixture gradient g = sum_j p_j g_j (p_j: each task's
-share of the batch, by default its realised frequency from `run.tasks`). Adam's next update is
+The linearisation. Training steps on the gradient of the batch loss, a mean over its terms (a
+task family's examples; a language model's predicted token positions), so g = sum_j p_j g_j with
+p_j task j's share of the terms (the problem's `loss_shares`: over the run by default, at one
+step with `step_frequencies`) and g_j the mean gradient of its terms. For a task family the
+measured g_j is exactly that, on eval examples. For a language model the sum approximates g: a
+token task's measured g_j is the gradient at its answer position alone, standing in for all L_j
+positions its examples hold (p_j counts them all; the marker, operand and separator predictions
+are left out: random operands have irreducible loss and the format is learned early, but while
+they still move the sum misses them and weighs the answer L_j-fold); the base stream's g_0 is the
+mean over every position of fixed base-stream rows, standing in for the training rows' base
+positions (which also hold EOS tokens and follow injected examples). Adam's next update is
 
   u = -lr_t * (b1 mu + (1 - b1) f g) / (1 - b1^t) / (sqrt(v_hat) + eps)  [- lr_t wd theta, AdamW]
 
@@ -49,7 +58,6 @@ import optax
 import pandas as pd
 from jax.flatten_util import ravel_pytree
 
-from scaling_interference.data import Mixture, schedules
 from scaling_interference.reader import Run
 from scaling_interference.sweep.members import Group
 from scaling_interference.problems.base import Problem
@@ -96,17 +104,34 @@ def part_mask(params: dict, part: str | None) -> np.ndarray:
   return np.concatenate([np.full(a.size, k) for a, k in zip(leaves, keep)])
 
 
+def chunk_size(num_tasks: int, task_chunk: int) -> int:
+  """Tasks per chunk: at most task_chunk, as even as the chunks can be (least padding)."""
+  chunks = -(-num_tasks // max(1, min(task_chunk, num_tasks)))
+  return -(-num_tasks // chunks)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 4, 5))
+def _chunked_gradients(model, problem: Problem, params_M: dict, batch, num_tasks: int, chunk: int):
+  """(M, T, P) gradients of task-major `batch`, chunk tasks at a time under lax.map (bounded memory)."""
+  num_chunks = -(-num_tasks // chunk)
+  idx_XxC = np.minimum(np.arange(num_chunks * chunk), num_tasks - 1).reshape(num_chunks, chunk)
+  example_T = jax.tree.map(lambda a: a.reshape((num_tasks, -1) + a.shape[1:]), batch)
+  example_X = jax.tree.map(lambda a: a[idx_XxC], example_T)
+  grads_X = jax.lax.map(lambda ex: flatten(task_gradients.__wrapped__(model, problem, params_M, ex), lead=2),
+                        example_X)  # (chunks, M, C, P)
+  g_MxXxCxP = jnp.moveaxis(grads_X, 0, 1)
+  return g_MxXxCxP.reshape(g_MxXxCxP.shape[0], num_chunks * chunk, -1)[:, :num_tasks]
+
+
 def group_gradients(model, problem: Problem, params_M: dict, batch, num_tasks: int,
                     task_chunk: int = 16) -> np.ndarray:
-  """g_MxTxP (float32) for task-major `batch` of num_tasks tasks, differentiated task_chunk at a time."""
-  example_T = jax.tree.map(lambda a: a.reshape((num_tasks, -1) + a.shape[1:]), batch)
-  chunk = min(task_chunk, num_tasks)
-  out = []
-  for start in range(0, num_tasks, chunk):
-    idx_C = np.minimum(np.arange(start, start + chunk), num_tasks - 1)
-    grads = task_gradients(model, problem, params_M, jax.tree.map(lambda a: a[idx_C], example_T))
-    out.append(np.asarray(flatten(grads, lead=2))[:, :min(chunk, num_tasks - start)])
-  return np.concatenate(out, axis=1)
+  """g_MxTxP (float32) for task-major `batch` of num_tasks tasks, at most task_chunk tasks at a time.
+
+  One jitted program: the chunks are differentiated in turn under lax.map, each vmapped over its
+  tasks and the group's members.
+  """
+  chunk = chunk_size(num_tasks, task_chunk)
+  return np.asarray(_chunked_gradients(model, problem, params_M, batch, num_tasks, chunk))
 
 
 # ---- the optimizer's next update, linearised ------------------------------------------------
@@ -187,24 +212,21 @@ def member_interference(g_TxP, p_T, scale, precond_P, carry_P) -> dict:
 
 
 def realised_frequencies(run: Run) -> np.ndarray:
-  """(K,) each task's realised share of training examples, injection included (run.tasks)."""
-  return run.tasks.sort_values("id").frequency.to_numpy(np.float64)
+  """(K,) each task's share of the training loss's terms over the run, injection included.
+
+  Task families: its share of the examples (run.tasks' frequency). Language models: its share of
+  the predicted token positions (`LanguageProblem.loss_shares`), not run.tasks' examples per row.
+  """
+  return run.problem.loss_shares(np.arange(run.config.train.steps))
 
 
 def step_frequencies(run: Run, step: int) -> np.ndarray:
-  """(K,) expected task shares of the batch of `step` (the next update from checkpoint `step`).
+  """(K,) each task's expected share of the training loss's terms at `step` (the next update from checkpoint `step`).
 
-  Injected tasks get their scheduled count / batch size at that step, the base mixture the rest;
-  use it instead of the realised frequencies to weigh the update right at an injection event.
+  Injected tasks get their scheduled share at that step, the base mixture (or base stream) the
+  rest; use it instead of the realised shares to weigh the update right at an injection event.
   """
-  family, b = run.family, run.config.train.batch_size
-  scheds = schedules.from_config(run.config.inject, b, family.num_tasks)
-  p = Mixture(family.frequencies, scheds).base.copy()
-  counts = [int(s.counts(np.int64(step), xp=np)) / b for s in scheds]
-  p *= 1.0 - sum(counts)
-  for s, share in zip(scheds, counts):
-    p[s.task] += share
-  return p
+  return run.problem.loss_shares(np.array([step]))
 
 
 # ---- per group -------------------------------------------------------------------------------
@@ -233,7 +255,7 @@ def group_interference(run: Run, step: int, group: Group, n_per_task: int = 256,
                        part: str | None = None, task_chunk: int = 16) -> GroupInterference:
   """Per-task gradients of a group's members at `step` and their interference under the next update.
 
-  frequencies: (K,) task shares of the mixture gradient (default: realised, from run.tasks).
+  frequencies: (K,) task shares of the mixture gradient (default: realised_frequencies).
   part: restrict norms, cosines and dL to parameters whose path starts with it ('hidden/0');
   the update itself is always built from all parameters.
   """

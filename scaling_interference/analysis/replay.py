@@ -4,9 +4,10 @@ A window [start, stop) of training steps is replayed from the newest checkpoint 
 `start` (or from the seeded init), with the same batches (a pure function of the data seed and
 the step; host streams resume from the checkpoint's iterator state), the same optimizer states
 and the same step code (`Engine.train_segment` up to `start`, `Engine.apply_gradient` inside the
-window), for every member of every group, vmapped as in training. Inside the window each step's
-batch gradient is split into task classes (`Problem.class_losses`, one `jax.jacrev`) and the
-update into class terms (split_update.py), and the loss change of each task of interest, on the
+window, on the batch gradient summed from its class parts), for every member of every group,
+vmapped as in training. Inside the window each step's batch gradient is split into task classes
+(`Problem.class_losses`, one `jax.jacrev`) and the update into class terms (split_update.py),
+and the loss change of each task of interest, on the
 eval examples metrics.jsonl uses, is attributed to the terms by the trapezoid rule
 
   dL_k(term, t) = 0.5 (g_k(theta_t) + g_k(theta_t+1)) . u_term(t).
@@ -96,9 +97,11 @@ class Replayer:
   def _member_split_step(self, index: int, removed: tuple, carry: dict, batch):
     model, state = self.groups[index].model, carry["state"]
     params = state["params"]
-    loss, g = jax.value_and_grad(lambda p: self.problem.loss(model, p, batch))(params)
     num_classes = len(self.classes.names)
-    g_C = jax.jacrev(lambda p: self.problem.class_losses(model, p, batch, self.class_K, num_classes))(params)
+    class_losses = lambda p: (lambda l_C: (l_C, l_C))(
+        self.problem.class_losses(model, p, batch, self.class_K, num_classes))
+    g_C, loss_C = jax.jacrev(class_losses, has_aux=True)(params)
+    loss, g = loss_C.sum(), jax.tree.map(lambda c: c.sum(0), g_C)  # the batch loss and its gradient
     common_C = jnp.asarray(self.classes.common_C, jnp.float32)
     common_norm = jnp.sqrt(sum(jnp.sum(jnp.square(jnp.tensordot(common_C, c, 1))) for c in jax.tree.leaves(g_C)))
     if any(removed):
