@@ -1,4 +1,4 @@
-"""Per-task gradients vs closed forms, and the update decomposition vs optax's real update."""
+"""Per-task gradients vs closed forms, the update decomposition vs optax's real update, the weights vs real batches."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +15,8 @@ from scaling_interference.tasks import make_family
 
 from conftest import small_regression
 from scaling_interference.problems.synthetic import FamilyProblem
+from scaling_interference.sweep.build import build
+from test_language import tiny_lm
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +152,59 @@ def test_gradient_table_matches_the_restored_optimizer(run):
   rows = table[table.member == group.members[0].id]
   np.testing.assert_allclose(rows.dL_mixture, g_TxP @ np.asarray(real_P, np.float64), rtol=1e-3, atol=1e-12)
   np.testing.assert_allclose(rows.grad_norm, np.linalg.norm(g_TxP, axis=1), rtol=1e-5)
+
+
+def counted_shares(problem, steps):
+  """(K,) share of the predicted positions of the real training batches at `steps`, by task id."""
+  batch = jax.jit(problem.batch)
+  task_SxBxL = np.stack([np.asarray(batch(jnp.int32(s)).task[:, 1:]) for s in steps])
+  return np.bincount(task_SxBxL.ravel(), minlength=len(problem.tasks)) / task_SxBxL.size
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+  """A tiny LM whose token task (5 tokens) starts 16 of 32 rows every other step ("replace")."""
+  config = tiny_lm(inject_mode="replace")
+  config.inject.add = dict(task=1, kind="every", count=16, every=2)
+  config.sweep.update(seeds=(0,), lrs=(1e-2,))
+  workdir = str(tmp_path_factory.mktemp("lm_grad") / "run")
+  si.train(config, workdir)
+  return si.load_run(workdir)
+
+
+def test_language_model_weights_are_shares_of_trained_positions(lm_run):
+  gi = gradients.group_interference(lm_run, 20, lm_run.groups[0], n_per_task=4)
+  np.testing.assert_allclose(gi.p_T.sum(), 1.0, rtol=1e-12, err_msg="the shares of the loss's terms sum to 1")
+  np.testing.assert_allclose(gi.p_T, counted_shares(lm_run.problem, range(20)), atol=1e-12,
+                             err_msg="replace: each example holds its 5 positions but the marker at column 0")
+  np.testing.assert_allclose(gi.p_T[1], 8 * 4 / (32 * 15), err_msg="8 examples a step, 4 positions each, 32 x 15")
+  assert gi.p_T[2] == 0.0, "held-out tuples are never trained"
+  examples_per_row = lm_run.tasks.sort_values("id").frequency.to_numpy()
+  assert not np.allclose(gi.p_T, examples_per_row), "run.tasks' frequency counts examples per row, not positions"
+
+
+def test_step_weights_count_that_steps_batch(lm_run):
+  for step in (4, 5):
+    shares = gradients.step_frequencies(lm_run, step)
+    np.testing.assert_allclose(shares, counted_shares(lm_run.problem, [step]), atol=1e-12)
+  assert gradients.step_frequencies(lm_run, 5)[0] == 1.0, "no injection at odd steps: the base stream's alone"
+
+
+def test_splice_weights_count_the_positions_of_real_batches():
+  """Spliced examples hold all 5 positions unless inserted at column 0 (chance 1 / (16 - 5 + 1))."""
+  problem, _ = build(tiny_lm())
+  shares = problem.loss_shares(np.arange(100))
+  np.testing.assert_allclose(shares.sum(), 1.0, rtol=1e-12)
+  np.testing.assert_allclose(shares[1], 16 * (5 - 1 / 12) / (32 * 15))
+  np.testing.assert_allclose(shares, counted_shares(problem, range(100)), atol=1e-3,
+                             err_msg="expected shares must match counting positions of real batches")
+
+
+def test_family_weights_are_shares_of_examples(injection_workdir):
+  run = si.load_run(injection_workdir)
+  np.testing.assert_allclose(gradients.realised_frequencies(run), run.tasks.sort_values("id").frequency, rtol=1e-9,
+                             err_msg="a task family's loss terms are examples: run.tasks' realised frequencies")
+  shares = gradients.step_frequencies(run, 7)
+  assert shares[5] == 16 / 64, "the burst's 16 examples of 64 at step 7"
+  task_B = np.asarray(run.problem.batch(jnp.int32(7)).task)
+  np.testing.assert_allclose(np.bincount(task_B, minlength=6) / 64, shares, atol=0.1)

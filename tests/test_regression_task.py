@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import as_fn
+from scaling_interference import defaults
 from scaling_interference.errors import ConfigError
 from scaling_interference.tasks import FAMILIES, make_family
 from scaling_interference.tasks.regression import Regression, participation_ratio
@@ -152,3 +153,43 @@ def test_signal_from_map_reads_only_the_diagonal_blocks():
 def test_config_errors_name_the_field(overrides, match):
   with pytest.raises(ConfigError, match=match):
     make_family(_config(**overrides))
+
+
+def test_projection_credits_only_the_part_along_the_target():
+  family = Regression(_config())
+  target_IxO = family.target_map()
+  norm = lambda map_IxO: np.asarray(family.signal(jnp.arange(3), jnp.zeros(3), None, as_fn(map_IxO)))
+  np.testing.assert_allclose(family.projection(target_IxO), np.ones(3), rtol=1e-12)
+  np.testing.assert_allclose(family.projection(-target_IxO), -np.ones(3), rtol=1e-12)
+  for c in (-2.0, -1.0, -0.5, 0.5, 1.0, 2.0):
+    np.testing.assert_allclose(family.projection(c * target_IxO), c, rtol=1e-12, err_msg="c W* projects to c")
+    np.testing.assert_allclose(norm(c * target_IxO), abs(c), rtol=1e-5, err_msg="the norm is |c|: equal for c > 0")
+  assert family.projection(-target_IxO)[0] < 0 < norm(-target_IxO)[0], "-W* is full strength by norm only"
+
+
+def test_projection_reads_only_the_diagonal_blocks():
+  family = Regression(_config())
+  map_IxO = family.target_map()
+  map_IxO[:5, 4:] = 7.0  # task 0's input leaking into other tasks' outputs
+  map_IxO[5:10, 4:8] *= 0.5  # task 1 learned at half strength
+  np.testing.assert_allclose(family.projection(map_IxO), [1.0, 0.5, 1.0], rtol=1e-12)
+
+
+def test_an_unrelated_map_of_the_targets_size_projects_to_about_zero():
+  family = Regression(_config(input_dim=64, output_dim=64))
+  w_KxMxD = family.w_star_KxMxD
+  noise_KxMxD = np.random.default_rng(0).standard_normal(w_KxMxD.shape)
+  noise_KxMxD *= (np.linalg.norm(w_KxMxD, axis=(1, 2)) / np.linalg.norm(noise_KxMxD, axis=(1, 2)))[:, None, None]
+  unrelated_IxO = np.zeros((3 * 64, 3 * 64))
+  for k in range(3):
+    unrelated_IxO[k * 64:(k + 1) * 64, k * 64:(k + 1) * 64] = noise_KxMxD[k].T
+  np.testing.assert_allclose(family.signal(jnp.arange(3), jnp.zeros(3), None, as_fn(unrelated_IxO)), 1.0, rtol=1e-5,
+                             err_msg="the norm signal credits any block of the target's size")
+  assert np.abs(family.projection(unrelated_IxO)).max() < 0.1, "random: about 1 / 64 standard deviation"
+
+
+def test_families_without_a_target_map_have_no_projection():
+  config = defaults.sparse_parity_task()
+  config.update(num_tasks=2, n_bits=8)
+  parity = make_family(config)
+  assert parity.projection(np.zeros((parity.input_dim, parity.output_dim))) is None

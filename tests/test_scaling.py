@@ -1,9 +1,11 @@
 """Scaling tables on synthetic runs with known answers: power-law exponents, emergence widths, sizing."""
+import jax
 import ml_collections
 import numpy as np
 import pandas as pd
 import pytest
 
+import scaling_interference as si
 from scaling_interference.analysis import scaling
 from scaling_interference.reader import Run
 
@@ -87,3 +89,22 @@ def test_several_runs_concatenate_with_a_run_column():
 
 def test_oracle_comparison_is_empty_for_other_families():
   assert scaling.oracle_comparison(emergence_run()).empty
+
+
+def test_final_table_has_no_projection_without_linear_maps():
+  final = scaling.final_table(emergence_run())
+  assert list(final.columns) == scaling.FINAL_COLUMNS and final.projection.isna().all()
+  pd.testing.assert_frame_equal(final.drop(columns="projection"), scaling.final_means(emergence_run()))
+
+
+def test_final_table_projection_is_the_members_mean_at_the_last_checkpoint(injection_workdir):
+  run = si.load_run(injection_workdir)
+  final = scaling.final_table(run).set_index(["width", "task"])
+  family, step = run.family, run.steps()[-1]
+  for group in run.groups:
+    params = run.restore(step, group=group.index)["params"]
+    maps = [group.model.linear_map(jax.tree.map(lambda a: a[i], params)) for i in range(group.size)]
+    mean_K = np.mean([family.projection(np.asarray(m, np.float64)) for m in maps], axis=0)
+    width = group.members[0].width
+    np.testing.assert_allclose(final.loc[width].projection.to_numpy(), mean_K, rtol=1e-6)
+  assert final.projection.between(-0.5, 1.5).all(), "trained maps project between nothing and the target"

@@ -1,8 +1,9 @@
 """How task loss and signal scale with width: power-law fits, emergence widths, the oracle, sizing.
 
 Every table here reads the last eval of metrics.jsonl (mean over a width's members) and the
-tasks' realised frequencies (run.tasks: injection included). Functions that take `runs` accept
-one Run or a list; their tables carry a `run` column (the workdir's name).
+tasks' realised frequencies (run.tasks: injection included); final_table's `projection` reads the
+linear members' maps at the last checkpoint. Functions that take `runs` accept one Run or a list;
+their tables carry a `run` column (the workdir's name).
 
   power law    loss_k(N) - floor_k ~= prefactor * N^(-exponent), fitted by least squares on
                log(loss - floor) vs log(N); floor_k is the oracle's irreducible loss (label noise) for a
@@ -21,6 +22,7 @@ import pandas as pd
 from scaling_interference.analysis import oracle, summary
 from scaling_interference.reader import Run
 
+FINAL_COLUMNS = ["width", "task", "loss", "signal", "projection", "frequency", "complexity"]
 FIT_COLUMNS = ["run", "task", "frequency", "complexity", "exponent", "prefactor", "r2", "n", "floor"]
 EMERGENCE_COLUMNS = ["run", "task", "frequency", "complexity", "emergence_width", "max_signal"]
 LEARNED_COLUMNS = ["run", "width", "n_learned", "n_tasks"]
@@ -53,11 +55,24 @@ def task_table(run: Run) -> pd.DataFrame:
   return run.tasks.rename(columns={"id": "task"})[["task", "frequency", "complexity"]]
 
 
-def final_table(run: Run, step: int | None = None) -> pd.DataFrame:
+def final_means(run: Run, step: int | None = None) -> pd.DataFrame:
   """Per (width, task): mean final loss and signal over the width's members, with frequency and complexity."""
   rows = summary.final_task_metrics(run, step)
   means = rows.groupby(["width", "task"], as_index=False)[["loss", "signal"]].mean()
   return means.merge(task_table(run), on="task")
+
+
+def final_table(run: Run, step: int | None = None) -> pd.DataFrame:
+  """final_means with `projection` beside the signal: the mean of the members' summary.projection_rows.
+
+  That is <M_kk, W*_k>_F / ||W*_k||_F^2 of each linear member's map at the last checkpoint (at or
+  before `step`); NaN for non-linear members and families without target maps (Family.projection).
+  """
+  means = final_means(run, step)
+  rows = summary.projection_rows(run, step)
+  projection = (rows.groupby(["width", "task"], as_index=False).projection.mean() if len(rows)
+                else means[["width", "task"]].assign(projection=np.nan))
+  return means.merge(projection, on=["width", "task"], how="left")[FINAL_COLUMNS]
 
 
 def fit_power_law(width_N, loss_N) -> dict:
@@ -83,7 +98,7 @@ def loss_floor(run: Run) -> np.ndarray:
 
 
 def _fits(run: Run) -> pd.DataFrame:
-  final, floor_K = final_table(run), loss_floor(run)
+  final, floor_K = final_means(run), loss_floor(run)
   rows = []
   for task, points in final.groupby("task"):
     excess = points.loss.to_numpy() - floor_K[task]
@@ -114,13 +129,13 @@ def emergence_widths(final: pd.DataFrame, threshold: float = 0.5) -> pd.DataFram
 
 def emergence_table(runs, threshold: float = 0.5) -> pd.DataFrame:
   """Per task: emergence width (smallest width with mean final signal >= threshold), frequency, complexity."""
-  return _each(runs, lambda r: emergence_widths(final_table(r), threshold), EMERGENCE_COLUMNS)
+  return _each(runs, lambda r: emergence_widths(final_means(r), threshold), EMERGENCE_COLUMNS)
 
 
 def learned_counts(runs, threshold: float = 0.5) -> pd.DataFrame:
   """Per width: how many tasks reach `threshold` (mean final signal over the width's members)."""
   def counts(run):
-    final = final_table(run)
+    final = final_means(run)
     return final.assign(learned=final.signal >= threshold).groupby("width", as_index=False).agg(
         n_learned=("learned", "sum"), n_tasks=("task", "nunique"))
   return _each(runs, counts, LEARNED_COLUMNS)
@@ -129,7 +144,7 @@ def learned_counts(runs, threshold: float = 0.5) -> pd.DataFrame:
 def _oracle_rows(run: Run) -> pd.DataFrame:
   if not has_oracle(run):
     return pd.DataFrame(columns=ORACLE_COLUMNS[1:])
-  final, family = final_table(run), realised_family(run)
+  final, family = final_means(run), realised_family(run)
   best = {int(w): oracle.oracle(family, int(w)) for w in final.width.unique()}
   zero_K = oracle.oracle(family, 0).loss_K
   return final.assign(trained_signal=final.signal, trained_loss=final.loss, zero_loss=zero_K[final.task],
@@ -192,4 +207,4 @@ def sizing_from_emergence(emergence: pd.DataFrame) -> pd.DataFrame:
 
 def sizing_table(runs, threshold: float = 0.5) -> pd.DataFrame:
   """For a frequency (binned) and complexity: the smallest width of the sweep that learned such tasks."""
-  return _each(runs, lambda r: sizing_from_emergence(emergence_widths(final_table(r), threshold)), SIZING_COLUMNS)
+  return _each(runs, lambda r: sizing_from_emergence(emergence_widths(final_means(r), threshold)), SIZING_COLUMNS)

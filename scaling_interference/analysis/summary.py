@@ -1,4 +1,10 @@
-"""Which tasks each width learned: a width x task table of signal, next to the oracle's."""
+"""Which tasks each width learned: a width x task table of signal, next to the oracle's.
+
+For linear members of a family with target maps (regression) the table also shows each member's
+projection on the targets (`Family.projection`: <M_kk, W*_k>_F / ||W*_k||_F^2, 1 on target, 0 for
+an unrelated map) beside the norm signal ||M_kk||_F / ||W*_k||_F, which credits any block of the
+target's size.
+"""
 import copy
 
 import jax
@@ -8,6 +14,9 @@ import pandas as pd
 from scaling_interference.analysis import oracle
 from scaling_interference.reader import Run
 from scaling_interference.tasks import family_class
+
+
+SOURCES = ("trained", "projection", "oracle")  # the order of a width's rows
 
 
 def has_oracle(run: Run) -> bool:
@@ -44,8 +53,52 @@ def signal_table(run: Run, step: int | None = None) -> pd.DataFrame:
   best = pd.DataFrame([oracle.oracle(family, int(w)).signal_K for w in trained.index.get_level_values(0)],
                       columns=trained.columns)
   best.index = pd.MultiIndex.from_product([trained.index.get_level_values(0), ["oracle"]], names=["width", "source"])
-  order = {"trained": 0, "oracle": 1}
-  return pd.concat([trained, best]).sort_index(key=lambda i: i.map(order) if i.name == "source" else i)
+  return _in_order(pd.concat([trained, best]))
+
+
+def _in_order(table: pd.DataFrame) -> pd.DataFrame:
+  """Rows by width, then source in SOURCES order."""
+  return table.sort_index(key=lambda i: i.map(SOURCES.index) if i.name == "source" else i)
+
+
+def has_linear_members(run: Run) -> bool:
+  """Whether the run trains a task family with linear members, whose end-to-end maps are exact."""
+  return "task" in run.config and "model" in run.config and run.config.model.get("activation") == "linear"
+
+
+def member_maps(run: Run, step: int | None = None):
+  """Yields (member, its end-to-end map M_IxO in float64, exact for linear members) at checkpoint `step`."""
+  for group in run.groups:
+    params = run.restore(step, group=group.index)["params"]
+    for i, member in enumerate(group.members):
+      yield member, np.asarray(group.model.linear_map(jax.tree.map(lambda a: a[i], params)), np.float64)
+
+
+def projection_rows(run: Run, step: int | None = None) -> pd.DataFrame:
+  """Per (width, member, task): Family.projection of the member's map at the last checkpoint at or before `step`.
+
+  Empty where the members are not linear, the family has no target map, or there is no such checkpoint.
+  """
+  empty = pd.DataFrame({"width": [], "member": [], "task": [], "projection": []})
+  checkpoints = [s for s in run.steps() if step is None or s <= step] if has_linear_members(run) else []
+  if not checkpoints:
+    return empty
+  frames = []
+  for member, map_IxO in member_maps(run, checkpoints[-1]):
+    projection_K = run.family.projection(map_IxO)
+    if projection_K is None:
+      return empty
+    frames.append(pd.DataFrame({"width": member.width, "member": member.id, "task": np.arange(projection_K.size),
+                                "projection": projection_K}))
+  return pd.concat(frames, ignore_index=True)
+
+
+def projection_table(run: Run, step: int | None = None) -> pd.DataFrame:
+  """Rows (width, "projection"): mean projection over a width's members, tasks as columns (empty: none)."""
+  rows = projection_rows(run, step)
+  table = rows.groupby(["width", "task"]).projection.mean().unstack("task")
+  table.index = pd.MultiIndex.from_product([table.index, ["projection"]], names=["width", "source"])
+  return table
 
 
 def total_loss_table(run: Run, step: int | None = None) -> pd.DataFrame:
@@ -67,24 +120,25 @@ def total_loss_table(run: Run, step: int | None = None) -> pd.DataFrame:
 
 def population_losses(run: Run) -> pd.Series:
   """Exact mixture loss of each linear member at the last checkpoint, indexed by (width, member)."""
-  family, values = realised_family(run), {}
-  for group in run.groups:
-    params = run.restore(group=group.index)["params"]
-    for i, member in enumerate(group.members):
-      map_IxO = np.asarray(group.model.linear_map(jax.tree.map(lambda a: a[i], params)), np.float64)
-      values[(member.width, member.id)] = oracle.population_total(family, map_IxO)
+  family = realised_family(run)
+  values = {(member.width, member.id): oracle.population_total(family, map_IxO) for member, map_IxO in member_maps(run)}
   return pd.Series(values).rename_axis(["width", "member"])
 
 
 def render(run: Run, step: int | None = None) -> str:
-  """The demo's printed report: task metadata, the width x task signal table, total losses."""
+  """The demo's printed report: task metadata, the width x task signal (and projection) table, total losses."""
   tasks = run.tasks.set_index("id")
-  table = signal_table(run, step)
+  table, projection = signal_table(run, step), projection_table(run, step)
+  if len(projection):
+    table = _in_order(pd.concat([table, projection]))
   header = pd.DataFrame([tasks.frequency.values, tasks.complexity.values], columns=table.columns,
                         index=pd.MultiIndex.from_tuples([("task", "frequency"), ("task", "complexity")]))
-  oracle_note = "; oracle = the best rank-width map" if has_oracle(run) else ""
+  notes = "; oracle = the best rank-width map" if has_oracle(run) else ""
+  if len(projection):
+    notes += ("; projection = <M_kk, W*_k> / ||W*_k||^2 of the members' maps (last checkpoint; 1 on target, "
+              "0 for an unrelated map)")
   with pd.option_context("display.width", 250, "display.max_columns", 100, "display.float_format", "{:.2f}".format):
-    lines = [f"Signal per task (0 = nothing learned, 1 = the task's full map){oracle_note}",
+    lines = [f"Signal per task (0 = nothing learned, 1 = the task's full map){notes}",
              pd.concat([header, table]).to_string(), "",
              "Mixture loss per width: frequency-weighted eval loss; for linear members also the exact population loss",
              total_loss_table(run, step).to_string(float_format="{:.4g}".format, formatters={"ratio": "{:.4f}".format})]

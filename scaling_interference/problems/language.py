@@ -128,6 +128,23 @@ class LanguageProblem(Problem):
     if state is not None and not self.on_device:
       self.stream.set_state(state)
 
+  def loss_shares(self, step_S) -> np.ndarray:
+    """(K,) each task id's expected share of the training loss's terms (predicted positions) over steps step_S.
+
+    The loss is a mean over the B (L - 1) positions, each belonging to the task of the token it
+    predicts. An injected example of length L_k holds L_k of them, less its marker when it starts
+    its row (always for "replace"; for "splice" when inserted at 0, chance 1 / (L - L_k + 1));
+    held-out ids hold none and the base stream the rest.
+    """
+    step_S, shares = np.asarray(step_S, np.int64), np.zeros(len(self.tasks))
+    for s in self.schedules:
+      length = self.token_tasks[s.task - 1].seq_len
+      unseen_marker = 1.0 if self.mode == "replace" else 1.0 / (self.seq_len - length + 1)
+      shares[s.task] += s.counts(step_S, xp=np).mean() * (length - unseen_marker)
+    shares /= self.batch_size * (self.seq_len - 1)
+    shares[BASE_TASK] = 1.0 - shares.sum()
+    return shares
+
   # ---- loss and eval -------------------------------------------------------------------
   def loss(self, model, params, batch):
     logits = model.apply(params, batch.tokens[:, :-1])

@@ -7,6 +7,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from scaling_interference.data import Mixture, schedules
 from scaling_interference.errors import ConfigError
@@ -70,6 +71,14 @@ class FamilyProblem(Problem):
 
   def batch(self, step, host=None):
     return train_batch(self.family, self.mixture, self.train_key, step, self.batch_size)
+
+  def loss_shares(self, step_S) -> np.ndarray:
+    """(K,) each task's expected share of the training loss's terms (examples) over steps step_S."""
+    injected_N = np.array([s.counts(np.asarray(step_S, np.int64), xp=np).mean() for s in self.schedules])
+    shares = self.mixture.base * (1.0 - injected_N.sum() / self.batch_size)
+    for s, count in zip(self.schedules, injected_N):
+      shares[s.task] += count / self.batch_size
+    return shares
 
   def loss(self, model, params, batch):
     return self.family.loss(model.apply(params, batch.x), batch).mean()

@@ -88,6 +88,14 @@ class Family(abc.ABC):
     x_NxI -> its output minus its output at 0 (so linear_fn(x) = x @ M); else None.
     """
 
+  def projection(self, map_IxO: np.ndarray) -> np.ndarray | None:
+    """(K,) a linear member's end-to-end map M along each task's target map; None: the family has none.
+
+    M is the member's f(x) = x @ M + f(0) (host array). 1 on target, 0 for an unrelated map.
+    """
+    del map_IxO
+    return None
+
   def describe_example(self, x_I: np.ndarray, y, task: int) -> str:
     """One example as text (preview); by default its whole input and target."""
     return f"x={np.array2string(x_I, precision=2, threshold=16)} -> y={y}"

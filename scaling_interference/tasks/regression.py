@@ -127,6 +127,17 @@ class Regression(Family):
     norm_T = jnp.sqrt(jnp.sum(jnp.square(block_TxDxM), axis=(1, 2)))
     return norm_T / jnp.asarray(np.linalg.norm(self.w_star_KxMxD, axis=(1, 2)), jnp.float32)[task_T]
 
+  def projection(self, map_IxO: np.ndarray) -> np.ndarray:
+    """<M_kk, W*_k>_F / ||W*_k||_F^2 of map M's diagonal blocks: 1 on target, 0 for an unrelated map.
+
+    Unlike signal's ||M_kk||_F / ||W*_k||_F, which is |c| for M_kk = c W*_k and credits any block
+    of the right size, it counts only the part of M_kk along the target: c for c W*_k (-1 for -W*).
+    """
+    k, d, m = self.num_tasks, self.task_input_dim, self.task_output_dim
+    block_KxDxM = np.asarray(map_IxO, np.float64).reshape(k, d, k, m)[np.arange(k), :, np.arange(k), :]
+    target_KxDxM = self.w_star_KxMxD.transpose(0, 2, 1)
+    return np.einsum("kdm,kdm->k", block_KxDxM, target_KxDxM) / np.square(target_KxDxM).sum((1, 2))
+
   def describe_example(self, x_I: np.ndarray, y, task: int) -> str:
     """The task's input block z and output block y."""
     d, m = self.task_input_dim, self.task_output_dim

@@ -20,14 +20,20 @@ Every field of a task config, with its default, is in `defaults.token_task`.
 Loss and accuracy apply to the answer token only: the logits at position seq_len - 2
 predict it.
 
-Split: the operand tuples (P^n for addition, n (n - 1) ordered pairs for comparison) are
-numbered; `heldout_fraction` of them, drawn from the seed, are never shown in training.
-Only the sorted held-out indices are kept on device (memory: heldout_fraction x tuples,
-at most 2**22 ints); a train tuple is drawn exactly uniformly as the j-th index not held
-out, found by a binary search over the held-out indices.
+Split: the operand tuples (P^n for addition, n (n - 1) ordered pairs for comparison) fall into
+operand SETS, the tuples that are orderings of one another (multisets of n values for addition,
+unordered pairs for comparison). Both answers are the same for every ordering of a set, so the
+split holds out whole sets: a held-out tuple's reorderings are never trained either. Sets are
+drawn uniformly at random from the seed, in order, until their orderings number as near as
+possible to round(heldout_fraction x tuples) (ties: fewer); so `heldout_fraction` is the share of
+operand TUPLES held out, off by at most half a set's orderings (one tuple for pairs), and every
+set, so every tuple, is about equally likely to be held out. Only the sorted indices of the held-out tuples are kept
+on device (memory: about heldout_fraction x tuples, at most 2 x 2**22 ints); a train tuple is
+drawn exactly uniformly as the j-th index not held out, found by a binary search over them.
 """
 import abc
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -71,11 +77,11 @@ class TokenTask(abc.ABC):
     self.reserved_tokens = task_config.reserved_tokens
     self.heldout_fraction = task_config.heldout_fraction
     self.n_tuples = self.count_tuples()
-    self.n_heldout = int(round(self.heldout_fraction * self.n_tuples))
     rng = np.random.default_rng(self.seed)
     self.tokens = draw_tokens(rng, task_config, self.num_values, exclude)
     self._draw_structure(rng)
-    self.heldout_H = draw_distinct(rng, self.n_tuples, self.n_heldout)
+    self.heldout_H = self._draw_heldout(rng)
+    self.n_heldout = self.heldout_H.size
     self._value_tokens = jnp.asarray(self.tokens.values)
     self._heldout = jnp.asarray(self.heldout_H, jnp.int32)
     self._gaps = jnp.asarray(self.heldout_H - np.arange(self.n_heldout), jnp.int32)
@@ -92,8 +98,20 @@ class TokenTask(abc.ABC):
     """Number of operand tuples."""
 
   @abc.abstractmethod
+  def count_sets(self) -> int:
+    """Number of operand sets (tuples up to ordering)."""
+
+  @abc.abstractmethod
+  def set_operands(self, rank_S: np.ndarray) -> np.ndarray:
+    """(S, n_operands) sorted operand values of set ranks in [0, count_sets()), numpy."""
+
+  @abc.abstractmethod
   def operands_of(self, index_N, xp=jnp):
     """(N, n_operands) operand values of tuple indices, with jax.numpy or numpy."""
+
+  @abc.abstractmethod
+  def index_of(self, operands_NxO: np.ndarray) -> np.ndarray:
+    """(N,) int64 tuple indices of operand values, numpy: the inverse of operands_of."""
 
   @abc.abstractmethod
   def answer_of(self, operands_NxO, xp=jnp):
@@ -102,6 +120,12 @@ class TokenTask(abc.ABC):
   @abc.abstractmethod
   def complexity(self) -> float:
     """Larger is harder; see the module docstring."""
+
+  def _draw_heldout(self, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of every ordering of random operand sets, about heldout_fraction of the tuples."""
+    target = int(round(self.heldout_fraction * self.n_tuples))
+    sets_SxO = draw_sets(rng, self.count_sets(), self.set_operands, target)
+    return np.sort(self.index_of(arrangements(sets_SxO)))  # distinct sets: distinct tuples
 
   @property
   def seq_len(self) -> int:
@@ -163,9 +187,23 @@ class ModularAddition(TokenTask):
   def count_tuples(self) -> int:
     return self.modulus**self.n_operands
 
+  def count_sets(self) -> int:
+    return math.comb(self.modulus + self.n_operands - 1, self.n_operands)
+
+  def set_operands(self, rank_S: np.ndarray) -> np.ndarray:
+    """Multiset a_1 <= ... <= a_n as the combination a_i + i - 1 of P + n - 1 values."""
+    n = self.n_operands
+    return unrank_combinations(rank_S, self.modulus + n - 1, n) - np.arange(n)
+
+  def _powers(self) -> np.ndarray:
+    """(n_operands,) place values of the operands in a tuple index: P^(n-1), ..., P, 1."""
+    return self.modulus ** np.arange(self.n_operands - 1, -1, -1, dtype=np.int64)
+
   def operands_of(self, index_N, xp=jnp):
-    powers_O = self.modulus ** np.arange(self.n_operands - 1, -1, -1)
-    return ((index_N[:, None] // xp.asarray(powers_O, index_N.dtype)) % self.modulus).astype(xp.int32)
+    return ((index_N[:, None] // xp.asarray(self._powers(), index_N.dtype)) % self.modulus).astype(xp.int32)
+
+  def index_of(self, operands_NxO: np.ndarray) -> np.ndarray:
+    return np.asarray(operands_NxO, np.int64) @ self._powers()
 
   def answer_of(self, operands_NxO, xp=jnp):
     return (xp.sum(operands_NxO, axis=1) % self.modulus).astype(xp.int32)
@@ -192,10 +230,20 @@ class Comparison(TokenTask):
   def count_tuples(self) -> int:
     return self.n_items * (self.n_items - 1)
 
+  def count_sets(self) -> int:
+    return math.comb(self.n_items, 2)
+
+  def set_operands(self, rank_S: np.ndarray) -> np.ndarray:
+    return unrank_combinations(rank_S, self.n_items, 2)
+
   def operands_of(self, index_N, xp=jnp):
     """Pair t = a (n - 1) + r, with b = r, or r + 1 when r >= a (b != a)."""
     a_N, r_N = index_N // (self.n_items - 1), index_N % (self.n_items - 1)
     return xp.stack([a_N, r_N + (r_N >= a_N)], axis=1).astype(xp.int32)
+
+  def index_of(self, operands_NxO: np.ndarray) -> np.ndarray:
+    a_N, b_N = np.asarray(operands_NxO, np.int64).T
+    return a_N * (self.n_items - 1) + b_N - (b_N > a_N)
 
   def answer_of(self, operands_NxO, xp=jnp):
     rank = self._rank if xp is jnp else self.rank_V
@@ -271,9 +319,56 @@ def draw_tokens(rng: np.random.Generator, task_config, num_values: int, exclude)
   return TaskTokens(marker=int(chosen[0]), separator=int(chosen[1]), values=chosen[2:])
 
 
-def draw_distinct(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
-  """k distinct sorted integers in [0, n), uniformly, in O(k) memory (k <= n / 2)."""
-  chosen = np.zeros(0, np.int64)
-  while chosen.size < k:
-    chosen = np.unique(np.concatenate([chosen, rng.integers(0, n, size=k - chosen.size)]))
-  return chosen
+def unrank_combinations(rank_S: np.ndarray, n_values: int, size: int) -> np.ndarray:
+  """(S, size) increasing values in [0, n_values): the combinations of colex rank rank_S.
+
+  Colex rank of c_1 < ... < c_size is sum_i C(c_i, i); c_i is the largest c with C(c, i) <= what
+  is left of the rank, taken from i = size down.
+  """
+  rest_S = np.asarray(rank_S, np.int64).copy()
+  values_SxO = np.zeros((rest_S.size, size), np.int64)
+  for i in range(size, 0, -1):
+    comb_V = np.array([math.comb(c, i) for c in range(n_values)], np.int64)
+    values_SxO[:, i - 1] = np.searchsorted(comb_V, rest_S, side="right") - 1
+    rest_S -= comb_V[values_SxO[:, i - 1]]
+  return values_SxO
+
+
+def orbit_sizes(sets_SxO: np.ndarray) -> np.ndarray:
+  """(S,) distinct orderings of each sorted row, n! / prod(multiplicity!), built up one position at a time."""
+  size_S, run_S = np.ones(len(sets_SxO), np.int64), np.ones(len(sets_SxO), np.int64)
+  for i in range(1, sets_SxO.shape[1]):
+    run_S = np.where(sets_SxO[:, i] == sets_SxO[:, i - 1], run_S + 1, 1)
+    size_S = size_S * (i + 1) // run_S
+  return size_S
+
+
+def arrangements(sets_SxO: np.ndarray) -> np.ndarray:
+  """(A, O) every distinct ordering of every sorted row: each position takes each distinct value left."""
+  prefix_AxP, rest_AxR = sets_SxO[:, :0], sets_SxO
+  while rest_AxR.shape[1]:
+    first_AxR = np.ones(rest_AxR.shape, bool)
+    first_AxR[:, 1:] = rest_AxR[:, 1:] != rest_AxR[:, :-1]
+    row_A, slot_A = np.nonzero(first_AxR)
+    prefix_AxP = np.concatenate([prefix_AxP[row_A], rest_AxR[row_A, slot_A][:, None]], axis=1)
+    keep_AxR = np.arange(rest_AxR.shape[1]) != slot_A[:, None]
+    rest_AxR = rest_AxR[row_A][keep_AxR].reshape(len(row_A), rest_AxR.shape[1] - 1)
+  return prefix_AxP
+
+
+def draw_sets(rng: np.random.Generator, n_sets: int, sets_of, target: int) -> np.ndarray:
+  """(S, O) distinct uniformly random sets, in draw order, whose orderings number nearest to target (ties: fewer).
+
+  sets_of: set ranks in [0, n_sets) -> their sorted operand rows.
+  """
+  rank_S, sets_SxO, size_S = np.zeros(0, np.int64), sets_of(np.zeros(0, np.int64)), np.zeros(0, np.int64)
+  while size_S.sum() < target:
+    drawn_N = rng.integers(0, n_sets, size=target - size_S.sum())
+    first_U = np.unique(np.concatenate([rank_S, drawn_N]), return_index=True)[1]
+    new_N = drawn_N[np.sort(first_U[first_U >= rank_S.size]) - rank_S.size]
+    new_NxO = sets_of(new_N)
+    rank_S, sets_SxO = np.concatenate([rank_S, new_N]), np.concatenate([sets_SxO, new_NxO])
+    size_S = np.concatenate([size_S, orbit_sizes(new_NxO)])
+  total_S = np.concatenate([[0], np.cumsum(size_S)])
+  reach = int(np.searchsorted(total_S, target))  # the first prefix reaching target: `reach` sets
+  return sets_SxO[:reach if reach == 0 or total_S[reach] - target < target - total_S[reach - 1] else reach - 1]
