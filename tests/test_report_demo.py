@@ -2,14 +2,17 @@
 whose tables the family has is drawn."""
 import os
 
+import pandas as pd
+
 import scaling_interference as si
-from scaling_interference.analysis import report
+from scaling_interference.analysis import report, tables
 
 from conftest import small_regression
 
-# Every figure but the injection ones (injection_signal, retention): the sweep injects no task.
-FIGURES = {"run-final_signal.png", "run-loss_fits.png", "run-emergence.png", "run-oracle.png", "run-grad_norm.png",
-           "run-overwrite.png", "run-owned_neurons.png", "run-decodable.png"}
+# Every figure but the injection ones (replay, injection_signal, retention): the sweep injects no task.
+FIGURES = {"run-final_signal.png", "run-loss_fits.png", "run-emergence.png", "run-oracle.png",
+           "run-next_update_grad_norm.png", "run-next_update_overwrite.png", "run-owned_neurons.png",
+           "run-decodable.png"}
 
 
 def test_a_regression_sweep_reports_every_table_and_figure(tmp_path):
@@ -21,3 +24,8 @@ def test_a_regression_sweep_reports_every_table_and_figure(tmp_path):
   assert result.failed == [], result.notes
   assert result.notes == []
   assert set(os.listdir(tmp_path / "out" / "figures")) == FIGURES
+  for name in ("replay", "replay_steps", "counterfactual"):
+    frame = pd.read_csv(tmp_path / "out" / "tables" / f"{name}.csv")
+    assert frame.empty and set(tables.SPECS[name].columns) <= set(frame.columns), f"{name}.csv: no windows, no rows"
+  by_claim = result.claims.set_index("claim")
+  assert "no replay windows" in by_claim.loc[3, "evidence"], by_claim.loc[3, "evidence"]

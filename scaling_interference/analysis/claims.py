@@ -11,14 +11,18 @@ from scaling_interference.reader import Run
 HELD, NOT_HELD, NOT_MEASURABLE = "held", "did not hold", "not measurable"
 RETAIN_MIN = 0.1  # an injected task counts as kept by a width whose retained share reaches this
 CLAIMS = {
-    1: "Larger widths learn rarer and more complex tasks: emergence width falls with task frequency, "
-       "and the number of tasks learned grows with width.",
+    1: "Larger widths learn rarer and more complex tasks: emergence width falls with task frequency and, where task "
+       "complexities differ, rises with complexity; the number of tasks learned grows with width.",
     2: "Trained widths match the analytic oracle (regression: the best rank-width map).",
-    3: "Common-task gradient norms fall with width: interference is weaker in larger models.",
-    4: "Overwrite: the loss change of a rare injected task caused by other tasks' updates is larger in small widths.",
+    3: "Common-task gradients weaken with width: on the real training batches after injection events (replay), "
+       "the common tasks' gradient norm falls with width.",
+    4: "Overwrite: after an injection event the common tasks' updates raise the injected task's loss, and erase its "
+       "signal, less in larger widths (replay attribution; counterfactual replay without those updates).",
     5: "Small widths give their neurons to frequent or simple tasks.",
-    6: "Larger models embed more task features (linear probes).",
-    7: "Injection protocol: small widths spike at an injection and forget; large widths retain the task.",
+    6: "Larger models embed more task features: linear probes decode more features above the same member at "
+       "initialisation in larger widths.",
+    7: "Injection protocol: an injection raises the task's signal above its level before the event at every width; "
+       "small widths then forget it and large widths retain it.",
 }
 
 
@@ -28,6 +32,10 @@ def rank_corr(x, y) -> float:
   if rx.nunique() < 2 or ry.nunique() < 2:
     return np.nan
   return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _rho(rho: float) -> str:
+  return f"{rho:+.2f}" if np.isfinite(rho) else "undefined (one side is constant)"
 
 
 def _by_width(values: pd.Series) -> str:
@@ -59,21 +67,27 @@ def _claim_learning(t: dict, run: Run) -> tuple[str, str]:
   smallest, n = learned.width.iloc[0], len(em)
   if (em.emergence_width == smallest).all():
     return NOT_MEASURABLE, f"every task was learned by the smallest width ({smallest}): nothing separates the widths"
-  rho = rank_corr(em.emergence_width.fillna(np.inf), em.frequency)
+  emergence = em.emergence_width.fillna(np.inf)
+  rho = rank_corr(emergence, em.frequency)
   first, last = learned.iloc[0], learned.iloc[-1]
-  text = (f"emergence width vs frequency: Spearman {rho:+.2f} over {n} tasks ({em.emergence_width.isna().sum()} "
-          f"never learned); tasks learned: {first.n_learned}/{n} at width {first.width} -> {last.n_learned}/{n} "
-          f"at width {last.width}")
+  never = em.emergence_width.isna().sum()
+  text = f"emergence width vs frequency: Spearman {_rho(rho)} over {n} tasks ({never} never learned)"
+  failed = [] if rho < 0 else ["emergence width does not fall with frequency"]
   if em.complexity.nunique() > 1:
-    rho_c = rank_corr(em.emergence_width.fillna(np.inf), em.complexity)
-    text += f"; emergence width vs complexity: Spearman {rho_c:+.2f}"
-  return (HELD if rho < 0 and last.n_learned > first.n_learned else NOT_HELD), text
+    rho_c = rank_corr(emergence, em.complexity)
+    text += f"; emergence width vs complexity: Spearman {_rho(rho_c)}"
+    failed += [] if rho_c > 0 else ["it does not rise with complexity"]
+  else:
+    text += "; every task has the same complexity"
+  text += (f"; tasks learned: {first.n_learned}/{n} at width {first.width} -> {last.n_learned}/{n} "
+           f"at width {last.width}")
+  failed += [] if last.n_learned > first.n_learned else ["the number learned does not grow with width"]
+  return (NOT_HELD, text + " (" + "; ".join(failed) + ")") if failed else (HELD, text)
 
 
 def _claim_oracle(t: dict, run: Run) -> tuple[str, str]:
-  family = scaling.family_name(run)
-  if family != "regression":
-    return NOT_MEASURABLE, f"the {family} family has no analytic oracle"
+  if not scaling.has_oracle(run):
+    return NOT_MEASURABLE, f"the {scaling.family_name(run)} family has no analytic oracle"
   if "oracle" not in t or t["oracle"].empty:
     return NOT_MEASURABLE, "the oracle table was not computed"
   totals = scaling.oracle_totals(t["oracle"]).set_index("width")
@@ -92,25 +106,50 @@ def _last(frame: pd.DataFrame) -> pd.DataFrame:
   return frame[frame.step == frame.step.max()]
 
 
+def _no_replay(t: dict) -> str:
+  """Why the replay tables cannot judge a claim ('' when they can)."""
+  if "replay" not in t:
+    return "the replay table was not computed (see the notes)"
+  if t["replay"].empty:
+    return "no replay windows: no injection event to replay (config.inject is empty or injects nothing)"
+  if t["replay"].width.nunique() < 2:
+    return "the sweep has one width"
+  return ""
+
+
+def _window_task_rows(replay: pd.DataFrame) -> pd.DataFrame:
+  """The replay rows of each window's injected task."""
+  return replay[replay.window_task.astype(bool)]
+
+
+def _replay_scope(rows: pd.DataFrame) -> str:
+  """'replay of 3 window(s) after injection events (burst at step(s) 7; rare at step(s) 5, 15)'."""
+  windows = rows.drop_duplicates("window")
+  parts = [f"{name} at step(s) {', '.join(str(int(s)) for s in w.start)}" for name, w in windows.groupby("schedule")]
+  return f"replay of {len(windows)} window(s) after injection events ({'; '.join(parts)})"
+
+
+def _next_update_norms(t: dict) -> str:
+  """The next-update estimate's common-task gradient norms, quoted as a description ('' without the table)."""
+  if "next_update" not in t or t["next_update"].empty:
+    return ""
+  last = _last(t["next_update"])
+  norms = last[last.common.astype(bool)].groupby(["member", "width"]).grad_norm.mean()
+  return (f"; for description only, the next-update estimate at checkpoint {int(last.step.max())} (fixed eval "
+          f"examples: a state, not the dynamics) gives common-task gradient norms per width {_by_width(norms)}")
+
+
 def _claim_gradients(t: dict, run: Run) -> tuple[str, str]:
-  if "gradients" not in t or t["gradients"].empty:
-    return NOT_MEASURABLE, "the gradient table was not computed"
-  last = _last(t["gradients"])
-  common = last[last.common.astype(bool)] if "common" in last else last[last.frequency >= last.frequency.quantile(0.75)]
-  norms = common.groupby(["member", "width"]).grad_norm.mean()
-  if norms.index.get_level_values("width").nunique() < 2:
-    return NOT_MEASURABLE, "the sweep has one width"
+  why = _no_replay(t)
+  if why:
+    return NOT_MEASURABLE, why + _next_update_norms(t)
+  rows = _window_task_rows(t["replay"])
+  norms = rows.groupby(["member", "width"]).common_grad_norm.mean()
   ok, rho = _trend(norms, -1)
-  text = (f"step {int(last.step.max())}, mean gradient norm of the {common.task.nunique()} common tasks per width: "
-          f"{_by_width(norms)} (Spearman vs width {rho:+.2f})")
-  if "cosines" in t and len(t["cosines"]):
-    cos = _last(t["cosines"])
-    cos = cos[cos.task_i != cos.task_j].assign(abs_cos=lambda f: f.cosine.abs())
-    mean_cos = cos.groupby(["member", "width"]).abs_cos.mean()
-    ok_cos, rho_cos = _trend(mean_cos, -1)
-    ok = ok and ok_cos
-    text += f"; mean |cosine| between task gradients: {_by_width(mean_cos)} (Spearman {rho_cos:+.2f})"
-  return (HELD if ok else NOT_HELD), text
+  return (HELD if ok else NOT_HELD), (
+      f"{_replay_scope(rows)}: norm of the common tasks' gradient on the real training batches, mean over each "
+      f"window's steps and over the windows, per width: {_by_width(norms)} (Spearman vs width {_rho(rho)})"
+      + _next_update_norms(t))
 
 
 def rare_tasks(t: dict) -> tuple[list, str]:
@@ -123,30 +162,50 @@ def rare_tasks(t: dict) -> tuple[list, str]:
   return rare, "no task is injected; measured on the rarest tasks"
 
 
-def _claim_overwrite(t: dict, run: Run) -> tuple[str, str]:
-  if "gradients" not in t or t["gradients"].empty:
-    return NOT_MEASURABLE, "the gradient table was not computed"
+def _next_update_overwrite(t: dict) -> str:
+  """The next-update estimate's overwrite share of the rare tasks, quoted as a description ('' without it)."""
+  if "next_update" not in t or t["next_update"].empty:
+    return ""
   tasks, which = rare_tasks(t)
-  rows = t["gradients"][t["gradients"].task.isin(tasks)]
+  rows = t["next_update"][t["next_update"].task.isin(tasks)]
   share = rows.groupby(["member", "width"]).overwrite_share.mean()
-  if share.index.get_level_values("width").nunique() < 2:
-    return NOT_MEASURABLE, "the sweep has one width"
-  ok, rho = _trend(share, -1)
-  return (HELD if ok else NOT_HELD), (
-      f"{which} {tasks}: overwrite share of their loss change, mean over {rows.step.nunique()} checkpoint(s), "
-      f"per width: {_by_width(share)} (Spearman vs width {rho:+.2f})" + _checkpoints_after_events(t, rows.step))
+  return (f"; for description only, the next-update estimate (fixed eval examples: a state, not the dynamics) gives "
+          f"tasks {tasks} ({which}) an overwrite share per width {_by_width(share)}, mean over "
+          f"{rows.step.nunique()} checkpoint(s)")
 
 
-def _checkpoints_after_events(t: dict, steps: pd.Series) -> str:
-  """How close the checkpoints come after each event schedule's first injection (the overwrite window)."""
-  events = t.get("events", pd.DataFrame(columns=["kind"]))
-  parts = []
-  for name, rows in events[~events.kind.isin(retention.CONTINUOUS_KINDS)].groupby("schedule"):
-    first = int(rows.step.min())
-    after = sorted(s for s in steps.unique() if s > first)
-    parts.append(f"{name} injects first at step {first}; " +
-                 (f"the next checkpoint is {after[0] - first} steps later" if after else "no checkpoint follows"))
-  return "; " + "; ".join(parts) if parts else ""
+def _own_text(own: pd.Series) -> str:
+  """The own-update term by width, and whether it overshoots (raises the task's loss) anywhere."""
+  mean = own.groupby(level="width").mean()
+  raised = [int(w) for w, v in mean.items() if v > 0]
+  return (f"; the task's own updates dL_own per width: {_by_width(own)}" +
+          (f" (> 0 at width(s) {raised}: its own updates raised its loss, an overshoot)" if raised
+           else " (<= 0 at every width: its own updates did not raise its loss)"))
+
+
+def _claim_overwrite(t: dict, run: Run) -> tuple[str, str]:
+  why = _no_replay(t)
+  if why:
+    return NOT_MEASURABLE, why + _next_update_overwrite(t)
+  if "counterfactual" not in t or t["counterfactual"].empty:
+    return NOT_MEASURABLE, "the counterfactual table was not computed (see the notes)"
+  rows, by = _window_task_rows(t["replay"]), ["member", "width"]
+  common, own = rows.groupby(by).dL_common.mean(), rows.groupby(by).dL_own.mean()
+  kept = t["counterfactual"].groupby(by).signal_kept_by_removal.mean()
+  ok_common, rho_common = _trend(common, -1)
+  ok_kept, rho_kept = _trend(kept, -1)
+  text = (f"{_replay_scope(rows)}, means over the windows: the common tasks' attributed change of the window task's "
+          f"loss dL_common (> 0 erodes) per width: {_by_width(common)} (Spearman vs width {_rho(rho_common)})")
+  if (common.groupby(level="width").mean() <= 0).all():
+    text += " (<= 0 at every width: the common updates did not raise its loss)"
+  text += (f"; signal the counterfactual without the common tasks' updates keeps (signal_kept_by_removal, > 0: they "
+           f"erased signal) per width: {_by_width(kept)} (Spearman vs width {_rho(rho_kept)})" + _own_text(own) +
+           f"; the replay reproduced training to {rows.replay_max_diff.max():.1g} (relative) and its attribution "
+           f"closes to {rows.closure_error.max():.1g}")
+  failed = [name for name, ok in (("dL_common", ok_common), ("signal_kept_by_removal", ok_kept)) if not ok]
+  if not failed:
+    return HELD, text + "; both fall with width"
+  return NOT_HELD, text + f"; {' and '.join(failed)} {'does' if len(failed) == 1 else 'do'} not fall with width"
 
 
 def _claim_allocation(t: dict, run: Run) -> tuple[str, str]:
@@ -165,34 +224,54 @@ def _claim_allocation(t: dict, run: Run) -> tuple[str, str]:
   served = last[last[column] > 0.5].groupby(["member", "width"]).task.nunique().reindex(total.index, fill_value=0)
   return (HELD if ok else NOT_HELD), (
       f"step {int(last.step.max())}, share of {what} held by the more frequent half of the tasks, per width: "
-      f"{_by_width(share)} (Spearman vs width {rho:+.2f}); tasks with {column} > 0.5: {_by_width(served)}")
+      f"{_by_width(share)} (Spearman vs width {_rho(rho)}); tasks with {column} > 0.5: {_by_width(served)}")
 
 
 def _claim_probes(t: dict, run: Run) -> tuple[str, str]:
   if "decodable" not in t or t["decodable"].empty:
     return NOT_MEASURABLE, "the probe tables were not computed"
-  last = _last(t["decodable"])
-  last = last[last.layer.astype(str) != "input"]  # the model's own layers: the input is the same for every width
-  counts = last.groupby(["member", "width"]).n_decodable.sum()
-  if counts.index.get_level_values("width").nunique() < 2:
+  counts = t["decodable"][t["decodable"].layer.astype(str) != "input"]  # the input is the same for every width
+  per_step = counts.groupby(["step", "member", "width"]).n_decodable.sum()
+  steps = per_step.index.get_level_values("step")
+  if 0 not in steps:
+    return NOT_MEASURABLE, "the probes were not computed at initialisation (step 0)"
+  last = int(steps.max())
+  if last == 0:
+    return NOT_MEASURABLE, "the probes ran at initialisation only"
+  end, init = per_step.xs(last, level="step"), per_step.xs(0, level="step")
+  gain = (end - init).dropna()
+  if gain.index.get_level_values("width").nunique() < 2:
     return NOT_MEASURABLE, "the sweep has one width"
-  ok, rho = _trend(counts, +1)
-  return (HELD if ok else NOT_HELD), (f"step {int(last.step.max())}, decodable features (hidden and output layers) "
-                                      f"per width: {_by_width(counts)} (Spearman vs width {rho:+.2f})")
+  ok, rho = _trend(gain, +1)
+  return (HELD if ok else NOT_HELD), (
+      f"decodable features (hidden and output layers) at step {last} minus the same member's at initialisation "
+      f"(step 0), per width: {_by_width(gain)} (Spearman vs width {_rho(rho)}); at step {last}: {_by_width(end)}; "
+      f"at step 0: {_by_width(init)}")
+
+
+def _spikes(rows: pd.DataFrame) -> tuple[str, list]:
+  """'8: 3/3, 16: 2/3' events whose peak exceeds pre per width; and the widths where at most half do."""
+  spiked = (rows.peak > rows.pre).groupby(rows.width).agg(["sum", "count"])
+  text = ", ".join(f"{int(w)}: {int(r['sum'])}/{int(r['count'])}" for w, r in spiked.iterrows())
+  return text, [int(w) for w, r in spiked.iterrows() if 2 * r["sum"] <= r["count"]]
 
 
 def _schedule_verdict(rows: pd.DataFrame) -> tuple[int, str]:
-  """+1 supports (larger widths keep more), -1 contradicts, 0 no width kept it; and the numbers."""
+  """+1 supports (every width spikes, larger widths keep more), -1 contradicts, 0 no width kept it; the numbers."""
   per_member = rows.groupby(["member", "width"])
   retained, peak, half = per_member.retained.mean(), per_member.peak.mean(), per_member.half_life.mean()
   first = rows.iloc[0]
   events = "continuous" if first.kind in retention.CONTINUOUS_KINDS else f"{rows.event_step.nunique()} event(s)"
-  text = (f"{first.schedule} (task {first.task}, {first.kind}, {events}): retained "
-          f"{_by_width(retained)}; peak {_by_width(peak)}; half-life in steps {_by_width(half)}")
+  spikes, flat = _spikes(rows)
+  text = (f"{first.schedule} (task {first.task}, {first.kind}, {events}): events whose peak exceeds the signal "
+          f"before them (peak > pre) per width: {spikes}; retained {_by_width(retained)}; peak {_by_width(peak)}; "
+          f"half-life in steps {_by_width(half)}")
+  if flat:
+    return -1, text + f" (at width(s) {flat} at most half of the events raised the signal: no spike)"
   if retained.groupby(level="width").mean().max() < RETAIN_MIN:
     return 0, text + f" (no width retains {RETAIN_MIN} of its peak)"
   ok, rho = _trend(retained, +1)
-  return (1 if ok else -1), text + f" (Spearman vs width {rho:+.2f})"
+  return (1 if ok else -1), text + f" (retained, Spearman vs width {_rho(rho)})"
 
 
 def _claim_injection(t: dict, run: Run) -> tuple[str, str]:

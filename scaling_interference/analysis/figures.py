@@ -1,4 +1,7 @@
-"""The report's figures: each one's caption, the tables it needs, and how plots.py draws it from them."""
+"""The report's figures: each one's caption, the tables it needs, and how plots.py draws it from them.
+
+A caption describes what is plotted; `numbers`, where given, appends what the tables measured.
+"""
 import dataclasses
 import os
 from typing import Callable
@@ -14,19 +17,53 @@ class FigureSpec:
   caption: str
   needs: tuple
   draw: Callable
+  numbers: Callable | None = None  # tables -> the measured numbers appended to the caption
+
+
+def _last_signal(t: dict) -> str:
+  """The injected tasks' last observed signal per width (mean over members)."""
+  trajectories = retention.best_trajectories(t["signal"])
+  last = trajectories.sort_values("step").groupby(["member", "task"]).tail(1)
+  parts = [f"task {task}: " + ", ".join(f"{w}: {v:.3g}" for w, v in rows.groupby("width").signal.mean().items())
+           for task, rows in last[last.task.isin(t["events"].task.unique())].groupby("task")]
+  return "Last observed signal per width: " + "; ".join(parts) + "."
+
+
+def _width_numbers(width: int, replay: pd.DataFrame, counterfactual: pd.DataFrame) -> str:
+  r, c = replay.mean(numeric_only=True), counterfactual.mean(numeric_only=True)
+  return (f"width {width}: signal {r.signal_start:.3g} -> peak {r.signal_peak:.3g} -> end {r.signal_end:.3g} "
+          f"(end without common updates {c.signal_end_without:.3g}), dL_own {r.dL_own:+.3g}, "
+          f"dL_common {r.dL_common:+.3g}, dL_history {r.dL_history:+.3g}")
+
+
+def _replay_numbers(t: dict) -> str:
+  """Per schedule and width: start -> peak -> end signal, the attributed terms and the counterfactual end signal."""
+  rows, parts = t["replay"][t["replay"].window_task.astype(bool)], []
+  for name, mine in rows.groupby("schedule"):
+    cf = t["counterfactual"][t["counterfactual"].schedule == name]
+    widths = "; ".join(_width_numbers(w, r, cf[cf.width == w]) for w, r in mine.groupby("width"))
+    starts = ", ".join(str(int(s)) for s in sorted(mine.start.unique()))
+    parts.append(f"{name} (task {mine.task.iloc[0]}, windows from steps {starts}): {widths}")
+  return "Measured, means over the windows and members (dL: summed over each window): " + " | ".join(parts) + "."
 
 
 FIGURES = [
-    FigureSpec("injection_signal", "The study's figure: signal of each injected task vs step, one line per width "
-               "(dense traces where the run traced them); dashed lines mark burst/every injections. Small widths "
-               "spike at an injection and decay; large widths accumulate and keep the task.",
+    FigureSpec("replay", "The study's figure, from exact replays of the training windows after injection events. "
+               "Per injection schedule: its task's signal over the replayed steps (top left; one line per width, "
+               "mean over members; dashed red lines: the events opening the windows), the cumulative attribution "
+               "of its loss change to its own updates (solid), the common tasks' updates (dashed) and the first "
+               "moment carried into the window (dotted) (bottom left; > 0 raises the loss), and its signal at the "
+               "window start and end, as trained and replayed without the common tasks' updates (right).",
+               ("replay", "replay_steps", "counterfactual"),
+               lambda t: plots.replay_windows(t["replay_steps"], t["counterfactual"]), _replay_numbers),
+    FigureSpec("injection_signal", "Signal of each injected task vs step, one line per width (mean over members; "
+               "dense traces where the run traced them); dashed lines mark burst/every injections.",
                ("signal", "events"),
-               lambda t: plots.signal_vs_step(retention.best_trajectories(t["signal"]), t["events"])),
+               lambda t: plots.signal_vs_step(retention.best_trajectories(t["signal"]), t["events"]), _last_signal),
     FigureSpec("retention", "Retained share of the injected tasks' signal vs width (event schedules: "
                "(final - pre) / (peak - pre) after the last event; continuous: final / peak).",
                ("retention",), lambda t: plots.retention_vs_width(t["retention"])),
-    FigureSpec("final_signal",
-               "Final signal per task vs width, coloured by task frequency: rarer tasks need wider members.",
+    FigureSpec("final_signal", "Final signal per task vs width, one line per task, coloured by task frequency.",
                ("final",), lambda t: plots.final_signal_vs_width(t["final"])),
     FigureSpec("loss_fits", "Final loss per task vs width (log-log) with power-law fits "
                "(floor + a * width^-b; floor = the oracle's irreducible loss for regression).",
@@ -38,17 +75,20 @@ FIGURES = [
     FigureSpec("oracle", "Regression: trained signal vs the analytic oracle's (best rank-width map), "
                "one point per (width, task); the dashed diagonal is a perfect match.",
                ("oracle",), lambda t: plots.oracle_vs_trained(t["oracle"])),
-    FigureSpec("grad_norm", "Per-task gradient norm vs width at the last checkpoint, coloured by frequency: "
-               "common tasks' gradients shrink in wider members.",
-               ("gradients",), lambda t: plots.grad_norm_vs_width(t["gradients"])),
-    FigureSpec("overwrite", "Overwrite share of the injected (else the rarest) tasks vs width at each checkpoint: "
-               "the part of the task's loss change caused by the other tasks' updates.",
-               ("gradients", "final"), lambda t: plots.overwrite_vs_width(t["gradients"], claims.rare_tasks(t)[0])),
-    FigureSpec("owned_neurons",
-               "Neurons owned per task (left) and its feature capacity (right) vs its frequency at the "
-               "last checkpoint, one line per width: small widths spend their neurons on frequent tasks.",
+    FigureSpec("next_update_grad_norm", "Next-update estimate at the last checkpoint (per-task gradients on fixed "
+               "eval examples: a description of the state there, not of the training dynamics): per-task gradient "
+               "norm vs width, one line per task coloured by frequency.",
+               ("next_update",), lambda t: plots.grad_norm_vs_width(t["next_update"])),
+    FigureSpec("next_update_overwrite", "Next-update estimate at each checkpoint (fixed eval examples: a description "
+               "of the state, not of the training dynamics): the share of the injected (else the rarest) tasks' "
+               "first-order loss change that comes from the other tasks' updates, vs width.",
+               ("next_update", "final"),
+               lambda t: plots.overwrite_vs_width(t["next_update"], claims.rare_tasks(t)[0])),
+    FigureSpec("owned_neurons", "Neurons owned per task (left) and its feature capacity (right) vs its frequency at "
+               "the last checkpoint, one line per width.",
                ("allocation",), lambda t: plots.owned_neurons_vs_frequency(t["allocation"])),
-    FigureSpec("decodable", "Task features decodable by probes vs width at the last checkpoint, one line per layer.",
+    FigureSpec("decodable", "Task features decodable by probes vs width, one line per layer: at the last checkpoint "
+               "(solid) and at initialisation (step 0, dashed).",
                ("decodable",), lambda t: plots.decodable_vs_width(t["decodable"])),
 ]
 
@@ -64,9 +104,10 @@ def draw_figures(out: str, label: str, t: dict, notes: list) -> list[tuple[str, 
       continue
     try:
       fig = spec.draw(t)
+      caption = spec.caption + (" " + spec.numbers(t) if spec.numbers else "")
     except Exception as e:  # noqa: BLE001 - one bad figure must not stop the report
       notes.append(f"figure {spec.name} of {label} failed: {type(e).__name__}: {e}")
       continue
     path = plots.save(fig, os.path.join(out, "figures", f"{label}-{spec.name}.png"))
-    drawn.append((os.path.relpath(path, out), spec.caption))
+    drawn.append((os.path.relpath(path, out), caption))
   return drawn

@@ -42,6 +42,9 @@ def write_index(out: str, runs: list[Run], labels: list[str], figures: dict, ver
   spent = ", ".join(f"{name} {sec:.1f}s" for name, sec in report.table_seconds.items())
   parts.append(f"</ul><p>Jobs: {len(report.computed)} computed ({len(report.failed)} failed), "
                f"{len(report.cached)} from the cache. Computing time per table: {spent or 'none'}.</p>")
+  if report.options:
+    given = "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in kw.items()) for name, kw in report.options.items())
+    parts.append(f"<p>Table options: {escape(given)}.</p>")
   parts += _claims_html(verdicts)
   for label in labels:
     parts.append(f"<h2>Figures: {escape(label)}</h2>")

@@ -8,9 +8,11 @@ import pandas as pd
 from matplotlib import cm, colors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 CONTINUOUS_KINDS = ("share", "per_batch")
 MAX_EVENT_LINES = 40
+TERM_STYLES = {"own": "-", "common": "--", "history": ":"}  # replay attribution terms drawn, and their line styles
 
 
 def new_figure(n_axes: int = 1, width: float = 6.0, height: float = 4.0, max_cols: int = 2):
@@ -84,7 +86,7 @@ def signal_vs_step(trajectories: pd.DataFrame, events: pd.DataFrame, tasks=None)
     _mark_events(ax, task, events)
     ax.set(title=_event_title(task, events), xlabel="step", ylabel="signal (0 chance, 1 learned)")
     ax.legend(fontsize=8)
-  fig.suptitle("Injected tasks: signal vs step per width (small widths spike and forget, large ones retain)")
+  fig.suptitle("Injected tasks: signal vs step per width (mean over members)")
   return fig
 
 
@@ -147,7 +149,8 @@ def grad_norm_vs_width(gradients: pd.DataFrame) -> Figure:
     ax.plot(mean.index, mean.values, "o-", ms=3, lw=1, color=colour(rows.frequency.iloc[0]))
   _width_axis(ax, last.width)
   ax.set_yscale("log")
-  ax.set(ylabel="per-task gradient norm", title=f"Gradient norm per task vs width (step {int(last.step.max())})")
+  ax.set(ylabel="per-task gradient norm (eval examples)",
+         title=f"Next-update estimate: gradient norm per task vs width (step {int(last.step.max())})")
   fig.colorbar(mappable, ax=ax, label="task frequency")
   return fig
 
@@ -162,7 +165,8 @@ def overwrite_vs_width(gradients: pd.DataFrame, tasks) -> Figure:
       mean = rows.groupby("width").overwrite_share.mean()
       ax.plot(mean.index, mean.values, "o-", ms=3, lw=1, color=colour(step))
     _width_axis(ax, gradients.width)
-    ax.set(ylabel="overwrite share of loss change", title=f"task {task}: loss change caused by other tasks")
+    ax.set(ylabel="overwrite share (next-update estimate)",
+           title=f"task {task}: other tasks' share of its next-update loss change")
   fig.colorbar(mappable, ax=axes, label="checkpoint step")
   return fig
 
@@ -184,15 +188,17 @@ def owned_neurons_vs_frequency(allocation: pd.DataFrame) -> Figure:
 
 
 def decodable_vs_width(counts: pd.DataFrame) -> Figure:
-  """Decodable task features vs width at the last step, one line per layer (mean over members)."""
+  """Decodable task features vs width, one line per layer (mean over members): last step solid, step 0 dashed."""
   fig, (ax,) = new_figure()
-  last = _last_step(counts)
-  for layer, rows in last.groupby("layer"):
+  last, init = _last_step(counts), counts[counts.step == 0]
+  for i, (layer, rows) in enumerate(last.groupby("layer")):
     mean = rows.groupby("width").n_decodable.mean()
-    ax.plot(mean.index, mean.values, "o-", ms=4, label=f"layer {layer}")
+    ax.plot(mean.index, mean.values, "o-", ms=4, color=f"C{i}", label=f"layer {layer}")
+    at_init = init[init.layer == layer].groupby("width").n_decodable.mean()
+    ax.plot(at_init.index, at_init.values, "o--", ms=3, lw=0.8, color=f"C{i}")
   _width_axis(ax, last.width)
   ax.set(ylabel="decodable features (probes)",
-         title=f"Probe-decodable task features vs width (step {int(last.step.max())})")
+         title=f"Probe-decodable task features vs width (step {int(last.step.max())}; dashed: step 0)")
   ax.legend(fontsize=8)
   return fig
 
@@ -220,3 +226,62 @@ def retention_vs_width(retention: pd.DataFrame) -> Figure:
   ax.set(ylabel="retained (final vs peak)", title="Retention of injected tasks vs width")
   ax.legend(fontsize=8)
   return fig
+
+
+def replay_windows(steps: pd.DataFrame, counterfactual: pd.DataFrame) -> Figure:
+  """Per injection schedule: its task's signal over the replayed windows (top) and the cumulative attribution of
+  its loss change (bottom), one line per width; beside them its window-end signal with and without common updates."""
+  mine = steps.merge(counterfactual[["window", "task"]].drop_duplicates(), on=["window", "task"])
+  schedules = sorted(mine.schedule.unique())
+  mosaic = [row for s in schedules for row in ([f"signal {s}", f"cf {s}"], [f"terms {s}", f"cf {s}"])]
+  fig = Figure(figsize=(13, 7 * len(schedules)), layout="constrained")
+  FigureCanvasAgg(fig)
+  axes = fig.subplot_mosaic(mosaic, width_ratios=[2, 1])
+  colour, _ = _scale(mine.width.unique())
+  for s in schedules:
+    rows = mine[mine.schedule == s]
+    _replay_signal(axes[f"signal {s}"], rows, colour)
+    _replay_terms(axes[f"terms {s}"], rows, colour)
+    _counterfactual(axes[f"cf {s}"], counterfactual[counterfactual.schedule == s])
+  return fig
+
+
+def _replay_signal(ax, rows: pd.DataFrame, colour) -> None:
+  """The window task's signal vs step, a line per (width, window), window starts marked."""
+  for width, by_width in rows.groupby("width"):
+    for i, (_, window) in enumerate(by_width.groupby("window")):
+      mean = window.groupby("step").signal.mean()
+      ax.plot(mean.index, mean.values, color=colour(width), lw=1.2, label=f"width {width}" if i == 0 else None)
+  for i, start in enumerate(sorted(rows.start.unique())):
+    ax.axvline(start, color="crimson", lw=0.8, ls="--", alpha=0.7, label="event (window start)" if i == 0 else None)
+  first = rows.iloc[0]
+  ax.set(title=f"{first.schedule}: task {first.task}, signal over {rows.window.nunique()} replayed window(s)",
+         xlabel="training steps done", ylabel="signal (0 chance, 1 learned)")
+  ax.legend(fontsize=8)
+
+
+def _replay_terms(ax, rows: pd.DataFrame, colour) -> None:
+  """Cumulative attributed loss change per term over each window, a line per (width, window, term)."""
+  columns = [f"dL_{term}" for term in TERM_STYLES]
+  for width, by_width in rows.groupby("width"):
+    for _, window in by_width.groupby("window"):
+      cumulative = window.groupby("step")[columns].mean().fillna(0.0).cumsum()
+      for term, style in TERM_STYLES.items():
+        ax.plot(cumulative.index, cumulative[f"dL_{term}"], color=colour(width), ls=style, lw=1.1)
+  ax.axhline(0.0, color="grey", lw=0.6)
+  ax.legend(handles=[Line2D([], [], color="k", ls=style, label=f"{term} updates") for term, style in
+                     TERM_STYLES.items()], fontsize=8)
+  ax.set(xlabel="training steps done", ylabel="cumulative attributed loss change (> 0 raises it)",
+         title="attribution of the task's loss change in each window")
+
+
+def _counterfactual(ax, counterfactual: pd.DataFrame) -> None:
+  """Signal at the window start, and at its end as trained and without the common tasks' updates, vs width."""
+  mean = counterfactual.groupby("width")[["signal_start", "signal_end", "signal_end_without"]].mean()
+  ax.plot(mean.index, mean.signal_end, "o-", label="window end, as trained")
+  ax.plot(mean.index, mean.signal_end_without, "s--", label="window end, without the common tasks' updates")
+  ax.plot(mean.index, mean.signal_start, "^:", color="grey", label="window start")
+  _width_axis(ax, mean.index)
+  ax.set(ylabel="signal (mean over windows and members)",
+         title=f"{counterfactual.schedule.iloc[0]}: counterfactual replay")
+  ax.legend(fontsize=8)

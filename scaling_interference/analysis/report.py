@@ -1,11 +1,14 @@
 """The analysis report of one or more workdirs: cached tables, figures, and index.html with the study's claims.
 
   build(["runs/a", "runs/b"], "out")  ->  out/tables/*.csv (+ README.md), out/figures/*.png, out/index.html
+  build(..., options={"replay": dict(events=2, max_steps=50)})  # keywords of the replay tables' functions
 
-Work is split into jobs (workdir, step, table). A job's result is cached as CSV under
-out/cache/<config hash>/<table>-<code version>/<key>.csv, key "step-<S>" for per-checkpoint tables
-and "metrics-<S>" (the last eval step) for per-run tables, so building again computes only what is
-new (new checkpoints, a run trained further, or a table whose module's source changed). The tables
+Work is split into jobs (workdir, step, table); per-step tables run at each checkpoint (or the last),
+the probes also at step 0 (the seeded init). A job's result is cached as CSV under
+out/cache/<config hash>/<table>-<code version>[-<options hash>]/<key>.csv, key "step-<S>" for
+per-checkpoint tables and "metrics-<S>" (the last eval step) for per-run tables, so building again
+computes only what is new (new checkpoints, a run trained further, other options, or a table whose
+module's source, or that of an analysis module it uses, changed). The tables
 (tables.py) are made by other modules' public functions, guarded: a failing function leaves a note in
 index.html (html.py), and a failed job is retried on the next build. figures.py draws the figures,
 claims.py checks the study's claims.
@@ -25,6 +28,8 @@ import pandas as pd
 from scaling_interference.analysis import claims, figures, html, scaling, tables
 from scaling_interference.reader import Run, load_run
 
+ANALYSIS = "scaling_interference.analysis"
+
 
 @dataclasses.dataclass(frozen=True)
 class Job:
@@ -43,6 +48,7 @@ class Report:
   failed: list = dataclasses.field(default_factory=list)
   notes: list = dataclasses.field(default_factory=list)
   claims: pd.DataFrame | None = None
+  options: dict = dataclasses.field(default_factory=dict)  # table options, by TableSpec.options name
   seconds: float = 0.0
   table_seconds: dict = dataclasses.field(default_factory=dict)  # computing time per table
 
@@ -91,49 +97,78 @@ def run_labels(runs: list[Run]) -> list[str]:
   return [f"{n}-{config_hash(r)[:6]}" if names.count(n) > 1 else n for n, r in zip(names, runs)]
 
 
-def _call(spec: tables.TableSpec, run: Run, step: int | None) -> pd.DataFrame:
-  frame = spec.fn(run) if step is None else spec.fn(run, step)
+def _options(spec: tables.TableSpec, options: dict) -> dict:
+  return options.get(spec.options, {}) if spec.options else {}
+
+
+def _call(spec: tables.TableSpec, run: Run, step: int | None, options: dict) -> pd.DataFrame:
+  kwargs = _options(spec, options)
+  frame = spec.fn(run, **kwargs) if step is None else spec.fn(run, step, **kwargs)
   return frame.drop(columns="run", errors="ignore")
+
+
+def analysis_modules(module) -> dict:
+  """{name: module}: `module` and the scaling_interference.analysis modules it uses, directly or through them."""
+  found, todo = {}, [module]
+  while todo:
+    current = todo.pop()
+    if current is None or current.__name__ in found:
+      continue
+    found[current.__name__] = current
+    for value in vars(current).values():
+      used = value if inspect.ismodule(value) else inspect.getmodule(value)
+      if used is not None and used.__name__.startswith(ANALYSIS):
+        todo.append(used)
+  return found
 
 
 @functools.lru_cache(maxsize=None)
 def code_version(fn: Callable) -> str:
-  """A hash of the source of the module that defines fn, so editing it invalidates the table's cached results."""
+  """A hash of the source of fn's module and the analysis modules it uses: editing them invalidates the cache."""
   try:
-    text = inspect.getsource(inspect.getmodule(fn))
+    modules = analysis_modules(inspect.getmodule(fn))
+    text = "".join(inspect.getsource(modules[name]) for name in sorted(modules))
   except (OSError, TypeError):
     return "nosource"
   return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def cache_path(out: str, run: Run, job: Job) -> str:
-  """out/cache/<config hash>/<table>-<code version>/<step-S | metrics-S>.csv."""
+def options_hash(options: dict) -> str:
+  return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def cache_path(out: str, run: Run, job: Job, options: dict) -> str:
+  """out/cache/<config hash>/<table>-<code version>[-<options hash>]/<step-S | metrics-S>.csv."""
+  spec = tables.SPECS[job.table]
   key = f"step-{job.step}" if job.step is not None else f"metrics-{int(run.metrics.step.max())}"
-  folder = f"{job.table}-{code_version(tables.SPECS[job.table].fn)}"
+  folder = f"{job.table}-{code_version(spec.fn)}"
+  if spec.options:
+    folder += f"-{options_hash(_options(spec, options))}"
   return os.path.join(out, "cache", config_hash(run), folder, f"{key}.csv")
 
 
 def plan(runs: list[Run], specs: list[tables.TableSpec], steps: str) -> list[Job]:
-  """Every (run, table, step) job: per-run tables once, per-step tables at each checkpoint (or the last)."""
+  """Jobs: per-run tables once, per-step tables at each checkpoint (or the last), at_init ones at step 0 too."""
   jobs = []
   for i, run in enumerate(runs):
     checkpoint_steps = run.steps()
     chosen = checkpoint_steps[-1:] if steps == "last" else checkpoint_steps
     for spec in specs:
-      jobs += [Job(i, spec.name, None)] if spec.scope == "run" else [Job(i, spec.name, s) for s in chosen]
+      at = sorted(set(chosen) | {0}) if spec.at_init else chosen
+      jobs += [Job(i, spec.name, None)] if spec.scope == "run" else [Job(i, spec.name, s) for s in at]
   return jobs
 
 
 def run_job(out: str, run: Run, job: Job, report: Report) -> pd.DataFrame | None:
   """The job's table from the cache, or computed and cached; None (and a note) when it fails."""
-  path = cache_path(out, run, job)
+  path = cache_path(out, run, job, report.options)
   if os.path.exists(path):
     report.cached.append(job)
     return pd.read_csv(path)
   report.computed.append(job)
   start = time.time()
   try:
-    frame = _call(tables.SPECS[job.table], run, job.step)
+    frame = _call(tables.SPECS[job.table], run, job.step, report.options)
   except Exception as e:  # noqa: BLE001 - another module's failure must not stop the report
     report.failed.append(job)
     report.notes.append(f"{job.table} at step {job.step} of {run.path} failed: {type(e).__name__}: {e}")
@@ -200,15 +235,21 @@ def write_tables(out: str, frames: dict) -> list[str]:
   return written
 
 
-def build(workdirs, out: str, steps: str = "all", skip=()) -> Report:
-  """Computes (or reads from the cache) every table of every workdir; writes tables, figures and index.html."""
+def build(workdirs, out: str, steps: str = "all", skip=(), options: dict | None = None) -> Report:
+  """Computes (or reads from the cache) every table of every workdir; writes tables, figures and index.html.
+
+  options: {TableSpec.options name: keywords of those tables' functions}, e.g. {"replay": {"events": 2}}.
+  """
   if steps not in ("all", "last"):
     raise ValueError(f"steps: must be 'all' or 'last', got {steps!r}")
   unknown = set(skip) - set(tables.SPECS)
   if unknown:
     raise ValueError(f"skip: unknown tables {sorted(unknown)}; choose from {sorted(tables.SPECS)}")
+  known = sorted({s.options for s in tables.SPECS.values() if s.options})
+  if set(options or {}) - set(known):
+    raise ValueError(f"options: unknown names {sorted(set(options) - set(known))}; choose from {known}")
   start, out = time.time(), os.path.abspath(out)
-  report = Report(out=out, index=os.path.join(out, "index.html"))
+  report = Report(out=out, index=os.path.join(out, "index.html"), options=dict(options or {}))
   runs = [load_run(w) for w in ([workdirs] if isinstance(workdirs, str) else workdirs)]
   labels = run_labels(runs)
   specs = [s for s in tables.TABLES if s.name not in skip]

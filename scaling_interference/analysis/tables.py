@@ -1,14 +1,16 @@
 """The report's tables: each one's scope, the function that makes it, and its documented columns.
 
   TableSpec("final", "run", scaling.final_table, doc, columns): scaling.final_table(run) is one run's table;
-  a "step" table's function takes (run, step). tables_readme documents them as tables/README.md.
+  a "step" table's function takes (run, step). A spec with `options` also takes the report's options of
+  that name as keywords (report.build(options={"replay": {...}})); a "step" table with `at_init` is also
+  computed at step 0, the seeded init. tables_readme documents them as tables/README.md.
 """
 import dataclasses
 from typing import Callable
 
 import pandas as pd
 
-from scaling_interference.analysis import allocation, claims, gradients, probes, retention, scaling
+from scaling_interference.analysis import allocation, claims, gradients, probes, replay_tables, retention, scaling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +21,8 @@ class TableSpec:
   fn: Callable
   doc: str
   columns: dict
+  options: str | None = None  # the report options (a key of build's options) passed to fn as keywords
+  at_init: bool = False  # a "step" table also computed at step 0 (the seeded init, Run.restore)
 
   @property
   def source(self) -> str:
@@ -27,7 +31,7 @@ class TableSpec:
 
 
 RUN = {"run": "the workdir's name (its folder; made unique when two share one)"}
-STEP = {"step": "checkpoint step the table was computed at"}
+STEP = {"step": "checkpoint step the table was computed at (0: the seeded init)"}
 MEMBER = {"member": "member id (members.json)", "width": "the member's hidden width"}
 TASK = {"task": "task id", "frequency": "the task's realised share of training examples (injection included)",
         "complexity": "the task's complexity (family specific; larger is harder)"}
@@ -84,9 +88,25 @@ TABLES = [
                "n_tasks": "tasks in the bin", "n_learned": "of them, learned by some width",
                "width_any": "smallest width that learned some task of the bin",
                "width_all": "smallest width that learned every task of the bin (NaN: some never learned)"}),
-    TableSpec("gradients", "step", gradients.gradient_table,
-              "Per (member, task) at a checkpoint: per-task gradient norm and first-order loss changes "
-              "of the next update.",
+    TableSpec("replay", "run", replay_tables.replay_table,
+              "Per (window, member, task of interest): an exact replay of the training steps after an injection "
+              "event, each task's loss change over the window attributed to the update's task classes "
+              "(replay_tables.py; report options 'replay': events, max_steps, by, n_common). Empty when the run "
+              "injects no task.",
+              replay_tables.REPLAY_DOCS, options="replay"),
+    TableSpec("replay_steps", "run", replay_tables.replay_steps_table,
+              "Per (window, member, step, task of interest): the replay step by step (signal, loss, attributed "
+              "loss changes).",
+              replay_tables.STEP_DOCS, options="replay"),
+    TableSpec("counterfactual", "run", replay_tables.counterfactual_table,
+              "Per (window, member): the window's injected task as trained and replayed without the common "
+              "tasks' updates.",
+              replay_tables.COUNTERFACTUAL_DOCS, options="replay"),
+    TableSpec("next_update", "step", gradients.gradient_table,
+              "Per (member, task) at a checkpoint: a next-update estimate from fixed eval examples (per-task "
+              "gradient norms and the first-order loss changes of the update the optimizer would take next). "
+              "It describes the state at the checkpoint, not the training dynamics (the replay tables measure "
+              "those).",
               {**STEP, **MEMBER, "task": TASK["task"], "frequency": "task share used for the mixture gradient",
                "common": "among the most frequent tasks covering 90% of the mixture", "grad_norm": "||g_k||",
                "dL_self": "task k's own update's change of its loss",
@@ -94,8 +114,10 @@ TABLES = [
                "dL_mixture": "change from the whole update", "overwrite": "change caused by the other tasks' updates",
                "overwrite_common": "part of overwrite from common tasks", "overwrite_rare": "part from the other tasks",
                "overwrite_share": "overwrite / (|dL_carry| + |dL_self| + |overwrite|), in [-1, 1]"}),
-    TableSpec("cosines", "step", gradients.cosine_table,
-              "Per (member, task_i, task_j) at a checkpoint: gradient cosine and task j's update acting on task i.",
+    TableSpec("next_update_cosines", "step", gradients.cosine_table,
+              "Per (member, task_i, task_j) at a checkpoint: cosine of the tasks' gradients on fixed eval "
+              "examples and task j's part of the next-update estimate acting on task i; a description of the "
+              "state, not of the training dynamics.",
               {**STEP, **MEMBER, "task_i": "task whose loss changes", "task_j": "task whose update acts",
                "cosine": "cos(g_i, g_j)", "dL": "first-order change of task i's loss from task j's update"}),
     TableSpec("neurons", "step", allocation.neuron_table,
@@ -107,15 +129,17 @@ TABLES = [
               {**STEP, **MEMBER, **TASK, "owned_neurons": "neurons owned by the task (most of their ablation loss)",
                "capacity": "sum of the dimensionalities D_i of the task's input features (Elhage et al. 2022)"}),
     TableSpec("probes", "step", probes.probe_table,
-              "Per (member, layer, task, feature) at a checkpoint: a linear probe's score.",
+              "Per (member, layer, task, feature) at a checkpoint and at step 0 (the seeded init): a linear "
+              "probe's score.",
               {**STEP, **MEMBER, "layer": "representation probed (MLP: input, hidden<i>, output; language model: embed, block<i>, the residual stream at the answer-predicting position)", "task": TASK["task"],
                "feature": "probed task feature",
                "metric": "the probe's score name", "value": "the score",
-               "decodable": "the score passes the threshold"}),
+               "decodable": "the score passes the threshold"}, at_init=True),
 ]
 DERIVED = {
     "decodable": TableSpec("decodable", "step", probes.decodable_counts,
-                           "Per (member, layer) at a checkpoint: task features the probes decode (from probes).",
+                           "Per (member, layer) at a checkpoint and at step 0: task features the probes decode "
+                           "(from probes).",
                            {**STEP, **MEMBER, "layer": "representation probed", "n_decodable": "decodable features"}),
     "claims": TableSpec("claims", "run", claims.evaluate_claims,
                         "Per (run, claim): whether the study's claim held in this sweep, with the measured numbers.",
