@@ -17,6 +17,7 @@ from scaling_interference.analysis.replay import TOLERANCE, Replayer, WindowRepl
 from scaling_interference.reader import Run
 
 TERMS = ("own", "common", "injected", "other", "history", "weight_decay")
+DEFAULTS = dict(events=3, max_steps=200, by="class", n_common=2, tolerance=TOLERANCE)  # replay_analysis's options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +35,16 @@ def _frequencies(run: Run) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _analysis(path: str, metrics_step: int, events: int, max_steps: int, by: str, n_common: int,
-              tolerance: float) -> ReplayAnalysis:
+              tolerance: float):
+  """The ReplayAnalysis, or the exception the replay raised (so the three tables fail once, not thrice)."""
   del metrics_step  # part of the key: a run trained further is analysed again
-  run = _RUNS[path]
+  try:
+    return _replay_all(_RUNS[path], events, max_steps, by, n_common, tolerance)
+  except Exception as e:  # noqa: BLE001 - re-raised by replay_analysis for each table
+    return e
+
+
+def _replay_all(run: Run, events: int, max_steps: int, by: str, n_common: int, tolerance: float) -> ReplayAnalysis:
   p_K = _frequencies(run)
   classes = classes_lib.task_classes(run.problem, p_K, by)
   interest = classes_lib.interest_tasks(run.problem, p_K, n_common)
@@ -50,11 +58,16 @@ def _analysis(path: str, metrics_step: int, events: int, max_steps: int, by: str
 _RUNS: dict = {}
 
 
-def replay_analysis(run: Run, events: int = 3, max_steps: int = 200, by: str = "class", n_common: int = 2,
-                    tolerance: float = TOLERANCE) -> ReplayAnalysis:
-  """The run's replays and counterfactuals, computed once per process for the same arguments."""
+def replay_analysis(run: Run, **options) -> ReplayAnalysis:
+  """The run's replays and counterfactuals (options: DEFAULTS' keys), computed once per process per options."""
+  unknown = set(options) - set(DEFAULTS)
+  if unknown:
+    raise ValueError(f"replay options: unknown {sorted(unknown)}; choose from {sorted(DEFAULTS)}")
   _RUNS[run.path] = run
-  return _analysis(run.path, int(run.metrics.step.max()), events, max_steps, by, n_common, tolerance)
+  found = _analysis(run.path, int(run.metrics.step.max()), **{**DEFAULTS, **options})
+  if isinstance(found, Exception):
+    raise found
+  return found
 
 
 def term_matrix(classes: classes_lib.Classes, task: int, injected: list) -> np.ndarray:

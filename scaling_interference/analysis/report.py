@@ -98,7 +98,8 @@ def run_labels(runs: list[Run]) -> list[str]:
 
 
 def _options(spec: tables.TableSpec, options: dict) -> dict:
-  return options.get(spec.options, {}) if spec.options else {}
+  """The keywords of a table's function: its option group's defaults, then what the build was given."""
+  return {**tables.OPTION_DEFAULTS[spec.options], **options.get(spec.options, {})} if spec.options else {}
 
 
 def _call(spec: tables.TableSpec, run: Run, step: int | None, options: dict) -> pd.DataFrame:

@@ -61,7 +61,11 @@ TABLES = [
     TableSpec("final", "run", scaling.final_table,
               "Per (width, task): loss and signal at the last eval, mean over the width's members.",
               {"width": "hidden width", "task": TASK["task"], "loss": "mean final eval loss",
-               "signal": "mean final signal", "frequency": TASK["frequency"], "complexity": TASK["complexity"]}),
+               "signal": "mean final signal",
+               "projection": "mean <M_kk, W*_k>_F / ||W*_k||_F^2 of the members' linear maps at the last checkpoint "
+                             "(1: the target, 0: an unrelated map, negative: opposed; NaN: non-linear members or no "
+                             "target map)",
+               "frequency": TASK["frequency"], "complexity": TASK["complexity"]}),
     TableSpec("power_law", "run", scaling.power_law_table,
               "Per task: least-squares fit of log(final loss - floor) on log(width); degenerate tasks skipped.",
               {**{k: TASK[k] for k in TASK}, "exponent": "b in loss - floor = a * width^-b (> 0: falls with width)",
@@ -147,6 +151,7 @@ DERIVED = {
                          "status": "held, did not hold, or not measurable", "evidence": "the measured numbers"}),
 }
 SPECS = {spec.name: spec for spec in TABLES} | DERIVED
+OPTION_DEFAULTS = {"replay": replay_tables.DEFAULTS}  # the keywords each option group's functions take
 
 
 def tables_readme(frames: dict) -> str:
