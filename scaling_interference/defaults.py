@@ -13,7 +13,8 @@ def model_config() -> ml_collections.ConfigDict:
       depth=1,  # hidden layers
       activation="relu",
       use_bias=True,
-      init_scale=1.0,  # multiplies the default (LeCun-normal) init of every parameter
+      init="lecun",  # lecun: LeCun-normal kernels, zero biases; torch: PyTorch nn.Linear's, all U(+-1/sqrt(fan_in))
+      init_scale=1.0,  # multiplies the init of every parameter
   ))
 
 

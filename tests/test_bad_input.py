@@ -17,6 +17,7 @@ CASES = [
     ("model.widths", (-4,), r"model\.widths: every entry must be an integer > 0, got -4"),
     ("model.widths", (), r"model\.widths: must list at least one value"),
     ("model.activation", "swish2", r"model\.activation: must be one of \[.*'relu'.*\], got 'swish2'"),
+    ("model.init", "xavier", r"model\.init: must be one of \['lecun', 'torch'\], got 'xavier'"),
     ("task.alpha", -0.5, r"task\.alpha: must be a finite number >= 0, got -0\.5"),
     ("task.num_tasks", 0, r"task\.num_tasks: must be an integer >= 1, got 0"),
     ("task.family", "vision", r"task\.family: unknown family 'vision'; choose one of \['regression', 'sparse_parity'\]"),

@@ -5,6 +5,7 @@ it needs params as plain pytrees: `MLPDef.init(key)` returns a nested dict, and
 `MLPDef.apply(params, x)` merges it into the NNX module for one call.
 """
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -19,14 +20,27 @@ ACTIVATIONS = {
 }
 
 
+def torch_init(fan_in: int) -> dict:
+  """PyTorch nn.Linear's default: kernel and bias uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)]."""
+  bound = 1.0 / math.sqrt(fan_in)
+  uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+  return dict(kernel_init=uniform, bias_init=uniform)
+
+
+INITS = {
+    "lecun": lambda fan_in: {},  # Flax's default: LeCun-normal kernel, zero bias
+    "torch": torch_init,
+}
+
+
 class MLP(nnx.Module):
   """`depth` hidden layers of `width` units, then a linear readout."""
 
-  def __init__(self, input_dim, width, output_dim, *, depth, activation, use_bias, rngs):
+  def __init__(self, input_dim, width, output_dim, *, depth, activation, use_bias, init="lecun", rngs):
     dims = [input_dim] + [width] * depth
-    self.hidden = nnx.List([nnx.Linear(a, b, use_bias=use_bias, rngs=rngs)
+    self.hidden = nnx.List([nnx.Linear(a, b, use_bias=use_bias, rngs=rngs, **INITS[init](a))
                             for a, b in zip(dims[:-1], dims[1:])])
-    self.readout = nnx.Linear(dims[-1], output_dim, use_bias=use_bias, rngs=rngs)
+    self.readout = nnx.Linear(dims[-1], output_dim, use_bias=use_bias, rngs=rngs, **INITS[init](dims[-1]))
     self.activation = activation
 
   def __call__(self, x_BxI):
@@ -55,11 +69,12 @@ class MLPDef:
   depth: int = 1
   activation: str = "relu"
   use_bias: bool = True
-  init_scale: float = 1.0  # multiplies Flax's default init (small values: the rich, saddle-to-saddle regime)
+  initializer: str = "lecun"  # a key of INITS (config: model.init)
+  init_scale: float = 1.0  # multiplies the init (small values: the rich, saddle-to-saddle regime)
 
   def _module(self, key):
-    return MLP(self.input_dim, self.width, self.output_dim, depth=self.depth,
-               activation=self.activation, use_bias=self.use_bias, rngs=nnx.Rngs(params=key))
+    return MLP(self.input_dim, self.width, self.output_dim, depth=self.depth, activation=self.activation,
+               use_bias=self.use_bias, init=self.initializer, rngs=nnx.Rngs(params=key))
 
   def init(self, key) -> dict:
     params = nnx.to_pure_dict(nnx.state(self._module(key), nnx.Param))
