@@ -114,7 +114,7 @@ def _float64_attribution(run, rp, window, member: int):
   e_k = np.zeros((d, family.input_dim))  # x = z e_k for task k's examples
   e_k[:, k * d:(k + 1) * d] = np.eye(d)
   t_k = np.zeros((d, family.output_dim))
-  t_k[:, k * m:(k + 1) * m] = family.w_star_KxMxD[k].T
+  t_k[:, k * m:(k + 1) * m] = family.w_star_KxYxD[k].T
 
   def pop_grad(w1, w2):
     r = e_k @ w1 @ w2 - t_k
@@ -203,3 +203,8 @@ def test_language_model_replay_reproduces_training(tmp_path):
   assert r.compared >= 2 and r.max_diff < 1e-4, (r.compared, r.max_diff)  # eval at 10, checkpoint at 10
   total, actual = r.dL_SxMxKxU.sum(axis=(0, 3)), r.loss_SxMxK[-1] - r.loss_start_MxK
   assert np.all(np.abs(total - actual) <= 0.05 * np.abs(r.dL_SxMxKxU.sum(axis=0)).sum(-1))
+
+
+def test_windows_after_a_step(event_run):
+  windows = classes_lib.default_windows(event_run.problem, 60, events=2, max_steps=30, after=20)
+  assert [(w.schedule, w.event, w.start, w.stop) for w in windows] == [("rare", 2, 25, 35), ("rare", 3, 35, 45)]

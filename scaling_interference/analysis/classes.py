@@ -4,9 +4,10 @@ Classes (`by="class"`): each injected task is a class of its own; the most frequ
 tasks, whose base frequencies first reach `common_mass` of their total, are the "common" class;
 the rest are "other". With `by="task"` every task is a class (for runs with few tasks).
 
-Windows: after each of the first `events` events of every injection schedule, from the event's
-batch step up to the schedule's next event (at most `max_steps` steps). A continuous schedule
-(share, per_batch) injects at nearly every step; it gets one window from its first injection.
+Windows: after each of the first `events` events at or after step `after` of every injection
+schedule, from the event's batch step up to the schedule's next event (at most `max_steps` steps).
+A continuous schedule (share, per_batch) injects at nearly every step; it gets one window from its
+first injection at or after `after`.
 """
 import dataclasses
 
@@ -76,16 +77,18 @@ def interest_tasks(problem, frequency_K: np.ndarray, n_common: int = 2) -> list[
   return injected + others[:n_common]
 
 
-def default_windows(problem, total_steps: int, events: int = 3, max_steps: int = 200) -> list[Window]:
-  """Windows after the first `events` events of every schedule, sorted by start."""
-  counts_SxN = realised_counts(problem.schedules, total_steps)
+def default_windows(problem, total_steps: int, events: int = 3, max_steps: int = 200, after: int = 0) -> list[Window]:
+  """Windows after the first `events` events at or after step `after` of every schedule, sorted by start."""
+  counts_SxZ = realised_counts(problem.schedules, total_steps)
   windows = []
   for n, schedule in enumerate(problem.schedules):
-    steps = np.flatnonzero(counts_SxN[:, n])
+    steps = np.flatnonzero(counts_SxZ[:, n])
+    first = int(np.searchsorted(steps, after))
+    numbers, steps = np.arange(first, len(steps)), steps[first:]
     if schedule.kind in CONTINUOUS_KINDS:
       steps = steps[:1]
     for e, start in enumerate(steps[:events]):
       nxt = steps[e + 1] if e + 1 < len(steps) else total_steps
       stop = int(min(nxt, start + max_steps, total_steps))
-      windows.append(Window(schedule.name, schedule.task, e, int(start), stop))
+      windows.append(Window(schedule.name, schedule.task, int(numbers[e]), int(start), stop))
   return sorted(windows, key=lambda w: (w.start, w.schedule))

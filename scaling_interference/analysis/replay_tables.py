@@ -17,7 +17,7 @@ from scaling_interference.analysis.replay import TOLERANCE, Replayer, WindowRepl
 from scaling_interference.reader import Run
 
 TERMS = ("own", "common", "injected", "other", "history", "weight_decay")
-DEFAULTS = dict(events=3, max_steps=200, by="class", n_common=2, tolerance=TOLERANCE)  # replay_analysis's options
+DEFAULTS = dict(events=3, max_steps=200, after=0, by="class", n_common=2, tolerance=TOLERANCE)  # replay_analysis's options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,21 +34,22 @@ def _frequencies(run: Run) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _analysis(path: str, metrics_step: int, events: int, max_steps: int, by: str, n_common: int,
+def _analysis(path: str, metrics_step: int, events: int, max_steps: int, after: int, by: str, n_common: int,
               tolerance: float):
   """The ReplayAnalysis, or the exception the replay raised (so the three tables fail once, not thrice)."""
   del metrics_step  # part of the key: a run trained further is analysed again
   try:
-    return _replay_all(_RUNS[path], events, max_steps, by, n_common, tolerance)
+    return _replay_all(_RUNS[path], events, max_steps, after, by, n_common, tolerance)
   except Exception as e:  # noqa: BLE001 - re-raised by replay_analysis for each table
     return e
 
 
-def _replay_all(run: Run, events: int, max_steps: int, by: str, n_common: int, tolerance: float) -> ReplayAnalysis:
+def _replay_all(run: Run, events: int, max_steps: int, after: int, by: str, n_common: int,
+                tolerance: float) -> ReplayAnalysis:
   p_K = _frequencies(run)
   classes = classes_lib.task_classes(run.problem, p_K, by)
   interest = classes_lib.interest_tasks(run.problem, p_K, n_common)
-  windows = classes_lib.default_windows(run.problem, run.config.train.steps, events, max_steps)
+  windows = classes_lib.default_windows(run.problem, run.config.train.steps, events, max_steps, after)
   replayer = Replayer(run, classes, interest, max((w.stop - w.start for w in windows), default=1), tolerance)
   replays = [replayer.replay(w) for w in windows]
   counterfactuals = [replayer.replay(w, removed=classes.common_C) for w in windows]
@@ -130,18 +131,18 @@ def _step_rows(analysis: ReplayAnalysis, run: Run, w: int) -> list[pd.DataFrame]
   steps = np.arange(r.window.start, r.window.stop + 1)  # steps done: the window's start, then after each update
   frames = []
   for k, task in enumerate(analysis.interest_K):
-    terms_SxMxT = r.dL_SxMxKxU[:, :, k] @ term_matrix(analysis.classes, task, injected)
+    terms_SxMxU = r.dL_SxMxKxU[:, :, k] @ term_matrix(analysis.classes, task, injected)
     loss_SxM = np.concatenate([r.loss_start_MxK[None, :, k], r.loss_SxMxK[:, :, k]])
     signal_SxM = np.concatenate([r.signal_start_MxK[None, :, k], r.signal_SxMxK[:, :, k]])
-    nan_M = np.full((1, len(members)), np.nan)
+    nan_1xM = np.full((1, len(members)), np.nan)
     for m, member in members.iterrows():
-      columns = {f"dL_{t}": np.concatenate([[np.nan], terms_SxMxT[:, m, i]]) for i, t in enumerate(TERMS)}
+      columns = {f"dL_{t}": np.concatenate([[np.nan], terms_SxMxU[:, m, i]]) for i, t in enumerate(TERMS)}
       frames.append(pd.DataFrame({
           **_window_columns(w, r), "member": int(member.id), "width": int(member.width), "step": steps,
           "task": task, "loss": loss_SxM[:, m], "signal": signal_SxM[:, m],
           "dL_actual": np.concatenate([[np.nan], np.diff(loss_SxM[:, m])]), **columns,
-          "common_grad_norm": np.concatenate([nan_M, r.common_norm_SxM])[:, m],
-          "common_along": np.concatenate([nan_M, r.common_along_SxMxK[:, :, k]])[:, m]}))
+          "common_grad_norm": np.concatenate([nan_1xM, r.common_norm_SxM])[:, m],
+          "common_along": np.concatenate([nan_1xM, r.common_along_SxMxK[:, :, k]])[:, m]}))
   return frames
 
 
