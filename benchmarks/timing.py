@@ -31,10 +31,10 @@ def machine() -> dict:
 
 def matmul_program(n: int, dtype: str) -> Timed:
   """An n x n matmul (2 n^3 FLOPs), compiled."""
-  a_NxN = jax.random.normal(jax.random.key(0), (n, n), dtype)
-  b_NxN = jax.random.normal(jax.random.key(1), (n, n), dtype)
+  a_DxD = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  b_DxD = jax.random.normal(jax.random.key(1), (n, n), dtype)
   matmul = jax.jit(jnp.matmul)
-  run = lambda: jax.block_until_ready(matmul(a_NxN, b_NxN))
+  run = lambda: jax.block_until_ready(matmul(a_DxD, b_DxD))
   run()
   return Timed(f"{dtype} matmul {n}^3", run, 1, flops=2.0 * n ** 3)
 

@@ -1,4 +1,38 @@
-"""scaling_interference: which tasks a model of a given size learns, and why."""
+"""scaling_interference: which tasks a model of a given size learns, and why.
+
+Tensor names carry their shapes: the suffix after the last underscore has one capital letter per
+axis, joined by 'x' (x_BxI: batch by inputs); a digit is an axis of that literal size (cos_Lx1xF).
+Each letter means one thing throughout the package, its benchmarks and tests:
+
+  A  operand tuples of a token task's held-out split (drawn operand sets, or their orderings)
+  B  examples of a batch
+  C  task classes of an interference replay
+  D  feature width: d_model, a task's input block (regression's d, sparse parity's n bits), a
+     probed representation, the rows of a generic helper's block or matrix
+  E  successors of a token in the synthetic language (`successors` of them per token)
+  F  rotary frequencies (H / 2)
+  G  ridge penalties of a probe (`RIDGE_GRID`)
+  H  attention head size (d_head)
+  I  input features of a model or layer
+  J  operands of a task's answer: a token-task example's operands, a sparse-parity subset's bits
+  K  a run's tasks
+  L  token positions of a row
+  M  members (of a group, or of a run)
+  N  examples; also any 1-D list of items whose kind its name says (rows_N, step_N)
+  O  outputs of a model (a probe's target columns)
+  P  flattened parameters
+  Q  token positions of one token-task example (marker, operands, separator, answer; padded)
+  R  target directions of a regression task (its r = min(d, m) singular vectors)
+  S  steps (training steps, or the steps that inject examples)
+  T  tasks selected by id (task_T holds the ids)
+  U  update terms of a replay: one per class, then history and weight decay; or those terms
+     grouped by their role for a task (TERMS)
+  V  vocabulary (token ids)
+  W  hidden units (an MLP's width, OLMo's MLP hidden size)
+  X  blocks of a split axis: chunks of tasks, attention heads (d_model = X * H)
+  Y  a regression task's output block (m coordinates)
+  Z  injection schedules
+"""
 from scaling_interference.reader import Run, load_run
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.loop import train

@@ -19,7 +19,7 @@ def one_neuron_per_task(depth: int):
   family = make_family(small_regression(input_dim=1, output_dim=1, scales=(1.0, 2.0, 3.0, 4.0)).task)
   model = MLPDef(4, 5, 4, depth=depth, activation="linear", use_bias=False)
   hidden = {0: {"kernel": jnp.eye(4, 5)}} | {i: {"kernel": jnp.eye(5)} for i in range(1, depth)}
-  readout = jnp.eye(5, 4) * jnp.asarray(family.w_star_KxMxD[:, 0, 0], jnp.float32)
+  readout = jnp.eye(5, 4) * jnp.asarray(family.w_star_KxYxD[:, 0, 0], jnp.float32)
   return family, model, {"hidden": hidden, "readout": {"kernel": readout}}
 
 
@@ -49,8 +49,8 @@ def test_dimensionality():
   np.testing.assert_allclose(allocation.dimensionality([[1.0, 0.0], [1.0, 0.0], [0.0, 3.0]]), [0.5, 0.5, 1.0])
   np.testing.assert_allclose(allocation.dimensionality([[1.0, 0.0], [-2.0, 0.0], [0.0, 0.0]]), [0.2, 0.8, 0.0],
                              err_msg="antipodal features share a dimension in proportion to their squared norms")
-  d_F = allocation.dimensionality(np.random.default_rng(0).standard_normal((12, 5)))
-  assert np.all((d_F >= 0) & (d_F <= 1)) and d_F.sum() <= 5 + 1e-9, "dimensionalities sum to at most the width"
+  d_I = allocation.dimensionality(np.random.default_rng(0).standard_normal((12, 5)))
+  assert np.all((d_I >= 0) & (d_I <= 1)) and d_I.sum() <= 5 + 1e-9, "dimensionalities sum to at most the width"
 
 
 def test_capacity_of_hand_built_blocks():

@@ -44,10 +44,10 @@ class CopyBit(Family):
     require_int(task_config, "task.n_bits", task_config.num_tasks)
 
   def sample(self, key, task_B) -> Batch:
-    bits_BxN = jax.random.bernoulli(key, 0.5, (task_B.shape[0], self.n_bits)).astype(jnp.float32)
+    bits_BxD = jax.random.bernoulli(key, 0.5, (task_B.shape[0], self.n_bits)).astype(jnp.float32)
     code_BxK = jax.nn.one_hot(task_B, self.num_tasks, dtype=jnp.float32)
-    label_B = jnp.take_along_axis(bits_BxN, task_B[:, None], axis=1)[:, 0].astype(jnp.int32)
-    return Batch(x=jnp.concatenate([code_BxK, bits_BxN], -1), y=label_B, task=task_B.astype(jnp.int32))
+    label_B = jnp.take_along_axis(bits_BxD, task_B[:, None], axis=1)[:, 0].astype(jnp.int32)
+    return Batch(x=jnp.concatenate([code_BxK, bits_BxD], -1), y=label_B, task=task_B.astype(jnp.int32))
 
   def loss(self, out_BxO, batch: Batch):
     return optax.softmax_cross_entropy_with_integer_labels(out_BxO, batch.y)

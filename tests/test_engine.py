@@ -76,7 +76,7 @@ def test_eval_matches_numpy_recomputation(regression_config):
       loss_T = ((out - y) ** 2).sum(-1).reshape(family.num_tasks, n).mean(1)
       np.testing.assert_allclose(result.loss[g], loss_T, rtol=1e-4)
       m = p["hidden"][0]["kernel"] @ p["readout"]["kernel"]
-      signal_T = [np.linalg.norm(m[4 * k:4 * k + 4, 4 * k:4 * k + 4]) / np.linalg.norm(family.w_star_KxMxD[k])
+      signal_T = [np.linalg.norm(m[4 * k:4 * k + 4, 4 * k:4 * k + 4]) / np.linalg.norm(family.w_star_KxYxD[k])
                   for k in range(family.num_tasks)]
       np.testing.assert_allclose(result.signal[g], signal_T, rtol=1e-4)
 

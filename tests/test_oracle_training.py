@@ -29,6 +29,6 @@ def test_linear_members_reach_the_oracle():
     assert abs(total / best.total_loss - 1) < 0.02, (
         f"width {group.model.width}: trained loss {total:.5f} vs oracle {best.total_loss:.5f}")
     learned = np.linalg.norm([map_IxO[4 * k:4 * k + 4, 4 * k:4 * k + 4] for k in range(16)], axis=(1, 2))
-    signal = learned / np.linalg.norm(family.w_star_KxMxD, axis=(1, 2))
+    signal = learned / np.linalg.norm(family.w_star_KxYxD, axis=(1, 2))
     np.testing.assert_allclose(signal, best.signal_K, atol=0.1,
                                err_msg=f"width {group.model.width} kept other tasks than the oracle")

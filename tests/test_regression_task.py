@@ -34,13 +34,13 @@ def test_registered_and_built_from_config():
 
 def test_definition_is_a_function_of_seed_alone():
   a, b, c = Regression(_config()), Regression(_config()), Regression(_config(seed=1))
-  np.testing.assert_array_equal(a.w_star_KxMxD, b.w_star_KxMxD)
-  assert not np.allclose(a.w_star_KxMxD, c.w_star_KxMxD)
+  np.testing.assert_array_equal(a.w_star_KxYxD, b.w_star_KxYxD)
+  assert not np.allclose(a.w_star_KxYxD, c.w_star_KxYxD)
 
 
 def test_bases_are_orthonormal():
   family = Regression(_config())
-  for basis in (family.u_KxMxR, family.v_KxDxR):
+  for basis in (family.u_KxYxR, family.v_KxDxR):
     gram_KxRxR = np.einsum("knr,kns->krs", basis, basis)
     np.testing.assert_allclose(gram_KxRxR, np.broadcast_to(np.eye(4), gram_KxRxR.shape),
                                atol=1e-12)
@@ -51,7 +51,7 @@ def test_w_star_has_configured_singular_values():
   i_R = np.arange(1, 5.0)
   expected_KxR = np.stack([1.0 * i_R ** 0.0, 2.0 * i_R ** -1.0, 0.5 * i_R ** -2.0])
   np.testing.assert_allclose(family.singular_values_KxR, expected_KxR)
-  svd_KxR = np.linalg.svd(family.w_star_KxMxD, compute_uv=False)
+  svd_KxR = np.linalg.svd(family.w_star_KxYxD, compute_uv=False)
   np.testing.assert_allclose(svd_KxR, expected_KxR, rtol=1e-12)
 
 
@@ -74,12 +74,12 @@ def test_sample_places_input_and_target_in_the_task_block():
   batch = _samples(family, per_task=8)
   assert batch.x.dtype == jnp.float32 and batch.y.dtype == jnp.float32
   x_BxKxD = np.asarray(batch.x, np.float64).reshape(-1, 3, 5)
-  y_BxKxM = np.asarray(batch.y, np.float64).reshape(-1, 3, 4)
+  y_BxKxY = np.asarray(batch.y, np.float64).reshape(-1, 3, 4)
   for b, k in enumerate(np.asarray(batch.task)):
     others = np.arange(3) != k
-    assert np.all(x_BxKxD[b, others] == 0) and np.all(y_BxKxM[b, others] == 0)
+    assert np.all(x_BxKxD[b, others] == 0) and np.all(y_BxKxY[b, others] == 0)
     assert np.all(x_BxKxD[b, k] != 0)
-    np.testing.assert_allclose(y_BxKxM[b, k], family.w_star_KxMxD[k] @ x_BxKxD[b, k],
+    np.testing.assert_allclose(y_BxKxY[b, k], family.w_star_KxYxD[k] @ x_BxKxD[b, k],
                                rtol=1e-5, atol=1e-6)
 
 
@@ -98,8 +98,8 @@ def test_label_noise_has_the_configured_std():
   family = Regression(_config(noise=0.3))
   batch = _samples(family, per_task=4000)
   x_BxKxD = np.asarray(batch.x, np.float64).reshape(-1, 3, 5)
-  clean_BxKxM = np.einsum("kmd,bkd->bkm", family.w_star_KxMxD, x_BxKxD)
-  residual = np.asarray(batch.y, np.float64).reshape(-1, 3, 4) - clean_BxKxM
+  clean_BxKxY = np.einsum("kmd,bkd->bkm", family.w_star_KxYxD, x_BxKxD)
+  residual = np.asarray(batch.y, np.float64).reshape(-1, 3, 4) - clean_BxKxY
   on_block = x_BxKxD.any(-1)
   assert np.all(residual[~on_block] == 0)
   assert abs(residual[on_block].std() - 0.3) < 0.01
@@ -177,12 +177,12 @@ def test_projection_reads_only_the_diagonal_blocks():
 
 def test_an_unrelated_map_of_the_targets_size_projects_to_about_zero():
   family = Regression(_config(input_dim=64, output_dim=64))
-  w_KxMxD = family.w_star_KxMxD
-  noise_KxMxD = np.random.default_rng(0).standard_normal(w_KxMxD.shape)
-  noise_KxMxD *= (np.linalg.norm(w_KxMxD, axis=(1, 2)) / np.linalg.norm(noise_KxMxD, axis=(1, 2)))[:, None, None]
+  w_KxYxD = family.w_star_KxYxD
+  noise_KxYxD = np.random.default_rng(0).standard_normal(w_KxYxD.shape)
+  noise_KxYxD *= (np.linalg.norm(w_KxYxD, axis=(1, 2)) / np.linalg.norm(noise_KxYxD, axis=(1, 2)))[:, None, None]
   unrelated_IxO = np.zeros((3 * 64, 3 * 64))
   for k in range(3):
-    unrelated_IxO[k * 64:(k + 1) * 64, k * 64:(k + 1) * 64] = noise_KxMxD[k].T
+    unrelated_IxO[k * 64:(k + 1) * 64, k * 64:(k + 1) * 64] = noise_KxYxD[k].T
   np.testing.assert_allclose(family.signal(jnp.arange(3), jnp.zeros(3), None, as_fn(unrelated_IxO)), 1.0, rtol=1e-5,
                              err_msg="the norm signal credits any block of the target's size")
   assert np.abs(family.projection(unrelated_IxO)).max() < 0.1, "random: about 1 / 64 standard deviation"

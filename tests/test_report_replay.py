@@ -52,7 +52,7 @@ def test_replay_figure_and_its_measured_caption(out):
   text = open(os.path.join(out, "index.html")).read()
   assert "figures/run-replay.png" in text
   assert "Measured, means over the windows and members (dL: summed over each window): burst (task 5" in text
-  assert "Table options: replay: events=2, max_steps=20, by=class." in text
+  assert "Table options: replay: events=2, max_steps=20, after=0, by=class." in text
 
 
 def test_claims_3_and_4_are_judged_from_the_replay(out):

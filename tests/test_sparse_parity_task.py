@@ -29,25 +29,25 @@ def test_registered_and_built_from_config():
 
 def test_subsets_are_a_function_of_seed_alone():
   a, b, c = SparseParity(_config()), SparseParity(_config()), SparseParity(_config(seed=1))
-  np.testing.assert_array_equal(a.subsets_KxS, b.subsets_KxS)
-  assert not np.array_equal(a.subsets_KxS, c.subsets_KxS)
+  np.testing.assert_array_equal(a.subsets_KxJ, b.subsets_KxJ)
+  assert not np.array_equal(a.subsets_KxJ, c.subsets_KxJ)
 
 
 def test_subsets_are_distinct_k_subsets():
   family = SparseParity(_config())
-  assert family.subsets_KxS.shape == (6, 3)
-  assert all(len(set(s)) == 3 and 0 <= min(s) and max(s) < 12 for s in family.subsets_KxS.tolist())
-  assert len({tuple(s) for s in family.subsets_KxS.tolist()}) == 6
+  assert family.subsets_KxJ.shape == (6, 3)
+  assert all(len(set(s)) == 3 and 0 <= min(s) and max(s) < 12 for s in family.subsets_KxJ.tolist())
+  assert len({tuple(s) for s in family.subsets_KxJ.tolist()}) == 6
 
 
 def test_subsets_cover_every_combination_when_there_are_exactly_k():
   family = SparseParity(_config(n_bits=4, k=2, num_tasks=6))
-  assert {tuple(s) for s in family.subsets_KxS.tolist()} == set(itertools.combinations(range(4), 2))
+  assert {tuple(s) for s in family.subsets_KxJ.tolist()} == set(itertools.combinations(range(4), 2))
 
 
 def test_more_tasks_than_subsets_is_allowed():
   family = SparseParity(_config(n_bits=3, k=3, num_tasks=4))
-  np.testing.assert_array_equal(family.subsets_KxS, np.tile([0, 1, 2], (4, 1)))
+  np.testing.assert_array_equal(family.subsets_KxJ, np.tile([0, 1, 2], (4, 1)))
 
 
 def test_sample_code_bits_and_parity_labels():
@@ -57,10 +57,10 @@ def test_sample_code_bits_and_parity_labels():
   assert batch.x.dtype == jnp.float32 and batch.y.dtype == jnp.int32
   x_BxI = np.asarray(batch.x)
   np.testing.assert_array_equal(x_BxI[:, :6], np.eye(6)[np.asarray(task_B)])
-  bits_BxN = x_BxI[:, 6:]
-  assert set(np.unique(bits_BxN)) == {0.0, 1.0}
-  subset_BxS = family.subsets_KxS[np.asarray(task_B)]
-  parity_B = np.take_along_axis(bits_BxN, subset_BxS, axis=1).sum(-1).astype(int) % 2
+  bits_BxD = x_BxI[:, 6:]
+  assert set(np.unique(bits_BxD)) == {0.0, 1.0}
+  subset_BxJ = family.subsets_KxJ[np.asarray(task_B)]
+  parity_B = np.take_along_axis(bits_BxD, subset_BxJ, axis=1).sum(-1).astype(int) % 2
   np.testing.assert_array_equal(np.asarray(batch.y), parity_B)
   assert 0.3 < parity_B.mean() < 0.7
 

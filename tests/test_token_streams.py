@@ -32,8 +32,8 @@ def _entropy_bits(p):
 
 def test_synthetic_unigram_is_power_law(language_tokens):
   count_V = np.bincount(language_tokens.ravel(), minlength=1024)
-  top_R = np.sort(count_V)[::-1][:100]
-  slope = np.polyfit(np.log(np.arange(1, 101)), np.log(top_R), 1)[0]
+  top_N = np.sort(count_V)[::-1][:100]
+  slope = np.polyfit(np.log(np.arange(1, 101)), np.log(top_N), 1)[0]
   assert -1.3 < slope < -0.7, f"rank-frequency slope {slope:.2f}: the unigrams should be Zipf(1)-like"
   assert count_V[0] == 0, "EOS (0) is reserved and never emitted"
 
@@ -72,8 +72,8 @@ def test_synthetic_sampling_is_pure_and_fast(language):
 
 def test_synthetic_language_is_a_function_of_seed():
   a, b, c = SyntheticLanguage(256, 3), SyntheticLanguage(256, 3), SyntheticLanguage(256, 4)
-  np.testing.assert_array_equal(a.successors_VxK, b.successors_VxK)
-  assert not np.array_equal(a.successors_VxK, c.successors_VxK)
+  np.testing.assert_array_equal(a.successors_VxE, b.successors_VxE)
+  assert not np.array_equal(a.successors_VxE, c.successors_VxE)
 
 
 def _config(**data):

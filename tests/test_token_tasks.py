@@ -26,11 +26,11 @@ def _comparison(**overrides):
   return defaults.token_task(**fields)
 
 
-def _values(task, tokens_NxT):
+def _values(task, tokens_NxQ):
   """Token ids -> values through the task's number/item tokens, -1 where not a value."""
   lookup = np.full(task.vocab_size, -1)
   lookup[task.tokens.values] = np.arange(task.num_values)
-  return lookup[np.asarray(tokens_NxT)]
+  return lookup[np.asarray(tokens_NxQ)]
 
 
 def _sample(task, n, split="train", seed=0):
@@ -43,23 +43,23 @@ def test_modular_addition_answers_every_example(n_operands):
   task = make_token_task(_addition(n_operands=n_operands, modulus=7))
   assert isinstance(task, ModularAddition) and task.seq_len == n_operands + 3
   batch = _sample(task, 512)
-  tokens_NxT = batch["tokens"]
-  assert tokens_NxT.shape == (512, n_operands + 3) and tokens_NxT.dtype == np.int32
-  np.testing.assert_array_equal(tokens_NxT[:, 0], task.tokens.marker)
-  np.testing.assert_array_equal(tokens_NxT[:, -2], task.tokens.separator)
-  values_NxT = _values(task, tokens_NxT)
-  operands_NxO, answer_N = values_NxT[:, 1:-2], values_NxT[:, -1]
-  np.testing.assert_array_equal(operands_NxO, batch["operands"], "tokens must spell the operands")
-  np.testing.assert_array_equal(answer_N, operands_NxO.sum(1) % 7, "answer must be the sum mod P")
+  tokens_NxQ = batch["tokens"]
+  assert tokens_NxQ.shape == (512, n_operands + 3) and tokens_NxQ.dtype == np.int32
+  np.testing.assert_array_equal(tokens_NxQ[:, 0], task.tokens.marker)
+  np.testing.assert_array_equal(tokens_NxQ[:, -2], task.tokens.separator)
+  values_NxQ = _values(task, tokens_NxQ)
+  operands_NxJ, answer_N = values_NxQ[:, 1:-2], values_NxQ[:, -1]
+  np.testing.assert_array_equal(operands_NxJ, batch["operands"], "tokens must spell the operands")
+  np.testing.assert_array_equal(answer_N, operands_NxJ.sum(1) % 7, "answer must be the sum mod P")
   np.testing.assert_array_equal(batch["answer"], answer_N)
   assert task.answer_position == n_operands + 1
 
 
 def test_decode_shows_values():
   task = make_token_task(_addition())
-  tokens_T = _sample(task, 1)["tokens"][0]
-  a, b, c = _values(task, tokens_T[None])[0, [1, 2, 4]]
-  assert task.decode(tokens_T) == f"<add> {a} {b} = {c}"
+  tokens_Q = _sample(task, 1)["tokens"][0]
+  a, b, c = _values(task, tokens_Q[None])[0, [1, 2, 4]]
+  assert task.decode(tokens_Q) == f"<add> {a} {b} = {c}"
   assert task.decode(np.array([task.tokens.marker, 5000])) == "<add> #5000"
 
 
@@ -67,24 +67,24 @@ def test_comparison_answers_follow_one_hidden_total_order():
   task = make_token_task(_comparison(n_items=6, heldout_fraction=0.0))
   assert isinstance(task, Comparison)
   batch = _sample(task, 2000)
-  values_NxT = _values(task, batch["tokens"])
-  a_N, b_N, answer_N = values_NxT[:, 1], values_NxT[:, 2], values_NxT[:, 4]
+  values_NxQ = _values(task, batch["tokens"])
+  a_N, b_N, answer_N = values_NxQ[:, 1], values_NxQ[:, 2], values_NxQ[:, 4]
   assert np.all(a_N != b_N) and np.all((answer_N == a_N) | (answer_N == b_N))
   wins = {}
   for a, b, w in zip(a_N, b_N, answer_N):
     assert wins.setdefault(frozenset((a, b)), w) == w, "a pair must always have the same answer"
   assert len(wins) == 15, "all unordered pairs of 6 items should be drawn"
-  count_V = np.bincount([w for w in wins.values()], minlength=6)
-  np.testing.assert_array_equal(np.sort(count_V), np.arange(6), "answers must form a total order")
-  np.testing.assert_array_equal(np.argsort(count_V), np.argsort(task.rank_V),
-                                "the order must be the hidden rank_V")
+  wins_N = np.bincount([w for w in wins.values()], minlength=6)
+  np.testing.assert_array_equal(np.sort(wins_N), np.arange(6), "answers must form a total order")
+  np.testing.assert_array_equal(np.argsort(wins_N), np.argsort(task.item_rank_N),
+                                "the order must be the hidden item_rank_N")
 
 
 def test_comparison_order_is_a_function_of_the_seed():
   a, b, c = (make_token_task(_comparison(seed=s)) for s in (3, 3, 4))
-  np.testing.assert_array_equal(a.rank_V, b.rank_V)
+  np.testing.assert_array_equal(a.item_rank_N, b.item_rank_N)
   np.testing.assert_array_equal(a.tokens.ids(), b.tokens.ids())
-  assert not np.array_equal(a.rank_V, c.rank_V)
+  assert not np.array_equal(a.item_rank_N, c.item_rank_N)
   np.testing.assert_array_equal(_sample(a, 64)["tokens"], _sample(b, 64)["tokens"])
 
 
@@ -137,16 +137,16 @@ def test_heldout_holds_out_every_ordering_of_its_operand_sets(name):
 
 def test_heldout_sets_are_a_function_of_the_seed():
   a, b, c = (make_token_task(_addition(seed=s, heldout_fraction=0.3)) for s in (3, 3, 4))
-  np.testing.assert_array_equal(a.heldout_H, b.heldout_H)
-  assert not np.array_equal(a.heldout_H, c.heldout_H)
+  np.testing.assert_array_equal(a.heldout_N, b.heldout_N)
+  assert not np.array_equal(a.heldout_N, c.heldout_N)
 
 
 def test_large_modulus_keeps_only_the_heldout_indices():
   task = make_token_task(_addition(vocab_size=50304, modulus=1000))
   assert task._heldout.shape == (100_000,), "device memory must stay at heldout_fraction x tuples"
-  operands_NxO = _sample(task, 4096)["operands"]
+  operands_NxJ = _sample(task, 4096)["operands"]
   heldout_index = set((task.heldout_operands() @ [1000, 1]).tolist())
-  assert not heldout_index & set((operands_NxO @ [1000, 1]).tolist())
+  assert not heldout_index & set((operands_NxJ @ [1000, 1]).tolist())
 
 
 def test_tokens_avoid_reserved_ids_markers_and_other_tasks():

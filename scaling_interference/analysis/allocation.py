@@ -68,8 +68,8 @@ def ablation_attribution(model: MLPDef, family: Family, params_M: dict, batch: B
 def owned(attr_WxT: np.ndarray, threshold: float = THRESHOLD, floor: float = FLOOR) -> np.ndarray:
   """(W, T) bool: task k owns neuron n (the rule in the module docstring)."""
   inc_WxT = np.maximum(attr_WxT, 0.0)
-  total_W1 = inc_WxT.sum(axis=1, keepdims=True)
-  return (inc_WxT >= threshold * total_W1) & (inc_WxT > floor)
+  total_Wx1 = inc_WxT.sum(axis=1, keepdims=True)
+  return (inc_WxT >= threshold * total_Wx1) & (inc_WxT > floor)
 
 
 def _ablated_layers(model: MLPDef, layers: str) -> list[int]:
@@ -111,13 +111,13 @@ def neuron_table(run: Run, step: int, n_per_task: int = 256, layers: str = "last
 
 
 # ---- capacity -----------------------------------------------------------------------------
-def dimensionality(w_FxW: np.ndarray) -> np.ndarray:
-  """(F,) Elhage et al.'s D_i = ||W_i||^2 / sum_j (W_hat_i . W_j)^2 of feature embeddings W_i (rows)."""
-  w = np.asarray(w_FxW, np.float64)
-  norm_F = np.linalg.norm(w, axis=1)
-  unit = np.divide(w, norm_F[:, None], out=np.zeros_like(w), where=norm_F[:, None] > 0)
-  overlap_F = np.square(unit @ w.T).sum(axis=1)
-  return np.divide(np.square(norm_F), overlap_F, out=np.zeros_like(norm_F), where=overlap_F > 0)
+def dimensionality(w_IxW: np.ndarray) -> np.ndarray:
+  """(I,) Elhage et al.'s D_i = ||W_i||^2 / sum_j (W_hat_i . W_j)^2 of feature embeddings W_i (rows)."""
+  w = np.asarray(w_IxW, np.float64)
+  norm_I = np.linalg.norm(w, axis=1)
+  unit = np.divide(w, norm_I[:, None], out=np.zeros_like(w), where=norm_I[:, None] > 0)
+  overlap_I = np.square(unit @ w.T).sum(axis=1)
+  return np.divide(np.square(norm_I), overlap_I, out=np.zeros_like(norm_I), where=overlap_I > 0)
 
 
 def task_capacity(family: Family, kernel_IxW: np.ndarray) -> np.ndarray:

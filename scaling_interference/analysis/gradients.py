@@ -76,11 +76,11 @@ def task_examples(run: Run, task_T, n_per_task: int):
 
 # ---- per-task gradients -------------------------------------------------------------------
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def task_gradients(model, problem: Problem, params_M: dict, batch_CxN) -> dict:
-  """Gradients of each task's mean loss: leaves (M, C, ...) for stacked params and (C, N) examples."""
+def task_gradients(model, problem: Problem, params_M: dict, batch_TxN) -> dict:
+  """Gradients of each task's mean loss: leaves (M, T, ...) for stacked params and (T, N) examples."""
   grad = jax.grad(functools.partial(problem.task_loss, model))
   per_task = jax.vmap(grad, in_axes=(None, 0))
-  return jax.vmap(per_task, in_axes=(0, None))(params_M, batch_CxN)
+  return jax.vmap(per_task, in_axes=(0, None))(params_M, batch_TxN)
 
 
 def flatten(tree, lead: int = 0):
@@ -114,13 +114,13 @@ def chunk_size(num_tasks: int, task_chunk: int) -> int:
 def _chunked_gradients(model, problem: Problem, params_M: dict, batch, num_tasks: int, chunk: int):
   """(M, T, P) gradients of task-major `batch`, chunk tasks at a time under lax.map (bounded memory)."""
   num_chunks = -(-num_tasks // chunk)
-  idx_XxC = np.minimum(np.arange(num_chunks * chunk), num_tasks - 1).reshape(num_chunks, chunk)
+  idx_XxT = np.minimum(np.arange(num_chunks * chunk), num_tasks - 1).reshape(num_chunks, chunk)
   example_T = jax.tree.map(lambda a: a.reshape((num_tasks, -1) + a.shape[1:]), batch)
-  example_X = jax.tree.map(lambda a: a[idx_XxC], example_T)
+  example_X = jax.tree.map(lambda a: a[idx_XxT], example_T)
   grads_X = jax.lax.map(lambda ex: flatten(task_gradients.__wrapped__(model, problem, params_M, ex), lead=2),
-                        example_X)  # (chunks, M, C, P)
-  g_MxXxCxP = jnp.moveaxis(grads_X, 0, 1)
-  return g_MxXxCxP.reshape(g_MxXxCxP.shape[0], num_chunks * chunk, -1)[:, :num_tasks]
+                        example_X)  # (X, M, T, P)
+  g_MxXxTxP = jnp.moveaxis(grads_X, 0, 1)
+  return g_MxXxTxP.reshape(g_MxXxTxP.shape[0], num_chunks * chunk, -1)[:, :num_tasks]
 
 
 def group_gradients(model, problem: Problem, params_M: dict, batch, num_tasks: int,

@@ -106,14 +106,14 @@ def loss_vs_width(final: pd.DataFrame, fits: pd.DataFrame) -> Figure:
   """Final loss per task vs width (log-log), with the fitted floor + prefactor * width^-exponent."""
   fig, (ax,) = new_figure()
   colour, mappable = _scale(final.frequency)
-  grid_W = np.geomspace(final.width.min(), final.width.max(), 50)
+  grid_N = np.geomspace(final.width.min(), final.width.max(), 50)
   fits = fits.set_index("task")
   for task, rows in final.sort_values("width").groupby("task"):
     c = colour(rows.frequency.iloc[0])
     ax.plot(rows.width, rows.loss.clip(lower=1e-12), "o", ms=3, color=c)
     if task in fits.index:
       fit = fits.loc[task]
-      ax.plot(grid_W, fit.floor + fit.prefactor * grid_W ** -fit.exponent, "-", lw=0.8, color=c)
+      ax.plot(grid_N, fit.floor + fit.prefactor * grid_N ** -fit.exponent, "-", lw=0.8, color=c)
   _width_axis(ax, final.width)
   ax.set_yscale("log")
   ax.set(ylabel="final loss (mean over members)", title="Per-task loss vs width with power-law fits")

@@ -63,7 +63,7 @@ def ridge_fit(x_NxD, y_NxO, lam: float):
 
 
 def ridge_path(x_NxD, y_NxO, lams) -> tuple[np.ndarray, np.ndarray]:
-  """(w_LxDxO, b_LxO) for every lam in lams, from one eigendecomposition of the centred x^T x."""
+  """(w_GxDxO, b_GxO) for every lam in lams, from one eigendecomposition of the centred x^T x."""
   x, y = np.asarray(x_NxD, np.float64), np.asarray(y_NxO, np.float64)
   x_mean, y_mean = x.mean(0), y.mean(0)
   xc = x - x_mean
@@ -84,10 +84,10 @@ def probe_predictions(x_NxD, y_NxO, split_N: np.ndarray, grid=RIDGE_GRID) -> np.
   x_tr, x_val, x_te = _standardise(*(np.asarray(x_NxD, np.float64)[split_N == s] for s in range(3)))
   y = np.asarray(y_NxO, np.float64)
   w, b = ridge_path(x_tr, y[split_N == 0], [g * len(x_tr) for g in grid])
-  val_err_LxO = np.square(np.matmul(x_val, w) + b[:, None] - y[split_N == 1][None]).mean(1)
-  best_O = val_err_LxO.argmin(0)
-  pred_LxNxO = np.matmul(x_te, w) + b[:, None]
-  return np.take_along_axis(pred_LxNxO, best_O[None, None, :], axis=0)[0]
+  val_err_GxO = np.square(np.matmul(x_val, w) + b[:, None] - y[split_N == 1][None]).mean(1)
+  best_O = val_err_GxO.argmin(0)
+  pred_GxNxO = np.matmul(x_te, w) + b[:, None]
+  return np.take_along_axis(pred_GxNxO, best_O[None, None, :], axis=0)[0]
 
 
 def r2(y_NxO, pred_NxO) -> float:
@@ -124,7 +124,7 @@ def lm_representations(model: OLMoDef, params_M: dict, tokens_NxL, position: int
 def lm_examples(problem, n: int) -> list[dict]:
   """Per token task: n train examples after `eval_prefix` base tokens, answer token dropped.
 
-  Each: tokens (n, L) (the last position predicts the answer), operands (n, O), answer (n,).
+  Each: tokens (n, L) (the last position predicts the answer), operands (n, J), answer (n,).
   """
   key = jax.random.fold_in(problem.eval_key, LM_PROBE_KEY)
   prefix = jnp.resize(problem.eval_rows[:, :problem.eval_prefix], (n, problem.eval_prefix))
@@ -137,8 +137,8 @@ def lm_examples(problem, n: int) -> list[dict]:
 
 def lm_features(task, example: dict) -> dict:
   """{feature: ("accuracy", one-hot targets (n, num_values))}: each operand and the answer."""
-  operands_NxO, eye = np.asarray(example["operands"]), np.eye(task.num_values)
-  return ({f"operand{j + 1}": ("accuracy", eye[operands_NxO[:, j]]) for j in range(operands_NxO.shape[1])}
+  operands_NxJ, eye = np.asarray(example["operands"]), np.eye(task.num_values)
+  return ({f"operand{j + 1}": ("accuracy", eye[operands_NxJ[:, j]]) for j in range(operands_NxJ.shape[1])}
           | {"answer": ("accuracy", eye[np.asarray(example["answer"])])})
 
 

@@ -53,12 +53,12 @@ def dense_signal(run: Run) -> pd.DataFrame:
   if not os.path.exists(path):
     return pd.DataFrame(columns=TRACE_COLUMNS)
   with np.load(path) as f:
-    step_N, signal_NxMxT, member_M, task_T = f["step"], f["signal"], f["member"], f["task"]
-  n, m, t = signal_NxMxT.shape
-  frame = pd.DataFrame({"step": np.repeat(step_N, m * t).astype(int),
-                        "member": np.tile(np.repeat(member_M, t), n).astype(int),
-                        "task": np.tile(task_T, n * m).astype(int),
-                        "signal": signal_NxMxT.reshape(-1).astype(float)})
+    step_S, signal_SxMxT, member_M, task_T = f["step"], f["signal"], f["member"], f["task"]
+  s, m, t = signal_SxMxT.shape
+  frame = pd.DataFrame({"step": np.repeat(step_S, m * t).astype(int),
+                        "member": np.tile(np.repeat(member_M, t), s).astype(int),
+                        "task": np.tile(task_T, s * m).astype(int),
+                        "signal": signal_SxMxT.reshape(-1).astype(float)})
   return _with_width(frame, run).assign(source="traces")[TRACE_COLUMNS]
 
 
@@ -83,12 +83,12 @@ def event_frame(run: Run) -> pd.DataFrame:
   if not os.path.exists(path):
     return pd.DataFrame(columns=EVENT_COLUMNS)
   with np.load(path) as f:
-    step_E, count_ExS, task_S, name_S = f["step"], f["count"], f["task"], f["name"]
+    step_S, count_SxZ, task_Z, name_Z = f["step"], f["count"], f["task"], f["name"]
   frames = []
-  for s, name in enumerate(name_S):
-    hit = count_ExS[:, s] > 0
-    frames.append(pd.DataFrame({"schedule": str(name), "task": int(task_S[s]), "kind": schedule_kind(run, str(name)),
-                                "step": step_E[hit].astype(int), "count": count_ExS[hit, s].astype(int)}))
+  for s, name in enumerate(name_Z):
+    hit = count_SxZ[:, s] > 0
+    frames.append(pd.DataFrame({"schedule": str(name), "task": int(task_Z[s]), "kind": schedule_kind(run, str(name)),
+                                "step": step_S[hit].astype(int), "count": count_SxZ[hit, s].astype(int)}))
   return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EVENT_COLUMNS)
 
 
@@ -107,32 +107,33 @@ def window_stats(step_N, signal_N, start: int, stop: float) -> dict:
   inside = (step_N > start) & (step_N <= stop)
   if not inside.any():
     return dict(pre=pre, peak=np.nan, peak_step=np.nan, half_life=np.nan, final=np.nan)
-  step_W, signal_W = step_N[inside], signal_N[inside]
-  top = int(np.argmax(signal_W))
-  peak, base = float(signal_W[top]), (0.0 if np.isnan(pre) else pre)
+  window_step_N, window_signal_N = step_N[inside], signal_N[inside]
+  top = int(np.argmax(window_signal_N))
+  peak, base = float(window_signal_N[top]), (0.0 if np.isnan(pre) else pre)
   half_life = np.nan
   if peak > base:
-    fallen = np.nonzero(signal_W[top:] <= base + (peak - base) / 2)[0]
-    half_life = float(step_W[top + fallen[0]] - step_W[top]) if fallen.size else np.nan
-  return dict(pre=pre, peak=peak, peak_step=float(step_W[top]), half_life=half_life, final=float(signal_W[-1]))
+    fallen = np.nonzero(window_signal_N[top:] <= base + (peak - base) / 2)[0]
+    half_life = float(window_step_N[top + fallen[0]] - window_step_N[top]) if fallen.size else np.nan
+  return dict(pre=pre, peak=peak, peak_step=float(window_step_N[top]), half_life=half_life,
+              final=float(window_signal_N[-1]))
 
 
 def _ratio(num: float, den: float) -> float:
   return num / den if den > 0 and np.isfinite(num) else np.nan
 
 
-def schedule_stats(step_N, signal_N, kind: str, event_E) -> list[dict]:
+def schedule_stats(step_N, signal_N, kind: str, event_S) -> list[dict]:
   """Rows of one trajectory under one schedule: one per event, or one for a continuous schedule."""
-  if len(event_E) == 0:
+  if len(event_S) == 0:
     return []
   end = float(step_N[-1]) if len(step_N) else 0.0
   if kind in CONTINUOUS_KINDS:
-    row = dict(event_step=int(event_E[0]), **window_stats(step_N, signal_N, int(event_E[0]), end))
+    row = dict(event_step=int(event_S[0]), **window_stats(step_N, signal_N, int(event_S[0]), end))
     row["retained"] = _ratio(row["final"], row["peak"])
     return [row]
   rows = []
-  for e, start in enumerate(event_E):
-    stop = float(event_E[e + 1]) if e + 1 < len(event_E) else end
+  for e, start in enumerate(event_S):
+    stop = float(event_S[e + 1]) if e + 1 < len(event_S) else end
     row = dict(event_step=int(start), **window_stats(step_N, signal_N, int(start), stop))
     row["retained"] = _ratio(row["final"] - row["pre"], row["peak"] - row["pre"])
     rows.append(row)

@@ -12,7 +12,7 @@ i.e. where the logits predicting an answer sit and answer loss/accuracy are comp
 Several examples may share a row (they keep their index order in "replace", their random
 positions in "splice"); a row's insertion positions are drawn so that all of its examples
 fit (length sum <= L, plus the EOS in "replace"). Examples may have different lengths
-(`length_N`, padded to T). An example whose row is outside [0, B) is skipped, so a fixed N
+(`length_N`, padded to Q). An example whose row is outside [0, B) is skipped, so a fixed N
 can carry a varying count (e.g. row -1 for unused slots). Inject all examples of a batch in
 one call: a later call could splice into an earlier call's example.
 """
@@ -45,15 +45,15 @@ def base_batch(tokens_BxL: Array) -> TokenBatch:
   return TokenBatch(tokens_BxL, jnp.zeros_like(tokens_BxL), jnp.zeros(tokens_BxL.shape, bool))
 
 
-def inject_sequences(batch: TokenBatch, examples_NxT: Array, example_task_N: Array, rows_N: Array,
+def inject_sequences(batch: TokenBatch, examples_NxQ: Array, example_task_N: Array, rows_N: Array,
                      *, mode: str, key: Array, eos_id: int = 0, length_N: Array | None = None
                      ) -> TokenBatch:
   """`batch` with example n inserted into row rows_N[n], labelled task example_task_N[n]."""
   if mode not in MODES:
     raise ConfigError(f"mode: must be one of {list(MODES)}, got {mode!r}")
   b, l = batch.tokens.shape
-  n, t = examples_NxT.shape
-  length_N = jnp.full((n,), t, jnp.int32) if length_N is None else jnp.asarray(length_N, jnp.int32)
+  n, q = examples_NxQ.shape
+  length_N = jnp.full((n,), q, jnp.int32) if length_N is None else jnp.asarray(length_N, jnp.int32)
   row_N = jnp.where((rows_N >= 0) & (rows_N < b), rows_N, b).astype(jnp.int32)  # b: skipped
   total_B = jnp.zeros(b, jnp.int32).at[row_N].add(length_N, mode="drop")
   if mode == "splice":
@@ -65,7 +65,7 @@ def inject_sequences(batch: TokenBatch, examples_NxT: Array, example_task_N: Arr
     shift_BxL = jnp.broadcast_to((total_B + (total_B > 0))[:, None], (b, l))
   start_N = insert_N + _length_before(row_N, insert_N, length_N)
   out = _move_base(batch, shift_BxL)
-  out = _place_examples(out, examples_NxT, example_task_N, row_N, start_N, length_N)
+  out = _place_examples(out, examples_NxQ, example_task_N, row_N, start_N, length_N)
   return _place_eos(out, total_B, eos_id) if mode == "replace" else out
 
 
@@ -73,10 +73,10 @@ def _length_before(row_N: Array, insert_N: Array, length_N: Array) -> Array:
   """Total length of the examples placed before each one in its row (by position, then index)."""
   n = row_N.shape[0]
   order_N = jnp.lexsort((jnp.arange(n), insert_N, row_N))
-  row_S, length_S = row_N[order_N], length_N[order_N]
-  before_S = jnp.cumsum(length_S) - length_S
-  first_S = jnp.searchsorted(row_S, row_S, side="left")
-  return jnp.zeros(n, jnp.int32).at[order_N].set(before_S - before_S[first_S])
+  sorted_row_N, sorted_length_N = row_N[order_N], length_N[order_N]
+  before_N = jnp.cumsum(sorted_length_N) - sorted_length_N
+  first_N = jnp.searchsorted(sorted_row_N, sorted_row_N, side="left")
+  return jnp.zeros(n, jnp.int32).at[order_N].set(before_N - before_N[first_N])
 
 
 def _move_base(batch: TokenBatch, shift_BxL: Array) -> TokenBatch:
@@ -88,19 +88,19 @@ def _move_base(batch: TokenBatch, shift_BxL: Array) -> TokenBatch:
   return jax.tree.map(move, batch)
 
 
-def _place_examples(out: TokenBatch, examples_NxT, example_task_N, row_N, start_N, length_N) -> TokenBatch:
+def _place_examples(out: TokenBatch, examples_NxQ, example_task_N, row_N, start_N, length_N) -> TokenBatch:
   """Writes the examples, their task ids, and the answer mask before each answer inside L."""
-  n, t = examples_NxT.shape
+  n, q = examples_NxQ.shape
   l = out.tokens.shape[1]
-  offset_T = jnp.arange(t)
-  cols_NxT = jnp.where(offset_T < length_N[:, None], start_N[:, None] + offset_T, l)  # padding: cut
-  rows_NxT = jnp.broadcast_to(row_N[:, None], (n, t))
+  offset_Q = jnp.arange(q)
+  cols_NxQ = jnp.where(offset_Q < length_N[:, None], start_N[:, None] + offset_Q, l)  # padding: cut
+  rows_NxQ = jnp.broadcast_to(row_N[:, None], (n, q))
   answer_inside_N = start_N + length_N - 1 < l
-  mask_NxT = (offset_T == length_N[:, None] - 2) & answer_inside_N[:, None]
-  task_NxT = jnp.broadcast_to(jnp.asarray(example_task_N, jnp.int32)[:, None], (n, t))
-  put = lambda x, v: x.at[rows_NxT, cols_NxT].set(v, mode="drop")
-  return TokenBatch(put(out.tokens, examples_NxT.astype(jnp.int32)), put(out.task, task_NxT),
-                    put(out.answer_mask, mask_NxT))
+  mask_NxQ = (offset_Q == length_N[:, None] - 2) & answer_inside_N[:, None]
+  task_NxQ = jnp.broadcast_to(jnp.asarray(example_task_N, jnp.int32)[:, None], (n, q))
+  put = lambda x, v: x.at[rows_NxQ, cols_NxQ].set(v, mode="drop")
+  return TokenBatch(put(out.tokens, examples_NxQ.astype(jnp.int32)), put(out.task, task_NxQ),
+                    put(out.answer_mask, mask_NxQ))
 
 
 def _place_eos(out: TokenBatch, total_B: Array, eos_id: int) -> TokenBatch:

@@ -50,10 +50,10 @@ class Mixture:
 
   def realised_frequencies(self, steps: int, batch_size: int) -> np.ndarray:
     """Long-run share of each task over `steps` steps: base draws in the slots injection leaves."""
-    counts_SxN = realised_counts(self.schedules, steps)
+    counts_SxZ = realised_counts(self.schedules, steps)
     total = max(steps * batch_size, 1)
-    injected_N = counts_SxN.sum(axis=0) / total
-    p = self.base * (1.0 - injected_N.sum())
-    for schedule, share in zip(self.schedules, injected_N):
+    injected_Z = counts_SxZ.sum(axis=0) / total
+    p = self.base * (1.0 - injected_Z.sum())
+    for schedule, share in zip(self.schedules, injected_Z):
       p[schedule.task] += share
     return p

@@ -45,14 +45,14 @@ CHECK_BLOCKS = 4
 @dataclasses.dataclass(frozen=True)
 class LanguageTables:
   """The device side of a SyntheticLanguage; a pytree, so it can be a jit argument."""
-  successors_VxK: jax.Array  # int32 successor token ids
+  successors_VxE: jax.Array  # int32 successor token ids
   unigram_cdf_V: jax.Array  # float32 cumulative pi
   stationary_cdf_V: jax.Array  # float32 cumulative nu
   bigram_weight: float
 
 
 jax.tree_util.register_dataclass(
-    LanguageTables, data_fields=["successors_VxK", "unigram_cdf_V", "stationary_cdf_V"],
+    LanguageTables, data_fields=["successors_VxE", "unigram_cdf_V", "stationary_cdf_V"],
     meta_fields=["bigram_weight"])
 
 
@@ -60,14 +60,14 @@ class SyntheticLanguage:
   """A seeded language with Zipfian unigrams and sparse bigram structure, sampled on device.
 
   Language tokens are 1..V-1 (0 is EOS), ranked by a seeded permutation; the unigram
-  distribution is pi(rank r) ~ r^-zipf_exponent. Each token has `successors` K successors
+  distribution is pi(rank r) ~ r^-zipf_exponent. Each token has E = `successors` successors
   drawn i.i.d. from pi. The next token is, with probability bigram_weight (lambda), one of
-  the current token's K successors uniformly, else a fresh draw from pi. Each successor
-  row is the empirical distribution of K draws from pi, so its expectation is pi and the
+  the current token's E successors uniformly, else a fresh draw from pi. Each successor
+  row is the empirical distribution of E draws from pi, so its expectation is pi and the
   stationary marginal nu = (1 - lambda) pi + lambda nu T stays close to pi (Zipf-like,
   noisier in the tail); `stationary_V` is nu, computed exactly by power iteration. The
   first token of a row is drawn from nu, so every position has marginal nu.
-  H(next | prev) <= H(lambda) + lambda log K + (1 - lambda) H(pi): far below H(pi).
+  H(next | prev) <= H(lambda) + lambda log E + (1 - lambda) H(pi): far below H(pi).
   """
 
   on_device = True
@@ -82,9 +82,9 @@ class SyntheticLanguage:
     self.rank_tokens = 1 + rng.permutation(vocab_size - 1)  # token id of each rank
     self.unigram_V = np.zeros(vocab_size)
     self.unigram_V[self.rank_tokens] = zipf(vocab_size - 1, zipf_exponent)
-    self.successors_VxK = rng.choice(vocab_size, size=(vocab_size, successors), p=self.unigram_V)
+    self.successors_VxE = rng.choice(vocab_size, size=(vocab_size, successors), p=self.unigram_V)
     self.stationary_V = self._stationary()
-    self.tables = LanguageTables(jnp.asarray(self.successors_VxK, jnp.int32),
+    self.tables = LanguageTables(jnp.asarray(self.successors_VxE, jnp.int32),
                                  jnp.asarray(np.cumsum(self.unigram_V), jnp.float32),
                                  jnp.asarray(np.cumsum(self.stationary_V), jnp.float32),
                                  float(bigram_weight))
@@ -93,7 +93,7 @@ class SyntheticLanguage:
     """nu = (1 - lambda) pi + lambda nu T, by power iteration to 1e-9."""
     lam, k = self.bigram_weight, self.successors
     steps = 1 if lam == 0 else math.ceil(math.log(1e-9) / math.log(lam))
-    flat = self.successors_VxK.ravel()
+    flat = self.successors_VxE.ravel()
     nu = self.unigram_V
     for _ in range(steps):
       moved = np.bincount(flat, weights=np.repeat(nu / k, k), minlength=self.vocab_size)
@@ -111,12 +111,12 @@ def sample_language(tables: LanguageTables, key: jax.Array, batch: int, seq_len:
   steps = (seq_len - 1, batch)  # time-major for the scan
   first_B = _draw(k_first, tables.stationary_cdf_V, (batch,))
   follow_LxB = jax.random.bernoulli(k_follow, tables.bigram_weight, steps)
-  slot_LxB = jax.random.randint(k_slot, steps, 0, tables.successors_VxK.shape[1])
+  slot_LxB = jax.random.randint(k_slot, steps, 0, tables.successors_VxE.shape[1])
   fresh_LxB = _draw(k_fresh, tables.unigram_cdf_V, steps)
 
   def step(prev_B, xs):
     follow_B, slot_B, fresh_B = xs
-    next_B = jnp.where(follow_B, tables.successors_VxK[prev_B, slot_B], fresh_B)
+    next_B = jnp.where(follow_B, tables.successors_VxE[prev_B, slot_B], fresh_B)
     return next_B, next_B
 
   _, rest_LxB = jax.lax.scan(step, first_B, (follow_LxB, slot_LxB, fresh_LxB))

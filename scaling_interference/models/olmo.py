@@ -32,7 +32,7 @@ the standard model (whose scores use 1/sqrt(d_head)).
 Params are a pure dict (nested by module, integer keys for blocks):
     {"embedding": VxD, "blocks": {i: {"attn": {"q"|"k"|"v"|"o": {"kernel": DxD},
      "q_norm"|"k_norm": {"scale": D}}, "attn_norm": {"scale": D},
-     "mlp": {"gate"|"up": {"kernel": DxH}, "down": {"kernel": HxD}}, "mlp_norm": {"scale": D}}},
+     "mlp": {"gate"|"up": {"kernel": DxW}, "down": {"kernel": WxD}}, "mlp_norm": {"scale": D}}},
      "final_norm": {"scale": D}, "unembed": DxV (untied only)}
 The sweep engine stacks members' dicts on a leading axis (`jax.vmap(model_def.init)(keys)`
 builds them stacked) and calls `jax.vmap(model_def.apply, in_axes=(0, None))(params, tokens_BxL)`.
@@ -70,17 +70,17 @@ class RMSNorm(nnx.Module):
     return (y * self.scale[...]).astype(x_BxLxD.dtype)
 
 
-def rotary(x_BxLxNxH, theta):
+def rotary(x_BxLxXxH, theta):
   """Rotary position embedding (rotate-half layout) for positions 0..L-1."""
-  L, H = x_BxLxNxH.shape[-3], x_BxLxNxH.shape[-1]
+  L, H = x_BxLxXxH.shape[-3], x_BxLxXxH.shape[-1]
   half = H // 2
   inv_freq_F = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
   angle_LxF = jnp.arange(L, dtype=jnp.float32)[:, None] * inv_freq_F[None, :]
   cos_Lx1xF, sin_Lx1xF = jnp.cos(angle_LxF)[:, None, :], jnp.sin(angle_LxF)[:, None, :]
-  x = x_BxLxNxH.astype(jnp.float32)
+  x = x_BxLxXxH.astype(jnp.float32)
   x1, x2 = x[..., :half], x[..., half:]
   out = jnp.concatenate([x1 * cos_Lx1xF - x2 * sin_Lx1xF, x2 * cos_Lx1xF + x1 * sin_Lx1xF], -1)
-  return out.astype(x_BxLxNxH.dtype)
+  return out.astype(x_BxLxXxH.dtype)
 
 
 class Dense(nnx.Module):
@@ -115,11 +115,11 @@ class Attention(nnx.Module):
     if cfg.qk_norm:
       q_BxLxD, k_BxLxD = self.q_norm(q_BxLxD), self.k_norm(k_BxLxD)
     heads = (B, L, cfg.n_heads, cfg.d_head)
-    q_BxLxNxH = rotary(q_BxLxD.reshape(heads), cfg.rope_theta)
-    k_BxLxNxH = rotary(k_BxLxD.reshape(heads), cfg.rope_theta)
-    out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxD.reshape(heads), scale=cfg.attn_scale,
+    q_BxLxXxH = rotary(q_BxLxD.reshape(heads), cfg.rope_theta)
+    k_BxLxXxH = rotary(k_BxLxD.reshape(heads), cfg.rope_theta)
+    out_BxLxXxH = jax.nn.dot_product_attention(q_BxLxXxH, k_BxLxXxH, v_BxLxD.reshape(heads), scale=cfg.attn_scale,
                                                is_causal=True, implementation=cfg.attention_impl)
-    return self.o(out_BxLxNxH.reshape(B, L, D))
+    return self.o(out_BxLxXxH.reshape(B, L, D))
 
 
 class SwiGLU(nnx.Module):

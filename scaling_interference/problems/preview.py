@@ -74,12 +74,12 @@ def preview(config, steps: int = 3, examples: int = 4) -> str:
 def schedule_lines(problem, total_steps: int, shown_steps: int) -> list[str]:
   if not problem.schedules:
     return ["\nno injection schedules"]
-  counts_SxN = realised_counts(problem.schedules, total_steps)
+  counts_SxZ = realised_counts(problem.schedules, total_steps)
   lines = ["\ninjection schedules over the run:"]
   for n, s in enumerate(problem.schedules):
-    first = ", ".join(str(v) for v in counts_SxN[:shown_steps, n])
-    steps_with = np.flatnonzero(counts_SxN[:, n])
-    lines.append(f"  {s.name}: task {s.task}, kind {s.kind}: {counts_SxN[:, n].sum()} examples in "
-                 f"{steps_with.size} of {total_steps} steps (share {counts_SxN[:, n].sum() / (total_steps * s.batch_size):.4%}); "
+    first = ", ".join(str(v) for v in counts_SxZ[:shown_steps, n])
+    steps_with = np.flatnonzero(counts_SxZ[:, n])
+    lines.append(f"  {s.name}: task {s.task}, kind {s.kind}: {counts_SxZ[:, n].sum()} examples in "
+                 f"{steps_with.size} of {total_steps} steps (share {counts_SxZ[:, n].sum() / (total_steps * s.batch_size):.4%}); "
                  f"first steps: [{first}]; first injection at step {steps_with[0] if steps_with.size else 'never'}")
   return lines

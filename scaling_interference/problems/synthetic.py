@@ -30,10 +30,10 @@ def train_batch(family: Family, mixture: Mixture, train_key, step, batch_size: i
   return family.sample(example_key, mixture.task_ids(task_key, step, batch_size))
 
 
-def eval_examples(family: Family, eval_key, task_C, n: int) -> Batch:
-  """n examples of each task in task_C, task-major; task t's examples depend on t alone."""
+def eval_examples(family: Family, eval_key, task_T, n: int) -> Batch:
+  """n examples of each task in task_T, task-major; task t's examples depend on t alone."""
   one_task = lambda t: family.sample(jax.random.fold_in(eval_key, t), jnp.full((n,), t, jnp.int32))
-  stacked = jax.vmap(one_task)(task_C)
+  stacked = jax.vmap(one_task)(task_T)
   return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), stacked)
 
 
@@ -74,9 +74,9 @@ class FamilyProblem(Problem):
 
   def loss_shares(self, step_S) -> np.ndarray:
     """(K,) each task's expected share of the training loss's terms (examples) over steps step_S."""
-    injected_N = np.array([s.counts(np.asarray(step_S, np.int64), xp=np).mean() for s in self.schedules])
-    shares = self.mixture.base * (1.0 - injected_N.sum() / self.batch_size)
-    for s, count in zip(self.schedules, injected_N):
+    injected_Z = np.array([s.counts(np.asarray(step_S, np.int64), xp=np).mean() for s in self.schedules])
+    shares = self.mixture.base * (1.0 - injected_Z.sum() / self.batch_size)
+    for s, count in zip(self.schedules, injected_Z):
       shares[s.task] += count / self.batch_size
     return shares
 
@@ -102,14 +102,14 @@ class FamilyProblem(Problem):
   def evaluate(self, model, params):
     k, chunk = self.family.num_tasks, self.eval_chunk
     num_chunks = -(-k // chunk)
-    task_NxC = jnp.minimum(jnp.arange(num_chunks * chunk, dtype=jnp.int32), k - 1).reshape(num_chunks, chunk)
+    task_XxT = jnp.minimum(jnp.arange(num_chunks * chunk, dtype=jnp.int32), k - 1).reshape(num_chunks, chunk)
 
-    def chunk_metrics(task_C):
-      return self._task_metrics(model, params, eval_examples(self.family, self.eval_key, task_C, self.eval_n), chunk)
+    def chunk_metrics(task_T):
+      return self._task_metrics(model, params, eval_examples(self.family, self.eval_key, task_T, self.eval_n), chunk)
 
-    loss_NxC, acc_NxC = jax.lax.map(chunk_metrics, task_NxC)
-    loss_T = loss_NxC.reshape(-1)[:k]
-    acc_T = None if acc_NxC is None else acc_NxC.reshape(-1)[:k]
+    loss_XxT, acc_XxT = jax.lax.map(chunk_metrics, task_XxT)
+    loss_T = loss_XxT.reshape(-1)[:k]
+    acc_T = None if acc_XxT is None else acc_XxT.reshape(-1)[:k]
     return loss_T, acc_T, self.family.signal(jnp.arange(k), loss_T, acc_T, linear_fn(model, params))
 
   def task_batch(self, task_T, n: int):

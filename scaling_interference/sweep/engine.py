@@ -97,13 +97,13 @@ class Engine:
     batch = sharding.batch_constraint(self.problem.batch(step, host), self.mesh, self.batch_size)
     new_states, losses = [], []
     for index, state in enumerate(states):
-      new_state, loss_G = jax.vmap(functools.partial(self._member_step, index), in_axes=(0, None))(state, batch)
+      new_state, loss_M = jax.vmap(functools.partial(self._member_step, index), in_axes=(0, None))(state, batch)
       new_states.append(new_state)
-      losses.append(loss_G)
+      losses.append(loss_M)
     return new_states, (tuple(losses), self._maybe_trace(new_states, step + 1))
 
   def _train_segment(self, states, start_step, num_steps: int, host=None):
-    """num_steps steps from start_step; returns states, per-group losses (S, G) and traces (S, G, T)."""
+    """num_steps steps from start_step; returns states, per-group losses (S, M) and traces (S, M, T)."""
     steps = start_step + jnp.arange(num_steps, dtype=jnp.int32)
     states, (losses, traces) = jax.lax.scan(self._one_step, states, (steps, host))
     return states, losses, traces

@@ -102,7 +102,7 @@ class Preemption:
 
 
 class TraceLog:
-  """Dense signal traces of the traced tasks: steps (N,), signal (N, members, tasks), in traces.npz."""
+  """Dense signal traces of the traced tasks: steps (S,), signal (S, M, T), in traces.npz."""
 
   def __init__(self, path: str, every: int, task_ids, member_ids):
     self.path, self.every = path, every
@@ -115,7 +115,7 @@ class TraceLog:
     return bool(self.every) and self.task_ids.size > 0
 
   def add(self, first_step: int, traces) -> None:
-    """traces: per group (S, G, T) from a segment starting at first_step; keeps the traced steps."""
+    """traces: per group (S, M, T) from a segment starting at first_step; keeps the traced steps."""
     if not self.enabled:
       return
     signal_SxMxT = np.concatenate([np.asarray(t) for t in traces], axis=1)
@@ -172,16 +172,16 @@ class Trainer:
     rows, task_ids = [], range(len(self.problem.tasks))
     for group, result in zip(self.groups, results):
       ids = [m.id for m in group.members]
-      loss_G = None if train_loss_M is None else train_loss_M[ids]
-      rows += metric_rows(step, ids, task_ids, result, loss_G)
+      group_loss_M = None if train_loss_M is None else train_loss_M[ids]
+      rows += metric_rows(step, ids, task_ids, result, group_loss_M)
     self.workdir.append_metrics(rows)
 
   def _schedule(self) -> dict:
     """The realised schedule: injected examples per schedule at every step that has any."""
     found = self.problem.schedules
-    counts_SxN = realised_counts(found, self.train.steps)
-    steps = np.nonzero(counts_SxN.sum(axis=1))[0]
-    return {"step": steps, "count": counts_SxN[steps], "task": np.asarray([s.task for s in found], np.int32),
+    counts_SxZ = realised_counts(found, self.train.steps)
+    steps = np.nonzero(counts_SxZ.sum(axis=1))[0]
+    return {"step": steps, "count": counts_SxZ[steps], "task": np.asarray([s.task for s in found], np.int32),
             "name": np.asarray([s.name for s in found], dtype=str)}
 
   def _start(self, checkpoints: Checkpoints):

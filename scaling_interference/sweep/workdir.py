@@ -118,12 +118,12 @@ def read_metric_lines(path: str) -> list[str]:
   return lines
 
 
-def metric_rows(step: int, member_ids, task_ids, result, train_loss_G) -> list[dict]:
+def metric_rows(step: int, member_ids, task_ids, result, train_loss_M) -> list[dict]:
   """Long-format rows of one group's eval at `step`, plus its training-loss rows."""
   rows = []
   for g, member in enumerate(member_ids):
     rows.append({"step": step, "member": member, "task": "all",
-                 "loss": _finite_or_none(train_loss_G[g]) if train_loss_G is not None else None,
+                 "loss": _finite_or_none(train_loss_M[g]) if train_loss_M is not None else None,
                  "accuracy": None, "signal": None})
     for t in task_ids:
       acc = None if result.accuracy is None else _finite_or_none(result.accuracy[g, t])

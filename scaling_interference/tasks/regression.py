@@ -24,8 +24,8 @@ def participation_ratio(s_KxR: np.ndarray) -> np.ndarray:
 
 def _orthonormal(rng: np.random.Generator, n: int, r: int) -> np.ndarray:
   """n x r matrix with orthonormal columns, Haar-distributed (QR with sign fix)."""
-  q_NxR, r_RxR = np.linalg.qr(rng.standard_normal((n, r)))
-  return q_NxR * np.sign(np.diag(r_RxR))
+  q_DxR, r_RxR = np.linalg.qr(rng.standard_normal((n, r)))
+  return q_DxR * np.sign(np.diag(r_RxR))
 
 
 def _bases(seed: int, k: int, d: int, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,9 +49,9 @@ def _spectra(task_config, k: int, r: int) -> np.ndarray:
   return scales_K[:, None] * i_R[None, :] ** (-beta_K[:, None])
 
 
-def _place(onehot_BxK: Array, v_BxN: Array) -> Array:
-  """Puts row b of v into block task(b) of a (B, K*N) array, zeros elsewhere."""
-  return (onehot_BxK[:, :, None] * v_BxN[:, None, :]).reshape(v_BxN.shape[0], -1)
+def _place(onehot_BxK: Array, v_BxD: Array) -> Array:
+  """Puts row b of v into block task(b) of a (B, K*D) array, zeros elsewhere."""
+  return (onehot_BxK[:, :, None] * v_BxD[:, None, :]).reshape(v_BxD.shape[0], -1)
 
 
 @register
@@ -69,22 +69,22 @@ class Regression(Family):
     self.noise = float(task_config.noise)
     self.frequencies = frequencies_from_config(task_config)
     self.singular_values_KxR = _spectra(task_config, k, min(d, m))
-    self.u_KxMxR, self.v_KxDxR = _bases(task_config.seed, k, d, m)
-    self.w_star_KxMxD = np.einsum("kmr,kr,kdr->kmd", self.u_KxMxR, self.singular_values_KxR,
+    self.u_KxYxR, self.v_KxDxR = _bases(task_config.seed, k, d, m)
+    self.w_star_KxYxD = np.einsum("kmr,kr,kdr->kmd", self.u_KxYxR, self.singular_values_KxR,
                                   self.v_KxDxR)
     self.complexities = participation_ratio(self.singular_values_KxR)
 
   @property
   def baseline_K(self) -> np.ndarray:
     """Per-task loss of the zero predictor: ||W*_k||_F^2 + m * noise^2."""
-    return np.square(self.w_star_KxMxD).sum((1, 2)) + self.task_output_dim * self.noise ** 2
+    return np.square(self.w_star_KxYxD).sum((1, 2)) + self.task_output_dim * self.noise ** 2
 
   def target_map(self) -> np.ndarray:
     """The true end-to-end map (K*d, K*m): block-diagonal W*_k^T, float64."""
     k, d, m = self.num_tasks, self.task_input_dim, self.task_output_dim
-    map_KxDxKxM = np.zeros((k, d, k, m))
-    map_KxDxKxM[np.arange(k), :, np.arange(k), :] = self.w_star_KxMxD.transpose(0, 2, 1)
-    return map_KxDxKxM.reshape(k * d, k * m)
+    map_KxDxKxY = np.zeros((k, d, k, m))
+    map_KxDxKxY[np.arange(k), :, np.arange(k), :] = self.w_star_KxYxD.transpose(0, 2, 1)
+    return map_KxDxKxY.reshape(k * d, k * m)
 
   @classmethod
   def default_config(cls):
@@ -103,12 +103,12 @@ class Regression(Family):
     key_z, key_noise = jax.random.split(key)
     b, m = task_B.shape[0], self.task_output_dim
     z_BxD = jax.random.normal(key_z, (b, self.task_input_dim), jnp.float32)
-    w_BxMxD = jnp.asarray(self.w_star_KxMxD, jnp.float32)[task_B]
-    y_BxM = jnp.einsum("bmd,bd->bm", w_BxMxD, z_BxD, precision=jax.lax.Precision.HIGHEST)
+    w_BxYxD = jnp.asarray(self.w_star_KxYxD, jnp.float32)[task_B]
+    y_BxY = jnp.einsum("bmd,bd->bm", w_BxYxD, z_BxD, precision=jax.lax.Precision.HIGHEST)
     if self.noise:
-      y_BxM = y_BxM + self.noise * jax.random.normal(key_noise, (b, m), jnp.float32)
+      y_BxY = y_BxY + self.noise * jax.random.normal(key_noise, (b, m), jnp.float32)
     onehot_BxK = jax.nn.one_hot(task_B, self.num_tasks, dtype=jnp.float32)
-    return Batch(x=_place(onehot_BxK, z_BxD), y=_place(onehot_BxK, y_BxM),
+    return Batch(x=_place(onehot_BxK, z_BxD), y=_place(onehot_BxK, y_BxY),
                  task=task_B.astype(jnp.int32))
 
   def loss(self, out_BxO: Array, batch: Batch) -> Array:
@@ -122,10 +122,10 @@ class Regression(Family):
     k, d, m = self.num_tasks, self.task_input_dim, self.task_output_dim
     t = task_T.shape[0]
     basis_TxDxI = jax.nn.one_hot(task_T[:, None] * d + jnp.arange(d), k * d, dtype=jnp.float32)
-    out_TxDxKxM = linear_fn(basis_TxDxI.reshape(t * d, k * d)).reshape(t, d, k, m)
-    block_TxDxM = jnp.take_along_axis(out_TxDxKxM, task_T[:, None, None, None], axis=2)[:, :, 0]
-    norm_T = jnp.sqrt(jnp.sum(jnp.square(block_TxDxM), axis=(1, 2)))
-    return norm_T / jnp.asarray(np.linalg.norm(self.w_star_KxMxD, axis=(1, 2)), jnp.float32)[task_T]
+    out_TxDxKxY = linear_fn(basis_TxDxI.reshape(t * d, k * d)).reshape(t, d, k, m)
+    block_TxDxY = jnp.take_along_axis(out_TxDxKxY, task_T[:, None, None, None], axis=2)[:, :, 0]
+    norm_T = jnp.sqrt(jnp.sum(jnp.square(block_TxDxY), axis=(1, 2)))
+    return norm_T / jnp.asarray(np.linalg.norm(self.w_star_KxYxD, axis=(1, 2)), jnp.float32)[task_T]
 
   def projection(self, map_IxO: np.ndarray) -> np.ndarray:
     """<M_kk, W*_k>_F / ||W*_k||_F^2 of map M's diagonal blocks: 1 on target, 0 for an unrelated map.
@@ -134,9 +134,9 @@ class Regression(Family):
     of the right size, it counts only the part of M_kk along the target: c for c W*_k (-1 for -W*).
     """
     k, d, m = self.num_tasks, self.task_input_dim, self.task_output_dim
-    block_KxDxM = np.asarray(map_IxO, np.float64).reshape(k, d, k, m)[np.arange(k), :, np.arange(k), :]
-    target_KxDxM = self.w_star_KxMxD.transpose(0, 2, 1)
-    return np.einsum("kdm,kdm->k", block_KxDxM, target_KxDxM) / np.square(target_KxDxM).sum((1, 2))
+    block_KxDxY = np.asarray(map_IxO, np.float64).reshape(k, d, k, m)[np.arange(k), :, np.arange(k), :]
+    target_KxDxY = self.w_star_KxYxD.transpose(0, 2, 1)
+    return np.einsum("kdm,kdm->k", block_KxDxY, target_KxDxY) / np.square(target_KxDxY).sum((1, 2))
 
   def describe_example(self, x_I: np.ndarray, y, task: int) -> str:
     """The task's input block z and output block y."""

@@ -43,9 +43,9 @@ class SparseParity(Family):
     self.num_tasks, self.n_bits = k_tasks, n
     self.input_dim, self.output_dim = k_tasks + n, 2
     self.frequencies = frequencies_from_config(task_config)
-    self.subsets_KxS = draw_subsets(task_config.seed, k_tasks, n, task_config.k)
-    self.mask_KxN = np.zeros((k_tasks, n), dtype=np.float32)
-    np.put_along_axis(self.mask_KxN, self.subsets_KxS, 1.0, axis=1)
+    self.subsets_KxJ = draw_subsets(task_config.seed, k_tasks, n, task_config.k)
+    self.mask_KxD = np.zeros((k_tasks, n), dtype=np.float32)
+    np.put_along_axis(self.mask_KxD, self.subsets_KxJ, 1.0, axis=1)
     self.complexities = np.full(k_tasks, float(task_config.k))
 
   @classmethod
@@ -62,10 +62,10 @@ class SparseParity(Family):
 
   def sample(self, key: Array, task_B: Array) -> Batch:
     b = task_B.shape[0]
-    bits_BxN = jax.random.bernoulli(key, 0.5, (b, self.n_bits)).astype(jnp.float32)
+    bits_BxD = jax.random.bernoulli(key, 0.5, (b, self.n_bits)).astype(jnp.float32)
     code_BxK = jax.nn.one_hot(task_B, self.num_tasks, dtype=jnp.float32)
-    count_B = jnp.sum(bits_BxN * jnp.asarray(self.mask_KxN)[task_B], axis=-1)
-    return Batch(x=jnp.concatenate([code_BxK, bits_BxN], axis=-1),
+    count_B = jnp.sum(bits_BxD * jnp.asarray(self.mask_KxD)[task_B], axis=-1)
+    return Batch(x=jnp.concatenate([code_BxK, bits_BxD], axis=-1),
                  y=count_B.astype(jnp.int32) % 2, task=task_B.astype(jnp.int32))
 
   def loss(self, out_BxO: Array, batch: Batch) -> Array:
@@ -82,7 +82,7 @@ class SparseParity(Family):
   def describe_example(self, x_I: np.ndarray, y, task: int) -> str:
     """The n bits, the task's subset and the parity."""
     bits = "".join(str(int(b)) for b in x_I[self.num_tasks:])
-    return f"bits={bits} subset={self.subsets_KxS[task].tolist()} -> parity={int(y)}"
+    return f"bits={bits} subset={self.subsets_KxJ[task].tolist()} -> parity={int(y)}"
 
   def probe_features(self, batch: Batch) -> list[tuple[np.ndarray, dict]]:
     """Fitted on task k's examples (the other bits act as noise), accuracy each.
@@ -91,10 +91,10 @@ class SparseParity(Family):
     """
     x, y, task_N = np.asarray(batch.x, np.float64), np.asarray(batch.y, np.float64), np.asarray(batch.task)
     k = self.num_tasks
-    return [(task_N == t, {(t, f"bit{b}"): ("accuracy", x[:, k + b:k + b + 1]) for b in self.subsets_KxS[t]}
+    return [(task_N == t, {(t, f"bit{b}"): ("accuracy", x[:, k + b:k + b + 1]) for b in self.subsets_KxJ[t]}
              | {(t, "answer"): ("accuracy", y[:, None])}) for t in range(k)]
 
   def task_inputs(self) -> list[np.ndarray]:
     """Task k's code bit and the k bits of its subset; bits shared by subsets count for each task."""
     k = self.num_tasks
-    return [np.concatenate([[t], k + self.subsets_KxS[t]]) for t in range(k)]
+    return [np.concatenate([[t], k + self.subsets_KxJ[t]]) for t in range(k)]

@@ -80,11 +80,11 @@ class TokenTask(abc.ABC):
     rng = np.random.default_rng(self.seed)
     self.tokens = draw_tokens(rng, task_config, self.num_values, exclude)
     self._draw_structure(rng)
-    self.heldout_H = self._draw_heldout(rng)
-    self.n_heldout = self.heldout_H.size
+    self.heldout_N = self._draw_heldout(rng)
+    self.n_heldout = self.heldout_N.size
     self._value_tokens = jnp.asarray(self.tokens.values)
-    self._heldout = jnp.asarray(self.heldout_H, jnp.int32)
-    self._gaps = jnp.asarray(self.heldout_H - np.arange(self.n_heldout), jnp.int32)
+    self._heldout = jnp.asarray(self.heldout_N, jnp.int32)
+    self._gaps = jnp.asarray(self.heldout_N - np.arange(self.n_heldout), jnp.int32)
 
   @abc.abstractmethod
   def _configure(self, task_config) -> None:
@@ -102,19 +102,19 @@ class TokenTask(abc.ABC):
     """Number of operand sets (tuples up to ordering)."""
 
   @abc.abstractmethod
-  def set_operands(self, rank_S: np.ndarray) -> np.ndarray:
-    """(S, n_operands) sorted operand values of set ranks in [0, count_sets()), numpy."""
+  def set_operands(self, rank_A: np.ndarray) -> np.ndarray:
+    """(A, J) sorted operand values of set ranks in [0, count_sets()), numpy."""
 
   @abc.abstractmethod
   def operands_of(self, index_N, xp=jnp):
-    """(N, n_operands) operand values of tuple indices, with jax.numpy or numpy."""
+    """(N, J) operand values of tuple indices, with jax.numpy or numpy."""
 
   @abc.abstractmethod
-  def index_of(self, operands_NxO: np.ndarray) -> np.ndarray:
+  def index_of(self, operands_NxJ: np.ndarray) -> np.ndarray:
     """(N,) int64 tuple indices of operand values, numpy: the inverse of operands_of."""
 
   @abc.abstractmethod
-  def answer_of(self, operands_NxO, xp=jnp):
+  def answer_of(self, operands_NxJ, xp=jnp):
     """(N,) answer values of operand values, with jax.numpy or numpy."""
 
   @abc.abstractmethod
@@ -124,8 +124,8 @@ class TokenTask(abc.ABC):
   def _draw_heldout(self, rng: np.random.Generator) -> np.ndarray:
     """Sorted indices of every ordering of random operand sets, about heldout_fraction of the tuples."""
     target = int(round(self.heldout_fraction * self.n_tuples))
-    sets_SxO = draw_sets(rng, self.count_sets(), self.set_operands, target)
-    return np.sort(self.index_of(arrangements(sets_SxO)))  # distinct sets: distinct tuples
+    sets_AxJ = draw_sets(rng, self.count_sets(), self.set_operands, target)
+    return np.sort(self.index_of(arrangements(sets_AxJ)))  # distinct sets: distinct tuples
 
   @property
   def seq_len(self) -> int:
@@ -137,15 +137,15 @@ class TokenTask(abc.ABC):
     return self.seq_len - 2
 
   def sample(self, key: Array, n: int, split: str = "train") -> dict:
-    """n examples of `split`, on device: tokens (n, seq_len), operands (n, O), answer (n,)."""
+    """n examples of `split`, on device: tokens (n, seq_len), operands (n, J), answer (n,)."""
     index_N = self._sample_index(key, n, split)
-    operands_NxO = self.operands_of(index_N)
-    answer_N = self.answer_of(operands_NxO)
-    marker_N = jnp.full((n, 1), self.tokens.marker, jnp.int32)
-    separator_N = jnp.full((n, 1), self.tokens.separator, jnp.int32)
-    tokens_NxT = jnp.concatenate([marker_N, self._value_tokens[operands_NxO], separator_N,
+    operands_NxJ = self.operands_of(index_N)
+    answer_N = self.answer_of(operands_NxJ)
+    marker_Nx1 = jnp.full((n, 1), self.tokens.marker, jnp.int32)
+    separator_Nx1 = jnp.full((n, 1), self.tokens.separator, jnp.int32)
+    tokens_NxQ = jnp.concatenate([marker_Nx1, self._value_tokens[operands_NxJ], separator_Nx1,
                                   self._value_tokens[answer_N][:, None]], axis=1)
-    return dict(tokens=tokens_NxT, operands=operands_NxO, answer=answer_N)
+    return dict(tokens=tokens_NxQ, operands=operands_NxJ, answer=answer_N)
 
   def _sample_index(self, key: Array, n: int, split: str) -> Array:
     if split not in SPLITS:
@@ -159,14 +159,14 @@ class TokenTask(abc.ABC):
     return j_N + jnp.searchsorted(self._gaps, j_N, side="right").astype(jnp.int32)
 
   def heldout_operands(self) -> np.ndarray:
-    """(H, n_operands) operand values of the held-out tuples."""
-    return self.operands_of(self.heldout_H.astype(np.int64), xp=np)
+    """(n_heldout, J) operand values of the held-out tuples."""
+    return self.operands_of(self.heldout_N.astype(np.int64), xp=np)
 
-  def decode(self, tokens_T) -> str:
+  def decode(self, tokens_Q) -> str:
     """One example as readable values, e.g. '<add> 17 5 = 22'."""
     index_of = {int(t): v for v, t in enumerate(self.tokens.values)}
     names = {self.tokens.marker: self.symbol, self.tokens.separator: "="}
-    words = [names.get(t, str(index_of.get(t, f"#{t}"))) for t in np.asarray(tokens_T).tolist()]
+    words = [names.get(t, str(index_of.get(t, f"#{t}"))) for t in np.asarray(tokens_Q).tolist()]
     return " ".join(words)
 
   def info(self, task_id: int, frequency: float) -> TaskInfo:
@@ -190,10 +190,10 @@ class ModularAddition(TokenTask):
   def count_sets(self) -> int:
     return math.comb(self.modulus + self.n_operands - 1, self.n_operands)
 
-  def set_operands(self, rank_S: np.ndarray) -> np.ndarray:
+  def set_operands(self, rank_A: np.ndarray) -> np.ndarray:
     """Multiset a_1 <= ... <= a_n as the combination a_i + i - 1 of P + n - 1 values."""
     n = self.n_operands
-    return unrank_combinations(rank_S, self.modulus + n - 1, n) - np.arange(n)
+    return unrank_combinations(rank_A, self.modulus + n - 1, n) - np.arange(n)
 
   def _powers(self) -> np.ndarray:
     """(n_operands,) place values of the operands in a tuple index: P^(n-1), ..., P, 1."""
@@ -202,11 +202,11 @@ class ModularAddition(TokenTask):
   def operands_of(self, index_N, xp=jnp):
     return ((index_N[:, None] // xp.asarray(self._powers(), index_N.dtype)) % self.modulus).astype(xp.int32)
 
-  def index_of(self, operands_NxO: np.ndarray) -> np.ndarray:
-    return np.asarray(operands_NxO, np.int64) @ self._powers()
+  def index_of(self, operands_NxJ: np.ndarray) -> np.ndarray:
+    return np.asarray(operands_NxJ, np.int64) @ self._powers()
 
-  def answer_of(self, operands_NxO, xp=jnp):
-    return (xp.sum(operands_NxO, axis=1) % self.modulus).astype(xp.int32)
+  def answer_of(self, operands_NxJ, xp=jnp):
+    return (xp.sum(operands_NxJ, axis=1) % self.modulus).astype(xp.int32)
 
   def complexity(self) -> float:
     return float(self.modulus * (self.n_operands - 1))
@@ -224,8 +224,8 @@ class Comparison(TokenTask):
     self.num_values = self.n_items
 
   def _draw_structure(self, rng: np.random.Generator) -> None:
-    self.rank_V = rng.permutation(self.n_items).astype(np.int32)  # item v's place in the order
-    self._rank = jnp.asarray(self.rank_V)
+    self.item_rank_N = rng.permutation(self.n_items).astype(np.int32)  # item v's place in the order
+    self._rank = jnp.asarray(self.item_rank_N)
 
   def count_tuples(self) -> int:
     return self.n_items * (self.n_items - 1)
@@ -233,21 +233,21 @@ class Comparison(TokenTask):
   def count_sets(self) -> int:
     return math.comb(self.n_items, 2)
 
-  def set_operands(self, rank_S: np.ndarray) -> np.ndarray:
-    return unrank_combinations(rank_S, self.n_items, 2)
+  def set_operands(self, rank_A: np.ndarray) -> np.ndarray:
+    return unrank_combinations(rank_A, self.n_items, 2)
 
   def operands_of(self, index_N, xp=jnp):
     """Pair t = a (n - 1) + r, with b = r, or r + 1 when r >= a (b != a)."""
     a_N, r_N = index_N // (self.n_items - 1), index_N % (self.n_items - 1)
     return xp.stack([a_N, r_N + (r_N >= a_N)], axis=1).astype(xp.int32)
 
-  def index_of(self, operands_NxO: np.ndarray) -> np.ndarray:
-    a_N, b_N = np.asarray(operands_NxO, np.int64).T
+  def index_of(self, operands_NxJ: np.ndarray) -> np.ndarray:
+    a_N, b_N = np.asarray(operands_NxJ, np.int64).T
     return a_N * (self.n_items - 1) + b_N - (b_N > a_N)
 
-  def answer_of(self, operands_NxO, xp=jnp):
-    rank = self._rank if xp is jnp else self.rank_V
-    a_N, b_N = operands_NxO[:, 0], operands_NxO[:, 1]
+  def answer_of(self, operands_NxJ, xp=jnp):
+    rank = self._rank if xp is jnp else self.item_rank_N
+    a_N, b_N = operands_NxJ[:, 0], operands_NxJ[:, 1]
     return xp.where(rank[a_N] > rank[b_N], a_N, b_N).astype(xp.int32)
 
   def complexity(self) -> float:
@@ -319,56 +319,56 @@ def draw_tokens(rng: np.random.Generator, task_config, num_values: int, exclude)
   return TaskTokens(marker=int(chosen[0]), separator=int(chosen[1]), values=chosen[2:])
 
 
-def unrank_combinations(rank_S: np.ndarray, n_values: int, size: int) -> np.ndarray:
-  """(S, size) increasing values in [0, n_values): the combinations of colex rank rank_S.
+def unrank_combinations(rank_A: np.ndarray, n_values: int, size: int) -> np.ndarray:
+  """(A, size) increasing values in [0, n_values): the combinations of colex rank rank_A.
 
   Colex rank of c_1 < ... < c_size is sum_i C(c_i, i); c_i is the largest c with C(c, i) <= what
   is left of the rank, taken from i = size down.
   """
-  rest_S = np.asarray(rank_S, np.int64).copy()
-  values_SxO = np.zeros((rest_S.size, size), np.int64)
+  rest_A = np.asarray(rank_A, np.int64).copy()
+  values_AxJ = np.zeros((rest_A.size, size), np.int64)
   for i in range(size, 0, -1):
-    comb_V = np.array([math.comb(c, i) for c in range(n_values)], np.int64)
-    values_SxO[:, i - 1] = np.searchsorted(comb_V, rest_S, side="right") - 1
-    rest_S -= comb_V[values_SxO[:, i - 1]]
-  return values_SxO
+    comb_N = np.array([math.comb(c, i) for c in range(n_values)], np.int64)
+    values_AxJ[:, i - 1] = np.searchsorted(comb_N, rest_A, side="right") - 1
+    rest_A -= comb_N[values_AxJ[:, i - 1]]
+  return values_AxJ
 
 
-def orbit_sizes(sets_SxO: np.ndarray) -> np.ndarray:
-  """(S,) distinct orderings of each sorted row, n! / prod(multiplicity!), built up one position at a time."""
-  size_S, run_S = np.ones(len(sets_SxO), np.int64), np.ones(len(sets_SxO), np.int64)
-  for i in range(1, sets_SxO.shape[1]):
-    run_S = np.where(sets_SxO[:, i] == sets_SxO[:, i - 1], run_S + 1, 1)
-    size_S = size_S * (i + 1) // run_S
-  return size_S
+def orbit_sizes(sets_AxJ: np.ndarray) -> np.ndarray:
+  """(A,) distinct orderings of each sorted row, n! / prod(multiplicity!), built up one position at a time."""
+  size_A, run_A = np.ones(len(sets_AxJ), np.int64), np.ones(len(sets_AxJ), np.int64)
+  for i in range(1, sets_AxJ.shape[1]):
+    run_A = np.where(sets_AxJ[:, i] == sets_AxJ[:, i - 1], run_A + 1, 1)
+    size_A = size_A * (i + 1) // run_A
+  return size_A
 
 
-def arrangements(sets_SxO: np.ndarray) -> np.ndarray:
-  """(A, O) every distinct ordering of every sorted row: each position takes each distinct value left."""
-  prefix_AxP, rest_AxR = sets_SxO[:, :0], sets_SxO
-  while rest_AxR.shape[1]:
-    first_AxR = np.ones(rest_AxR.shape, bool)
-    first_AxR[:, 1:] = rest_AxR[:, 1:] != rest_AxR[:, :-1]
-    row_A, slot_A = np.nonzero(first_AxR)
-    prefix_AxP = np.concatenate([prefix_AxP[row_A], rest_AxR[row_A, slot_A][:, None]], axis=1)
-    keep_AxR = np.arange(rest_AxR.shape[1]) != slot_A[:, None]
-    rest_AxR = rest_AxR[row_A][keep_AxR].reshape(len(row_A), rest_AxR.shape[1] - 1)
-  return prefix_AxP
+def arrangements(sets_AxJ: np.ndarray) -> np.ndarray:
+  """(A, J) every distinct ordering of every sorted row: each position takes each distinct value left."""
+  prefix_AxJ, rest_AxJ = sets_AxJ[:, :0], sets_AxJ
+  while rest_AxJ.shape[1]:
+    first_AxJ = np.ones(rest_AxJ.shape, bool)
+    first_AxJ[:, 1:] = rest_AxJ[:, 1:] != rest_AxJ[:, :-1]
+    row_A, slot_A = np.nonzero(first_AxJ)
+    prefix_AxJ = np.concatenate([prefix_AxJ[row_A], rest_AxJ[row_A, slot_A][:, None]], axis=1)
+    keep_AxJ = np.arange(rest_AxJ.shape[1]) != slot_A[:, None]
+    rest_AxJ = rest_AxJ[row_A][keep_AxJ].reshape(len(row_A), rest_AxJ.shape[1] - 1)
+  return prefix_AxJ
 
 
 def draw_sets(rng: np.random.Generator, n_sets: int, sets_of, target: int) -> np.ndarray:
-  """(S, O) distinct uniformly random sets, in draw order, whose orderings number nearest to target (ties: fewer).
+  """(A, J) distinct uniformly random sets, in draw order, whose orderings number nearest to target (ties: fewer).
 
   sets_of: set ranks in [0, n_sets) -> their sorted operand rows.
   """
-  rank_S, sets_SxO, size_S = np.zeros(0, np.int64), sets_of(np.zeros(0, np.int64)), np.zeros(0, np.int64)
-  while size_S.sum() < target:
-    drawn_N = rng.integers(0, n_sets, size=target - size_S.sum())
-    first_U = np.unique(np.concatenate([rank_S, drawn_N]), return_index=True)[1]
-    new_N = drawn_N[np.sort(first_U[first_U >= rank_S.size]) - rank_S.size]
-    new_NxO = sets_of(new_N)
-    rank_S, sets_SxO = np.concatenate([rank_S, new_N]), np.concatenate([sets_SxO, new_NxO])
-    size_S = np.concatenate([size_S, orbit_sizes(new_NxO)])
-  total_S = np.concatenate([[0], np.cumsum(size_S)])
-  reach = int(np.searchsorted(total_S, target))  # the first prefix reaching target: `reach` sets
-  return sets_SxO[:reach if reach == 0 or total_S[reach] - target < target - total_S[reach - 1] else reach - 1]
+  rank_A, sets_AxJ, size_A = np.zeros(0, np.int64), sets_of(np.zeros(0, np.int64)), np.zeros(0, np.int64)
+  while size_A.sum() < target:
+    drawn_N = rng.integers(0, n_sets, size=target - size_A.sum())
+    first_N = np.unique(np.concatenate([rank_A, drawn_N]), return_index=True)[1]
+    new_N = drawn_N[np.sort(first_N[first_N >= rank_A.size]) - rank_A.size]
+    new_AxJ = sets_of(new_N)
+    rank_A, sets_AxJ = np.concatenate([rank_A, new_N]), np.concatenate([sets_AxJ, new_AxJ])
+    size_A = np.concatenate([size_A, orbit_sizes(new_AxJ)])
+  total_A = np.concatenate([[0], np.cumsum(size_A)])
+  reach = int(np.searchsorted(total_A, target))  # the first prefix reaching target: `reach` sets
+  return sets_AxJ[:reach if reach == 0 or total_A[reach] - target < target - total_A[reach - 1] else reach - 1]
