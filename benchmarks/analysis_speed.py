@@ -31,7 +31,7 @@ from configs import injection
 from scaling_interference.analysis import classes as classes_lib
 from scaling_interference.analysis import gradients
 from scaling_interference.analysis.replay import Replayer, copy_states, padded
-from scaling_interference.analysis.split_update import initial_buffers
+from scaling_interference.analysis.split_update import flatten, initial_buffers
 
 _STEPS = flags.DEFINE_integer("steps", 1000, "Training steps of the run analysed.")
 _CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 250, "Checkpoint (and eval) interval; divides steps.")
@@ -63,7 +63,7 @@ def run_config(steps: int, every: int, seeds: int):
 def member_grad(model, problem, jit: bool):
   """One member's gradient of one task's mean loss, flattened as group_gradients flattens it."""
   grad = jax.grad(lambda p, b: problem.task_loss(model, p, b))
-  flat = lambda p, b: gradients.flatten(grad(p, b))
+  flat = lambda p, b: flatten(grad(p, b))
   return jax.jit(flat) if jit else flat
 
 

@@ -12,7 +12,7 @@ from scaling_interference.analysis import claims
 
 HELD, NOT_HELD, NOT_MEASURABLE = claims.HELD, claims.NOT_HELD, claims.NOT_MEASURABLE
 REGRESSION = types.SimpleNamespace(config=small_regression())  # a linear regression run (the oracle family)
-RELU = types.SimpleNamespace(config=ml_collections.ConfigDict({"model": {"activation": "relu"}}))
+RELU = types.SimpleNamespace(config=ml_collections.ConfigDict({"model": {"name": "mlp", "activation": "relu"}}))
 
 
 def check(number: int, t: dict, run=REGRESSION) -> tuple[str, str]:

@@ -10,8 +10,8 @@ import pytest
 import scaling_interference as si
 from conftest import small_injection
 from scaling_interference.analysis import classes as classes_lib
-from scaling_interference.analysis.replay import Replayer, flatten
-from scaling_interference.analysis.split_update import find_state, initial_buffers, split_update
+from scaling_interference.analysis.replay import Replayer
+from scaling_interference.analysis.split_update import find_state, flatten, initial_buffers, split_update
 from scaling_interference.errors import ReplayError
 from scaling_interference.sweep.optim import member_optimizer
 from test_language import tiny_lm

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_interference.analysis import retention, scaling
+from scaling_interference.models.kinds import model_kind
 from scaling_interference.reader import Run
 
 HELD, NOT_HELD, NOT_MEASURABLE = "held", "did not hold", "not measurable"
@@ -97,7 +98,7 @@ def _claim_oracle(t: dict, run: Run) -> tuple[str, str]:
       f"{w}: {r:.3f}" if np.isfinite(r) else f"{w}: {e:.2g} vs 0" for w, r, e in
       zip(totals.index, totals.ratio, totals.eval_loss)) + f"; largest mean |signal gap| {totals.signal_gap.max():.3f} "
           f"(held: each width within 10% of the oracle's loss or 1% of the zero map's, and signal gap <= 0.05)")
-  if run.config.model.get("activation") != "linear":
+  if not model_kind(run.config.model.name).is_linear(run.config.model):
     text += "; members are not linear, the oracle describes linear maps"
   return (HELD if close.all() and totals.signal_gap.max() <= 0.05 else NOT_HELD), text
 
@@ -213,7 +214,7 @@ def _claim_allocation(t: dict, run: Run) -> tuple[str, str]:
     return NOT_MEASURABLE, "the allocation table was not computed"
   last = _last(t["allocation"])
   column, what = "owned_neurons", "owned neurons"
-  if run.config.model.get("activation") == "linear" or (last.owned_neurons <= 0).all():
+  if model_kind(run.config.model.name).is_linear(run.config.model) or (last.owned_neurons <= 0).all():
     column, what = "capacity", "feature capacity (linear members, or no neuron with one owner: units are no basis)"
   total = last.groupby(["member", "width"])[column].sum()
   if (total <= 0).all():

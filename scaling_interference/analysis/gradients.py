@@ -58,13 +58,13 @@ import optax
 import pandas as pd
 from jax.flatten_util import ravel_pytree
 
+from scaling_interference.analysis.classes import COMMON_MASS, common_tasks
+from scaling_interference.analysis.split_update import ADAM_EPS, clip_factor, find_state, flatten, scheduled_lr
 from scaling_interference.reader import Run
 from scaling_interference.sweep.members import Group
 from scaling_interference.problems.base import Problem
-from scaling_interference.sweep.optim import decay_mask, schedule_shape
+from scaling_interference.sweep.optim import decay_mask
 
-COMMON_MASS = 0.9
-ADAM_EPS = 1e-8  # optax.adam's default, which sweep.optim keeps
 
 
 # ---- examples ----------------------------------------------------------------------------
@@ -81,12 +81,6 @@ def task_gradients(model, problem: Problem, params_M: dict, batch_TxN) -> dict:
   grad = jax.grad(functools.partial(problem.task_loss, model))
   per_task = jax.vmap(grad, in_axes=(None, 0))
   return jax.vmap(per_task, in_axes=(0, None))(params_M, batch_TxN)
-
-
-def flatten(tree, lead: int = 0):
-  """Leaves raveled and concatenated after the first `lead` axes: (..., P), in tree-leaf order."""
-  leaves = jax.tree.leaves(tree)
-  return jnp.concatenate([a.reshape(a.shape[:lead] + (-1,)) for a in leaves], axis=-1)
 
 
 def leaf_names(tree) -> list[str]:
@@ -146,20 +140,6 @@ class UpdateTerms:
 jax.tree_util.register_dataclass(UpdateTerms, data_fields=["scale", "precond", "carry"], meta_fields=[])
 
 
-def _find(state, cls):
-  """The first sub-state of type cls inside an optax state, or None."""
-  found = [s for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, cls)) if isinstance(s, cls)]
-  return found[0] if found else None
-
-
-def _clip_factor(train_config, g: dict):
-  clip = train_config.grad_clip
-  if not clip:
-    return jnp.float32(1.0)
-  norm = optax.tree.norm(g)
-  return jnp.where(norm < clip, 1.0, clip / norm)
-
-
 def _adam_terms(train_config, adam, lr, f, params: dict, g: dict) -> UpdateTerms:
   b1, b2 = train_config.b1, train_config.b2
   t = (adam.count + 1).astype(jnp.float32)
@@ -173,7 +153,7 @@ def _adam_terms(train_config, adam, lr, f, params: dict, g: dict) -> UpdateTerms
 
 
 def _sgd_terms(train_config, opt_state, lr, f, params: dict) -> UpdateTerms:
-  trace = _find(opt_state, optax.TraceState)
+  trace = find_state(opt_state, optax.TraceState)
   momentum = train_config.momentum
   carry = (jax.tree.map(lambda x: -lr * momentum * x, trace.trace) if trace is not None
            else jax.tree.map(jnp.zeros_like, params))
@@ -182,25 +162,15 @@ def _sgd_terms(train_config, opt_state, lr, f, params: dict) -> UpdateTerms:
 
 def update_terms(train_config, opt_state, params: dict, g: dict) -> UpdateTerms:
   """The linearised next update of one member from its saved state, for mixture gradient g."""
-  sched = _find(opt_state, optax.ScaleByScheduleState)
-  lr = opt_state.hyperparams["learning_rate"] * schedule_shape(train_config)(sched.count)
-  f = _clip_factor(train_config, g)
-  adam = _find(opt_state, optax.ScaleByAdamState)
+  lr = scheduled_lr(train_config, opt_state)
+  f = clip_factor(train_config, g)
+  adam = find_state(opt_state, optax.ScaleByAdamState)
   if adam is not None:
     return _adam_terms(train_config, adam, lr, f, params, g)
   return _sgd_terms(train_config, opt_state, lr, f, params)
 
 
 # ---- interference of one member --------------------------------------------------------------
-def common_tasks(p_T: np.ndarray, mass: float = COMMON_MASS) -> np.ndarray:
-  """(T,) bool: the most frequent tasks whose frequencies first reach `mass` of the total."""
-  order = np.argsort(-p_T, kind="stable")
-  before = np.cumsum(p_T[order]) - p_T[order]
-  common = np.zeros(p_T.shape, bool)
-  common[order[before < mass * p_T.sum()]] = True
-  return common
-
-
 def member_interference(g_TxP, p_T, scale, precond_P, carry_P) -> dict:
   """grad_norm (T,), cosine (T, T), dL (T, T) with dL[k, j] = g_k . u_j, dL_carry (T,); float64."""
   g = np.asarray(g_TxP, np.float64)

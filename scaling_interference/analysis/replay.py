@@ -29,18 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling_interference.analysis.classes import Classes, Window
-from scaling_interference.analysis.split_update import initial_buffers, split_update
+from scaling_interference.analysis.split_update import flatten, initial_buffers, split_update
 from scaling_interference.errors import ReplayError
 from scaling_interference.reader import Run
 from scaling_interference.sweep.loop import is_eval_step, next_boundary
 
 TOLERANCE = 1e-4
-
-
-def flatten(tree, lead: int = 0):
-  """Leaves raveled and concatenated after the first `lead` axes: (..., P), in tree-leaf order."""
-  leaves = jax.tree.leaves(tree)
-  return jnp.concatenate([a.reshape(a.shape[:lead] + (-1,)) for a in leaves], axis=-1)
 
 
 @dataclasses.dataclass

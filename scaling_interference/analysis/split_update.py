@@ -26,6 +26,12 @@ ADAM_EPS = 1e-8  # optax.adam's default, which sweep.optim keeps
 HISTORY, WEIGHT_DECAY = "history", "weight_decay"
 
 
+def flatten(tree, lead: int = 0):
+  """Leaves raveled and concatenated after the first `lead` axes: (..., P), in tree-leaf order."""
+  leaves = jax.tree.leaves(tree)
+  return jnp.concatenate([a.reshape(a.shape[:lead] + (-1,)) for a in leaves], axis=-1)
+
+
 def find_state(state, cls):
   """The first sub-state of type cls inside an optax state, or None."""
   found = [s for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, cls)) if isinstance(s, cls)]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from scaling_interference.analysis import oracle
 from scaling_interference.reader import Run
+from scaling_interference.models.kinds import model_kind
 from scaling_interference.tasks import family_class
 
 
@@ -63,7 +64,7 @@ def _in_order(table: pd.DataFrame) -> pd.DataFrame:
 
 def has_linear_members(run: Run) -> bool:
   """Whether the run trains a task family with linear members, whose end-to-end maps are exact."""
-  return "task" in run.config and "model" in run.config and run.config.model.get("activation") == "linear"
+  return "task" in run.config and "model" in run.config and model_kind(run.config.model.name).is_linear(run.config.model)
 
 
 def member_maps(run: Run, step: int | None = None):

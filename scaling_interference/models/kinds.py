@@ -47,6 +47,11 @@ class MLPKind:
     """MLP members are small: no estimate is printed."""
     return None
 
+  @staticmethod
+  def is_linear(model) -> bool:
+    """Whether every member is a linear map (no activation between layers)."""
+    return model.activation == "linear"
+
 
 class OLMoKind:
   """model.name = "olmo": one group per entry of model.sizes (ladder presets or "D/H/L")."""
@@ -83,6 +88,10 @@ class OLMoKind:
     per_member = ladder.memory_bytes(shape.model, batch_size, shape.model.max_seq_len)
     return (f"memory estimate {shape.size}: {per_member / 2**30:.2f} GiB per member, "
             f"{members * per_member / 2**30:.2f} GiB for its {members} member(s)")
+
+  @staticmethod
+  def is_linear(model) -> bool:
+    return False
 
 
 MODEL_KINDS = {"mlp": MLPKind, "olmo": OLMoKind}
