@@ -10,9 +10,9 @@ def main(argv):
   del argv
   import scaling_interference as si
   from launch import cli
-  from scaling_interference.analysis import summary
+  from scaling_interference.analysis import learned
   run = cli.run_or_exit(si.load_run, _WORKDIR.value)
-  print(summary.render(run, _STEP.value))
+  print(learned.render(run, _STEP.value))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import pytest
 
 import scaling_interference as si
 from scaling_interference import defaults
-from scaling_interference.analysis import allocation, probes, report, scaling, summary
+from scaling_interference.analysis import allocation, learned, probes, report, scaling
 from scaling_interference.checks import require_int
 from scaling_interference.tasks import FAMILIES, Batch, Family, register
 from scaling_interference.tasks.base import check_frequencies, frequencies_from_config
@@ -91,11 +91,11 @@ def test_the_widest_member_learns_the_frequent_task(workdir):
 
 def test_summary_has_no_oracle_and_lists_every_task(workdir):
   run = si.load_run(workdir)
-  assert not summary.has_oracle(run) and (scaling.loss_floor(run) == 0).all()
-  table = summary.signal_table(run)
+  assert not learned.has_oracle(run) and (scaling.loss_floor(run) == 0).all()
+  table = learned.signal_table(run)
   assert list(table.index) == [(4, "trained"), (32, "trained")] and list(table.columns) == [0, 1, 2, 3]
-  assert list(summary.total_loss_table(run).columns) == ["eval_loss"]
-  text = summary.render(run)
+  assert list(learned.total_loss_table(run).columns) == ["eval_loss"]
+  text = learned.render(run)
   header = text.splitlines()[1]
   assert all(str(t) in header.split() for t in range(4)), f"the signal table names every task: {header!r}"
   assert "oracle" not in text and "frequency" in text and "complexity" in text

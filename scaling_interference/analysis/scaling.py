@@ -19,7 +19,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from scaling_interference.analysis import oracle, summary
+from scaling_interference.analysis import learned, oracle
 from scaling_interference.reader import Run
 
 FINAL_COLUMNS = ["width", "task", "loss", "signal", "projection", "frequency", "complexity"]
@@ -57,19 +57,19 @@ def task_table(run: Run) -> pd.DataFrame:
 
 def final_means(run: Run, step: int | None = None) -> pd.DataFrame:
   """Per (width, task): mean final loss and signal over the width's members, with frequency and complexity."""
-  rows = summary.final_task_metrics(run, step)
+  rows = learned.final_task_metrics(run, step)
   means = rows.groupby(["width", "task"], as_index=False)[["loss", "signal"]].mean()
   return means.merge(task_table(run), on="task")
 
 
 def final_table(run: Run, step: int | None = None) -> pd.DataFrame:
-  """final_means with `projection` beside the signal: the mean of the members' summary.projection_rows.
+  """final_means with `projection` beside the signal: the mean of the members' learned.projection_rows.
 
   That is <M_kk, W*_k>_F / ||W*_k||_F^2 of each linear member's map at the last checkpoint (at or
   before `step`); NaN for non-linear members and families without target maps (Family.projection).
   """
   means = final_means(run, step)
-  rows = summary.projection_rows(run, step)
+  rows = learned.projection_rows(run, step)
   projection = (rows.groupby(["width", "task"], as_index=False).projection.mean() if len(rows)
                 else means[["width", "task"]].assign(projection=np.nan))
   return means.merge(projection, on=["width", "task"], how="left")[FINAL_COLUMNS]
@@ -85,8 +85,8 @@ def fit_power_law(width_N, loss_N) -> dict:
   return dict(exponent=float(-slope), prefactor=float(np.exp(intercept)), r2=r2, n=int(len(x_N)))
 
 
-realised_family = summary.realised_family
-has_oracle = summary.has_oracle
+realised_family = learned.realised_family
+has_oracle = learned.has_oracle
 
 
 def loss_floor(run: Run) -> np.ndarray:
