@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.sweep_speed
 	$(PY) -m benchmarks.lm_speed
 	$(PY) -m benchmarks.scaling
+	$(PY) -m benchmarks.analysis_speed
 
 clean:
 	rm -rf $(VENV) runs *.egg-info
