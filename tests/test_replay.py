@@ -208,3 +208,23 @@ def test_language_model_replay_reproduces_training(tmp_path):
 def test_windows_after_a_step(event_run):
   windows = classes_lib.default_windows(event_run.problem, 60, events=2, max_steps=30, after=20)
   assert [(w.schedule, w.event, w.start, w.stop) for w in windows] == [("rare", 2, 25, 35), ("rare", 3, 35, 45)]
+
+
+def test_host_stream_replay_reads_the_checkpoints_iterator_state(tmp_path):
+  """A token-file run: the window after the step-20 checkpoint replays from that checkpoint's iterator position."""
+  from test_language import write_token_files
+  write_token_files(str(tmp_path / "tokens"))
+  config = tiny_lm()
+  config.data.update(source="token_files", paths=(str(tmp_path / "tokens" / "*.npy"),), vocab_size=64)
+  config.inject.add = dict(task=1, kind="every", count=4, every=5, offset=2)
+  config.sweep.update(seeds=(0,), lrs=(1e-3,))
+  config.train.update(steps=40, eval_every=10, checkpoint_every=20)
+  si.train(config, str(tmp_path / "run"))
+  run = si.load_run(str(tmp_path / "run"))
+  rp = replayer(run, scan_steps=8)
+  r = rp.replay(classes_lib.Window("add", 1, 4, 22, 27))  # from checkpoint 20; checked at eval step 30
+  assert r.checkpoint == 20 and r.compared >= 1 and r.max_diff < 1e-4, (r.checkpoint, r.compared, r.max_diff)
+  rp = replayer(run, scan_steps=8)
+  rp.problem.restore_host_state = lambda state: None  # as if the replay ignored the iterator state
+  with pytest.raises(ReplayError):
+    rp.replay(classes_lib.Window("add", 1, 4, 22, 27))
