@@ -66,6 +66,12 @@ class Engine:
     """States laid out on the mesh: member axes over `members` where the group size allows, FSDP if asked."""
     return [sharding.place(s, sh) for s, sh in zip(states, self.state_shardings)]
 
+  def placed_abstract_states(self) -> list[GroupState]:
+    """abstract_states with each leaf's mesh sharding: checkpoints restore straight onto the mesh,
+    each process reading its own shards (a many-process run cannot gather global arrays)."""
+    return [jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+            for abstract, shardings in zip(self.abstract_states(), self.state_shardings)]
+
   def abstract_states(self) -> list[GroupState]:
     """Shapes and dtypes of the states, for restoring checkpoints without computing inits."""
     return [jax.eval_shape(functools.partial(self.init_group, i)) for i in range(len(self.groups))]

@@ -80,10 +80,16 @@ def first_non_finite(losses_SxM: np.ndarray, first_step: int, skip: set[int]) ->
 
 
 class Preemption:
-  """Turns SIGTERM and SIGINT into a request to checkpoint and stop after the current dispatch."""
+  """Turns SIGTERM and SIGINT into a request to checkpoint and stop after the current dispatch.
+
+  With many processes a signal may reach only some of them: at every dispatch boundary all
+  processes gather their requests (`agreed`), so every one stops at the same step and saves the
+  same checkpoint together.
+  """
 
   def __init__(self):
     self.signal_name = None
+    self.signum = 0
     self._old = {}
 
   def __enter__(self):
@@ -94,7 +100,19 @@ class Preemption:
 
   def _request(self, signum, frame):
     del frame
-    self.signal_name = signal.Signals(signum).name
+    self.signum, self.signal_name = signum, signal.Signals(signum).name
+
+  def agreed(self) -> str | None:
+    """The stop request every process sees at this boundary: any process's signal stops them all."""
+    if jax.process_count() == 1:
+      return self.signal_name
+    signum_N = np.asarray(multihost_utils.process_allgather(np.int32(self.signum)))
+    senders = np.flatnonzero(signum_N)
+    if not senders.size:
+      return None
+    if self.signal_name is None:
+      self.signal_name = f"{signal.Signals(int(signum_N[senders[0]])).name} (sent to process {senders[0]})"
+    return self.signal_name
 
   def __exit__(self, *exc):
     for sig, handler in self._old.items():
@@ -185,7 +203,7 @@ class Trainer:
             "name": np.asarray([s.name for s in found], dtype=str)}
 
   def _start(self, checkpoints: Checkpoints):
-    found = checkpoints.restore_newest_readable(self.engine.abstract_states()) if self.resuming else None
+    found = checkpoints.restore_newest_readable(self.engine.placed_abstract_states()) if self.resuming else None
     tracker = TrainLossTracker(np.zeros(len(self.members)))
     if found is None:
       self.workdir.claim(as_json(self.config), self.members, self.problem.tasks, self._schedule())
@@ -194,7 +212,6 @@ class Trainer:
       self._write_eval(0, states, None)
       return states, 0, tracker
     latest, states, meta = found
-    states = self.engine.place(states)
     tracker.sums, tracker.count = np.asarray(meta["train_loss_sums"]), meta["train_loss_count"]
     self.dropped = {int(k): v for k, v in meta.get("dropped", {}).items()}
     self.problem.restore_host_state(meta.get("data"))
@@ -214,11 +231,11 @@ class Trainer:
       with Preemption() as preemption:
         states, step, tracker = self._start(checkpoints)
         resumed_from = step if step else None
-        step = self._loop(states, step, tracker, checkpoints, preemption)
+        step, stopped_by = self._loop(states, step, tracker, checkpoints, preemption)
     finally:
       checkpoints.close()
     dropped = {self.members[m].id: s for m, s in self.dropped.items()}
-    return RunResult(self.workdir.path, step, self.members, resumed_from, preemption.signal_name, dropped or None)
+    return RunResult(self.workdir.path, step, self.members, resumed_from, stopped_by, dropped or None)
 
   def _save(self, checkpoints: Checkpoints, step: int, states, tracker: TrainLossTracker) -> None:
     self.traces.save()
@@ -237,8 +254,9 @@ class Trainer:
     raise NonFiniteLossError(f"{names} (train.nonfinite=halt; the last good state is in the checkpoint of step {step}, "
                              "or set train.nonfinite=drop to train the other members on)")
 
-  def _loop(self, states, step: int, tracker: TrainLossTracker, checkpoints: Checkpoints, preemption) -> int:
-    """Trains to the last step, or until a signal asks to stop; returns the step reached."""
+  def _loop(self, states, step: int, tracker: TrainLossTracker, checkpoints: Checkpoints,
+            preemption) -> tuple[int, str | None]:
+    """Trains to the last step, or until a signal asks to stop; returns the step reached and the signal."""
     t0, first = time.time(), step
     while step < self.train.steps:
       end = next_boundary(step, self.train)
@@ -256,15 +274,13 @@ class Trainer:
         mean_M = tracker.take_mean()
         self._write_eval(step, states, mean_M)
         self._log_progress(step, first, t0, mean_M)
-      if is_checkpoint_step(step, self.train):
+      stop = preemption.agreed()
+      if is_checkpoint_step(step, self.train) or stop:
         self._save(checkpoints, step, states, tracker)
-      elif preemption.signal_name:
-        self._save(checkpoints, step, states, tracker)
-      if preemption.signal_name:
-        log.warning("%s received: checkpoint of step %d saved; run the same command to resume",
-                    preemption.signal_name, step)
-        break
-    return step
+      if stop:
+        log.warning("%s received: checkpoint of step %d saved; run the same command to resume", stop, step)
+        return step, stop
+    return step, None
 
   def _log_progress(self, step: int, first: int, t0: float, loss_M) -> None:
     rate = (step - first) / max(time.time() - t0, 1e-9)

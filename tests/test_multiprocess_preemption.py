@@ -1,0 +1,43 @@
+"""SIGTERM to one of two processes: both agree on the step, save one checkpoint together, exit 0, and the
+resumed pair ends bit for bit like an uninterrupted pair."""
+import os
+import signal
+import subprocess
+import sys
+
+from test_multiprocess_train import ROOT, free_port
+from test_resume import wait_for_checkpoint
+
+FLAGS = ["--config=configs/regression.py:demo", "--config.task.num_tasks=4", "--config.model.widths=4,8",
+         "--config.sweep.seeds=0,1", "--config.train.steps=3000", "--config.train.eval_every=100",
+         "--config.train.checkpoint_every=500", "--config.train.steps_per_dispatch=10",
+         "--config.train.batch_size=64", "--config.train.eval_examples_per_task=32"]
+
+
+def launch_pair(workdir):
+  port, env = free_port(), dict(os.environ, JAX_PLATFORMS="cpu")
+  return [subprocess.Popen([sys.executable, "-m", "launch.train", f"--workdir={workdir}", *FLAGS,
+                            f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+          for i in range(2)]
+
+
+def finish(procs) -> list[str]:
+  outputs = [p.communicate(timeout=300)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outputs
+  return outputs
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
+  reference, stopped = str(tmp_path / "ref"), str(tmp_path / "stop")
+  procs = launch_pair(stopped)
+  wait_for_checkpoint(procs[0], os.path.join(stopped, "checkpoints"), timeout=240)
+  procs[1].send_signal(signal.SIGTERM)
+  outputs = finish(procs)
+  assert "stopped by SIGTERM (sent to process 1) at step" in outputs[0], outputs[0]
+  stopped_at = int(outputs[0].split("at step ")[-1].split()[0])
+  assert 500 <= stopped_at < 3000 and str(stopped_at) in os.listdir(os.path.join(stopped, "checkpoints"))
+  assert f"SIGTERM received: checkpoint of step {stopped_at} saved" in outputs[1], outputs[1]
+  finish(launch_pair(reference))
+  finish(launch_pair(stopped))
+  assert open(os.path.join(reference, "metrics.jsonl")).read() == open(os.path.join(stopped, "metrics.jsonl")).read()
