@@ -1,6 +1,7 @@
-"""SIGTERM to one of two processes: both agree on the step, save one checkpoint together, exit 0, and the
-resumed pair ends bit for bit like an uninterrupted pair."""
+"""Two processes on 127.0.0.1: SIGTERM to one of them stops both at one step with one checkpoint, and the
+resumed pair ends bit for bit like an uninterrupted pair; a corrupt latest checkpoint is set aside once."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,9 +15,9 @@ FLAGS = ["--config=configs/regression.py:demo", "--config.task.num_tasks=4", "--
          "--config.train.batch_size=64", "--config.train.eval_examples_per_task=32"]
 
 
-def launch_pair(workdir):
+def launch_pair(workdir, flags=tuple(FLAGS)):
   port, env = free_port(), dict(os.environ, JAX_PLATFORMS="cpu")
-  return [subprocess.Popen([sys.executable, "-m", "launch.train", f"--workdir={workdir}", *FLAGS,
+  return [subprocess.Popen([sys.executable, "-m", "launch.train", f"--workdir={workdir}", *flags,
                             f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
           for i in range(2)]
@@ -41,3 +42,20 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   finish(launch_pair(reference))
   finish(launch_pair(stopped))
   assert open(os.path.join(reference, "metrics.jsonl")).read() == open(os.path.join(stopped, "metrics.jsonl")).read()
+
+
+def test_a_corrupt_latest_checkpoint_is_set_aside_once_and_both_resume_from_the_same_step(tmp_path):
+  import glob
+  full, damaged = str(tmp_path / "full"), str(tmp_path / "damaged")
+  flags = [f for f in FLAGS if "steps=" not in f or "steps_per" in f] + ["--config.train.steps=1000"]
+  finish(launch_pair(full, flags))
+  shutil.copytree(full, damaged)
+  for path in glob.glob(os.path.join(damaged, "checkpoints", "1000", "group_1", "**", "*"), recursive=True):
+    if os.path.isfile(path) and os.path.getsize(path) > 100:
+      with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+  outputs = finish(launch_pair(damaged, flags))
+  assert "checkpoints/1000 is unreadable" in outputs[0] and "is unreadable" not in outputs[1], outputs
+  assert "resuming" in outputs[0] and "from step 500" in outputs[0], outputs[0]
+  assert os.path.isdir(os.path.join(damaged, "checkpoints", "1000.corrupt"))
+  assert open(os.path.join(full, "metrics.jsonl")).read() == open(os.path.join(damaged, "metrics.jsonl")).read()

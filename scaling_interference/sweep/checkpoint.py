@@ -2,7 +2,10 @@
 import logging
 import os
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from scaling_interference.errors import CheckpointError
 
@@ -62,19 +65,30 @@ class Checkpoints:
     """(step, states, meta) of the newest checkpoint that restores; unreadable ones are set aside.
 
     A truncated or corrupt checkpoint is named in the log and renamed to STEP.corrupt, so the
-    run resumes from the newest good one. Returns None when there is no checkpoint at all.
+    run resumes from the newest good one. With many processes a checkpoint any process cannot
+    read is unreadable for all: process 0 sets it aside once, behind a barrier, and every process
+    then tries the same previous step. Returns None when there is no checkpoint at all.
     """
     for step in sorted(self.all_steps(), reverse=True):
       try:
         states, meta = self.restore(step, abstract_states)
-        return step, states, meta
+        error = None
       except Exception as e:  # any unreadable file: try the previous checkpoint
-        path = os.path.join(self.directory, str(step))
-        log.warning("checkpoint %s is unreadable (%s: %s); set aside as %s.corrupt, trying the previous one",
-                    path, type(e).__name__, str(e).splitlines()[0][:200], path)
-        os.replace(path, path + ".corrupt")
-        self.manager.reload()
+        error = e
+      if not any_process(error is not None):
+        return step, states, meta
+      self._set_aside(step, error)
     return None
+
+  def _set_aside(self, step: int, error: Exception | None) -> None:
+    path = os.path.join(self.directory, str(step))
+    if jax.process_index() == 0:
+      why = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}" if error else "another process could not read it"
+      log.warning("checkpoint %s is unreadable (%s); set aside as %s.corrupt, trying the previous one", path, why, path)
+      os.replace(path, path + ".corrupt")
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"scaling_interference: checkpoint {step} set aside")
+    self.manager.reload()
 
   def close(self) -> None:
     try:
@@ -84,3 +98,10 @@ class Checkpoints:
                             f"the newest complete checkpoint is {self.latest_step()}") from e
     finally:
       self.manager.close()
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` holds on any process (the same answer on every process)."""
+  if jax.process_count() == 1:
+    return flag
+  return bool(np.max(np.asarray(multihost_utils.process_allgather(np.int32(flag)))))
