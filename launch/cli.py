@@ -8,14 +8,15 @@ from scaling_interference.errors import CheckpointError, ConfigError, NonFiniteL
 
 
 def show_progress() -> None:
-  """Our progress lines on stderr; libraries' INFO chatter (Orbax) stays quiet."""
+  """Our progress lines on stderr (set up once; a process other than 0 keeps only warnings, see
+  distributed.initialize); libraries' INFO chatter (Orbax) stays quiet."""
   absl_logging.set_verbosity(absl_logging.WARNING)
   log = logging.getLogger("scaling_interference")
   if not log.handlers:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     log.addHandler(handler)
-  log.setLevel(logging.INFO)
+    log.setLevel(logging.INFO)
   log.propagate = False
 
 

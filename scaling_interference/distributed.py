@@ -15,6 +15,7 @@ environment decides:
 - Anything else, a one-task SLURM job, or `--num_processes=1` alone: one process (None).
 """
 import dataclasses
+import logging
 import os
 import re
 
@@ -156,6 +157,8 @@ def initialize(spec: DistributedSpec | None) -> tuple[int, int]:
     jax.distributed.initialize(spec.coordinator_address, spec.num_processes, spec.process_id,
                                local_device_ids=spec.local_device_ids,
                                cluster_detection_method="deactivate")
+  if not is_primary():  # progress lines come from process 0; warnings and errors from every process
+    logging.getLogger("scaling_interference").setLevel(logging.WARNING)
   return jax.process_index(), jax.process_count()
 
 

@@ -34,6 +34,7 @@ def test_two_processes_match_one(tmp_path):
   outputs = [p.communicate(timeout=300)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], outputs
   assert "trained 4 members to step 60" in outputs[0] and "trained" not in outputs[1], "only process 0 reports"
+  assert "| ETA" in outputs[0] and "| ETA" not in outputs[1], "only process 0 logs progress"
   a, b = si.load_run(one).metrics, si.load_run(two).metrics
   assert len(a) == len(b) == 4 * 4 * 5
   np.testing.assert_allclose(b.loss.values, a.loss.values, rtol=1e-5)
