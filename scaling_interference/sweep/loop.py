@@ -177,9 +177,6 @@ class Trainer:
     self.resuming = self.workdir.check_config(as_json(config))
     if jax.process_count() > 1:  # every process has read the workdir before process 0 writes to it
       multihost_utils.sync_global_devices("scaling_interference: workdir checked")
-    if jax.process_count() > 1 and not self.problem.on_device:
-      raise ConfigError("data.source: host streams are read by one process for now; use data.source=synthetic "
-                        "or run one process")
     self.engine = Engine(config, self.problem, self.groups)
     self.traces = TraceLog(self.workdir.file(TRACES), self.engine.trace_every, self.problem.trace_T,
                            [m.id for m in self.members])
