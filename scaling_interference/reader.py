@@ -123,7 +123,7 @@ class Run:
 
 def load_run(path: str) -> Run:
   """Opens a workdir written by `launch.train`."""
-  path = os.path.abspath(path)
+  path = wd.local_path(path)
   if not os.path.exists(os.path.join(path, wd.CONFIG)):
     raise FileNotFoundError(f"{path} holds no {wd.CONFIG}: not a scaling_interference workdir")
   config = resolve_saved(_read_json(os.path.join(path, wd.CONFIG)))

@@ -89,3 +89,13 @@ def test_later_fields_are_named(field, value, message):
   config[section][name] = value
   with pytest.raises(ConfigError, match=message):
     build(config)
+
+
+def test_a_url_workdir_is_refused_and_makes_no_local_folder(tmp_path):
+  cmd = [sys.executable, "-m", "launch.train", f"--config={ROOT}/configs/regression.py:demo", "--workdir=gs://b/run"]
+  result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      "error: workdir gs://b/run: URL workdirs (gs://, s3://, ...) are not supported yet"), result.stderr
+  assert os.listdir(tmp_path) == [], "a local folder was made for a URL workdir"

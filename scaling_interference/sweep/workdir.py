@@ -30,6 +30,14 @@ def _finite_or_none(x):
   return None if x is None or not math.isfinite(x) else float(x)
 
 
+def local_path(path: str) -> str:
+  """The absolute local path of a workdir; a URL (gs://, s3://, ...) is refused, never made a local folder."""
+  if "://" in str(path):
+    raise WorkdirError(f"workdir {path}: URL workdirs (gs://, s3://, ...) are not supported yet; use a path on "
+                       "a file system every process shares (for a bucket, a gcsfuse mount)")
+  return os.path.abspath(path)
+
+
 class Workdir:
   """One run's directory. Creating it writes nothing until `claim` accepts the config.
 
@@ -38,7 +46,7 @@ class Workdir:
   """
 
   def __init__(self, path: str, writer: bool = True):
-    self.path, self.writer = os.path.abspath(path), writer
+    self.path, self.writer = local_path(path), writer
 
   def file(self, name: str) -> str:
     return os.path.join(self.path, name)
