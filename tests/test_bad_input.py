@@ -6,6 +6,7 @@ import sys
 import pytest
 
 import scaling_interference as si
+from scaling_interference import defaults
 from conftest import small_regression
 from scaling_interference.sweep.build import build
 from scaling_interference.errors import ConfigError, WorkdirError
@@ -99,3 +100,14 @@ def test_a_url_workdir_is_refused_and_makes_no_local_folder(tmp_path):
   assert result.stderr.strip().splitlines()[-1].startswith(
       "error: workdir gs://b/run: URL workdirs (gs://, s3://, ...) are not supported yet"), result.stderr
   assert os.listdir(tmp_path) == [], "a local folder was made for a URL workdir"
+
+
+def test_a_config_trains_on_a_task_family_or_a_token_stream():
+  both = small_regression()
+  both.data = defaults.data_config()
+  with pytest.raises(ConfigError, match=r"^task, data: a config trains on a task family .* it has both$"):
+    build(both)
+  neither = small_regression()
+  del neither["task"]
+  with pytest.raises(ConfigError, match=r"^task, data: .* it has neither$"):
+    build(neither)

@@ -228,3 +228,11 @@ def test_host_stream_replay_reads_the_checkpoints_iterator_state(tmp_path):
   rp.problem.restore_host_state = lambda state: None  # as if the replay ignored the iterator state
   with pytest.raises(ReplayError):
     rp.replay(classes_lib.Window("add", 1, 4, 22, 27))
+
+
+def test_bad_replay_options_are_named(event_run):
+  from scaling_interference.analysis import replay_tables
+  with pytest.raises(ValueError, match=r"replay options: unknown \['window'\]; choose from"):
+    replay_tables.replay_table(event_run, window=3)
+  with pytest.raises(ValueError, match=r"by: must be one of \['class', 'task'\], got 'tasks'"):
+    classes_lib.task_classes(event_run.problem, event_run.tasks.frequency.to_numpy(), by="tasks")
