@@ -58,9 +58,6 @@ class Checkpoints:
     args = ocp.args.StandardRestore(abstract_state)
     return self.manager.restore(step, args=ocp.args.Composite(**{group_item(index): args}))[group_item(index)]
 
-  def restore_meta(self, step: int) -> dict:
-    return self.manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
-
   def restore_newest_readable(self, abstract_states):
     """(step, states, meta) of the newest checkpoint that restores; unreadable ones are set aside.
 
