@@ -4,7 +4,7 @@ import sys
 
 from absl import logging as absl_logging
 
-from scaling_interference.errors import CheckpointError, ConfigError, NonFiniteLossError, WorkdirError
+from scaling_interference.errors import CheckpointError, ConfigError, NonFiniteLossError, StorageError, WorkdirError
 
 
 def show_progress() -> None:
@@ -21,11 +21,11 @@ def show_progress() -> None:
 
 
 def run_or_exit(fn, *args):
-  """Calls fn; a bad config or workdir exits 2, a diverged member 3, a failed save 4, each with one line."""
+  """Calls fn; a bad config, path or workdir exits 2, a diverged member 3, a failed save 4, each with one line."""
   show_progress()
   try:
     return fn(*args)
-  except (ConfigError, WorkdirError) as e:
+  except (ConfigError, StorageError, WorkdirError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except NonFiniteLossError as e:

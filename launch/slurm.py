@@ -1,5 +1,5 @@
-"""Writes and submits a SLURM job of N nodes x G GPUs running one run: python -m launch.slurm --nodes=N
---gpus_per_node=G --config=configs/NAME.py --workdir=DIR [--partition=P] [--time=HH:MM:SS] [--dry_run=false]."""
+"""Writes and submits a SLURM job of N nodes x G GPUs, one task per GPU, running one run: python -m launch.slurm
+--nodes=N --gpus_per_node=G --config=configs/NAME.py --workdir=DIR [--partition=P] [--time=HH:MM:SS] [--dry_run=false]."""
 import shlex
 import shutil
 import subprocess
@@ -10,8 +10,8 @@ from absl import app, flags
 from launch import cli
 from scaling_interference import cluster
 
-_NODES = flags.DEFINE_integer("nodes", 1, "Nodes; one process each.")
-_GPUS_PER_NODE = flags.DEFINE_integer("gpus_per_node", 0, "GPUs per node; 0 asks for none.")
+_NODES = flags.DEFINE_integer("nodes", 1, "Nodes.")
+_GPUS_PER_NODE = flags.DEFINE_integer("gpus_per_node", 0, "GPUs per node, one process each; 0: none, one process per node.")
 _PARTITION = flags.DEFINE_string("partition", None, "SLURM partition; default the cluster's.")
 _TIME = flags.DEFINE_string("time", None, "Time limit, e.g. 24:00:00; default the partition's.")
 _ACCOUNT = flags.DEFINE_string("account", None, "SLURM account to charge.")

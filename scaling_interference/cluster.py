@@ -49,25 +49,25 @@ def remote_path(path: str) -> str:
 def sbatch_script(nodes: int, gpus_per_node: int, config: str, workdir: str, extra: str = "",
                   job_name: str = "scaling_interference", partition: str | None = None,
                   time: str | None = None, account: str | None = None) -> str:
-  """A bash script for sbatch: one task per node, all tasks one JAX run coordinated by the first node."""
+  """A bash script for sbatch: one task per GPU (per node without GPUs), all tasks one JAX run.
+
+  Every task sees its node's GPUs and drives GPU SLURM_LOCALID; `jax.distributed.initialize()`
+  finds the coordinator itself (the first node, on a port derived from SLURM_JOB_ID).
+  """
   if nodes < 1:
     raise ConfigError(f"--nodes must be >= 1, got {nodes}")
   if gpus_per_node < 0:
     raise ConfigError(f"--gpus_per_node must be >= 0, got {gpus_per_node}")
-  task = " ".join([shlex.join(train_argv(config, workdir, extra)),
-                   *process_flags(f'"$COORD:{distributed.PORT}"', '"$SLURM_NNODES"', '"$SLURM_PROCID"')])
   lines = ["#!/bin/bash", *sbatch_directives(nodes, gpus_per_node, job_name, partition, time, account),
            "set -eu",
-           "# JAX's coordinator runs in process 0, on the first node of the allocation.",
-           'COORD="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
-           "export COORD",
-           f"srun bash -c {shlex.quote('exec ' + task)}"]
+           "# JAX finds the tasks from SLURM's variables: process 0 coordinates on the first node.",
+           f"srun {shlex.join(train_argv(config, workdir, extra))}"]
   return "\n".join(lines) + "\n"
 
 
 def sbatch_directives(nodes, gpus_per_node, job_name, partition, time, account) -> list[str]:
   """#SBATCH lines for the resources; optional ones only when given."""
-  options = {"job-name": job_name, "nodes": nodes, "ntasks-per-node": 1,
+  options = {"job-name": job_name, "nodes": nodes, "ntasks-per-node": max(gpus_per_node, 1),
              "gpus-per-node": gpus_per_node or None, "partition": partition, "time": time,
              "account": account}
   lines = []

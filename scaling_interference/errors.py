@@ -19,3 +19,7 @@ class CheckpointError(RuntimeError):
 
 class ReplayError(RuntimeError):
   """A replay of training did not reproduce what training recorded (a bug, or a changed environment)."""
+
+
+class StorageError(RuntimeError):
+  """A path cannot be used: an unsupported scheme, a missing backend, an unreachable bucket."""

@@ -1,13 +1,13 @@
 """Reading a workdir back: config, members, tasks, metrics, and restoring checkpoints."""
 import dataclasses
 import functools
-import json
-import os
 
 import jax
 import ml_collections
 import pandas as pd
+from etils import epath
 
+from scaling_interference import storage
 from scaling_interference.config import resolve_saved
 from scaling_interference.problems import Problem
 from scaling_interference.sweep import workdir as wd
@@ -20,17 +20,9 @@ from scaling_interference.tasks import Family
 METRIC_COLUMNS = ["step", "member", "task", "loss", "accuracy", "signal"]
 
 
-def _read_json(path: str):
-  with open(path) as f:
-    return json.load(f)
-
-
-def read_metrics(path: str) -> pd.DataFrame:
-  """metrics.jsonl as a DataFrame; `task` keeps ints and the string "all"."""
-  if not os.path.exists(path):
-    return pd.DataFrame(columns=METRIC_COLUMNS)
-  rows = [json.loads(line) for line in wd.read_metric_lines(path)]
-  frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+def read_metrics(path: epath.Path) -> pd.DataFrame:
+  """A workdir's metrics/ as one DataFrame; `task` keeps ints and the string "all"."""
+  frame = pd.DataFrame(wd.read_metric_rows(path), columns=METRIC_COLUMNS)
   for col in ("loss", "accuracy", "signal"):
     frame[col] = frame[col].astype(float)
   return frame
@@ -39,7 +31,7 @@ def read_metrics(path: str) -> pd.DataFrame:
 @dataclasses.dataclass
 class Run:
   """A workdir opened for analysis. Task definitions are rebuilt from the saved config."""
-  path: str
+  path: epath.Path
   config: ml_collections.ConfigDict
   members: pd.DataFrame
   tasks: pd.DataFrame
@@ -64,7 +56,7 @@ class Run:
     return self._built[1]
 
   def checkpoints(self) -> Checkpoints:
-    return Checkpoints(os.path.join(self.path, wd.CHECKPOINTS), len(self.groups))
+    return Checkpoints(self.path / wd.CHECKPOINTS, len(self.groups))
 
   def steps(self) -> list[int]:
     ckpt = self.checkpoints()
@@ -121,12 +113,12 @@ class Run:
       ckpt.close()
 
 
-def load_run(path: str) -> Run:
-  """Opens a workdir written by `launch.train`."""
-  path = wd.local_path(path)
-  if not os.path.exists(os.path.join(path, wd.CONFIG)):
+def load_run(path) -> Run:
+  """Opens a workdir written by `launch.train` (a local path or a URL such as gs://bucket/run)."""
+  path = wd.workdir_path(path)
+  if not (path / wd.CONFIG).exists():
     raise FileNotFoundError(f"{path} holds no {wd.CONFIG}: not a scaling_interference workdir")
-  config = resolve_saved(_read_json(os.path.join(path, wd.CONFIG)))
-  members = pd.DataFrame(_read_json(os.path.join(path, wd.MEMBERS)))
-  tasks = pd.DataFrame(_read_json(os.path.join(path, wd.TASKS)))
-  return Run(path, config, members, tasks, read_metrics(os.path.join(path, wd.METRICS)))
+  config = resolve_saved(storage.read_json(path / wd.CONFIG))
+  members = pd.DataFrame(storage.read_json(path / wd.MEMBERS))
+  tasks = pd.DataFrame(storage.read_json(path / wd.TASKS))
+  return Run(path, config, members, tasks, read_metrics(path))

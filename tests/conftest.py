@@ -50,3 +50,9 @@ def injection_workdir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("injection") / "run")
   si.train(small_injection(), path)
   return path
+
+
+def metrics_text(workdir) -> str:
+  """Every eval file under workdir/metrics, in step order, as one text (to compare runs byte for byte)."""
+  from scaling_interference.sweep import workdir as wd  # pylint: disable=g-import-not-at-top
+  return "".join(f.read_text() for _, f in wd.metric_files(wd.workdir_path(workdir)))

@@ -92,16 +92,6 @@ def test_later_fields_are_named(field, value, message):
     build(config)
 
 
-def test_a_url_workdir_is_refused_and_makes_no_local_folder(tmp_path):
-  cmd = [sys.executable, "-m", "launch.train", f"--config={ROOT}/configs/regression.py:demo", "--workdir=gs://b/run"]
-  result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=ROOT))
-  assert result.returncode == 2, result.stderr
-  assert result.stderr.strip().splitlines()[-1].startswith(
-      "error: workdir gs://b/run: URL workdirs (gs://, s3://, ...) are not supported yet"), result.stderr
-  assert os.listdir(tmp_path) == [], "a local folder was made for a URL workdir"
-
-
 def test_a_config_trains_on_a_task_family_or_a_token_stream():
   both = small_regression()
   both.data = defaults.data_config()

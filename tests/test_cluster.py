@@ -46,11 +46,9 @@ def test_tpu_pod_command_with_project_setup_and_odd_paths():
   assert shlex.split(shlex.join(argv)) == argv
 
 
-def run_script(script, tmp_path, env):
-  """Runs script with fake scontrol, srun (one task: PROCID 1 of 2 nodes) and python3 that prints its argv."""
-  fake = {"scontrol": 'printf "gpu-a07\\ngpu-a08\\n"',
-          "srun": 'SLURM_PROCID=1 SLURM_NNODES=2 exec "$@"',
-          "python3": 'printf "%s\\n" "$@"'}
+def run_script(script, tmp_path):
+  """Runs script with a fake srun (runs its command once) and python3 that prints its argv."""
+  fake = {"srun": 'exec "$@"', "python3": 'printf "%s\\n" "$@"'}
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
   for name, body in fake.items():
@@ -58,30 +56,30 @@ def run_script(script, tmp_path, env):
     (bin_dir / name).chmod(stat.S_IRWXU)
   path = tmp_path / "job.sbatch"
   path.write_text(script)
-  env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", **env}
+  env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
   return subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, check=True).stdout
 
 
-def test_sbatch_script_is_valid_bash_and_starts_each_task_with_its_rank(tmp_path):
+def test_sbatch_script_is_valid_bash_and_leaves_the_processes_to_jax(tmp_path):
   script = cluster.sbatch_script(2, 8, ODD_CONFIG, "/shared/runs/r1", "--config.seed=3", partition="gpu",
                                  time="24:00:00", account="lab")
   path = tmp_path / "check.sbatch"
   path.write_text(script)
   subprocess.run(["bash", "-n", str(path)], check=True)
-  argv = run_script(script, tmp_path, {"SLURM_JOB_NODELIST": "gpu-a[07-08]"}).splitlines()
-  assert argv == ["-m", "launch.train", f"--config={ODD_CONFIG}", "--workdir=/shared/runs/r1", "--config.seed=3",
-                  f"--coordinator_address=gpu-a07:{distributed.PORT}", "--num_processes=2", "--process_id=1"]
+  argv = run_script(script, tmp_path).splitlines()
+  assert argv == ["-m", "launch.train", f"--config={ODD_CONFIG}", "--workdir=/shared/runs/r1", "--config.seed=3"]
 
 
-def test_sbatch_script_resources_and_coordinator():
+def test_sbatch_script_runs_one_task_per_gpu():
   lines = cluster.sbatch_script(4, 8, "c.py", "/w", partition="gpu", time="2:00:00", account="lab").splitlines()
   assert lines[:8] == ["#!/bin/bash", "#SBATCH --job-name=scaling_interference", "#SBATCH --nodes=4",
-                       "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8", "#SBATCH --partition=gpu",
+                       "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8", "#SBATCH --partition=gpu",
                        "#SBATCH --time=2:00:00", "#SBATCH --account=lab"]
-  assert 'COORD="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"' in lines
-  assert lines[-1] == ("srun bash -c 'exec python3 -m launch.train --config=c.py --workdir=/w "
-                       f"--coordinator_address=\"$COORD:{distributed.PORT}\" --num_processes=\"$SLURM_NNODES\" "
-                       "--process_id=\"$SLURM_PROCID\"'")
+  assert lines[-1] == "srun python3 -m launch.train --config=c.py --workdir=/w"
+
+
+def test_sbatch_script_without_gpus_runs_one_task_per_node():
+  assert "#SBATCH --ntasks-per-node=1" in cluster.sbatch_script(3, 0, "c.py", "/w").splitlines()
 
 
 def test_sbatch_script_leaves_out_what_is_not_asked_for():
@@ -135,7 +133,8 @@ def launcher_runs(tmp_path):
   return [
       ("tpu_pod", tpu_flags, [tpu_line]),
       ("slurm", ["--nodes=2", "--gpus_per_node=4", "--config=c.py", "--workdir=/w", f"--output={dry}"],
-       ["#SBATCH --gpus-per-node=4\n", f"\n# write it to {dry}, then: sbatch {dry}\n"]),
+       ["#SBATCH --ntasks-per-node=4\n#SBATCH --gpus-per-node=4\n",
+        "srun python3 -m launch.train --config=c.py --workdir=/w\n", f"\n# write it to {dry}, then: sbatch {dry}\n"]),
       ("local_gpus", ["--config=c.py", "--workdir=w", "--processes=2"],
        ["--num_processes=2 --process_id=1 &\nwait\n"]),
       ("slurm", ["--nodes=2", "--config=c.py", "--workdir=/w", f"--output={written}", "--nodry_run"],

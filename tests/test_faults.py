@@ -13,6 +13,7 @@ import pytest
 import scaling_interference as si
 from scaling_interference.errors import CheckpointError, NonFiniteLossError
 from test_resume import launch, wait_for_checkpoint
+from conftest import metrics_text
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -32,8 +33,7 @@ def test_signal_checkpoints_exits_0_and_resumes_bit_for_bit(tmp_path, sig):
   resumed = launch(stopped)
   output, _ = resumed.communicate(timeout=300)
   assert resumed.returncode == 0, output
-  for name in ("metrics.jsonl",):
-    assert open(os.path.join(reference, name)).read() == open(os.path.join(stopped, name)).read()
+  assert metrics_text(reference) == metrics_text(stopped)
   with np.load(os.path.join(reference, "traces.npz")) as a, np.load(os.path.join(stopped, "traces.npz")) as b:
     np.testing.assert_array_equal(a["signal"], b["signal"])
 
@@ -50,7 +50,7 @@ def test_corrupt_latest_checkpoint_is_named_and_skipped(tmp_path, regression_con
   assert result.resumed_from == 30
   assert "checkpoints/60 is unreadable" in caplog.text
   assert os.path.isdir(os.path.join(damaged, "checkpoints", "60.corrupt"))
-  assert open(os.path.join(full, "metrics.jsonl")).read() == open(os.path.join(damaged, "metrics.jsonl")).read()
+  assert metrics_text(full) == metrics_text(damaged)
 
 
 def test_failed_save_is_an_error_and_never_the_latest(tmp_path, regression_config, monkeypatch):

@@ -8,6 +8,7 @@ import sys
 
 from test_multiprocess_train import ROOT, free_port
 from test_resume import wait_for_checkpoint
+from conftest import metrics_text
 
 FLAGS = ["--config=configs/regression.py:demo", "--config.task.num_tasks=4", "--config.model.widths=4,8",
          "--config.sweep.seeds=0,1", "--config.train.steps=3000", "--config.train.eval_every=100",
@@ -41,7 +42,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   assert f"SIGTERM received: checkpoint of step {stopped_at} saved" in outputs[1], outputs[1]
   finish(launch_pair(reference))
   finish(launch_pair(stopped))
-  assert open(os.path.join(reference, "metrics.jsonl")).read() == open(os.path.join(stopped, "metrics.jsonl")).read()
+  assert metrics_text(reference) == metrics_text(stopped)
 
 
 def test_a_corrupt_latest_checkpoint_is_set_aside_once_and_both_resume_from_the_same_step(tmp_path):
@@ -58,4 +59,4 @@ def test_a_corrupt_latest_checkpoint_is_set_aside_once_and_both_resume_from_the_
   assert "checkpoints/1000 is unreadable" in outputs[0] and "is unreadable" not in outputs[1], outputs
   assert "resuming" in outputs[0] and "from step 500" in outputs[0], outputs[0]
   assert os.path.isdir(os.path.join(damaged, "checkpoints", "1000.corrupt"))
-  assert open(os.path.join(full, "metrics.jsonl")).read() == open(os.path.join(damaged, "metrics.jsonl")).read()
+  assert metrics_text(full) == metrics_text(damaged)

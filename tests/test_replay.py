@@ -54,7 +54,7 @@ def test_replay_reproduces_training_to_the_next_checkpoint(event_run):
 
 
 def test_replay_matches_eval_losses_inside_the_window(event_run):
-  """Window [15, 25) holds the eval step 20: the tasks of interest's losses equal metrics.jsonl there."""
+  """Window [15, 25) holds the eval step 20: the tasks of interest's losses equal the recorded metrics there."""
   rp = replayer(event_run)
   r = rp.replay(classes_lib.Window("rare", 4, 1, 15, 25))
   recorded = event_run.metrics[(event_run.metrics.step == 20) & (event_run.metrics.task != "all")]

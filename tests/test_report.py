@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from etils import epath
 
 import scaling_interference as si
 from scaling_interference.analysis import claims, report, tables
@@ -81,7 +82,7 @@ def test_cache_computes_only_what_is_new(built, workdir):
 
 def test_table_options_are_part_of_the_cache_key(workdir, tmp_path):
   run = si.load_run(workdir)
-  path = lambda table, events: report.cache_path("out", run, report.Job(0, table, None), {"replay": {"events": events}})
+  path = lambda table, events: report.cache_path(epath.Path("out"), run, report.Job(0, table, None), {"replay": {"events": events}})
   assert path("replay", 2) != path("replay", 3), "other replay options: the replay is computed again"
   assert path("final", 2) == path("final", 3), "a table without options keeps its cached results"
   with pytest.raises(ValueError, match="options: unknown names"):

@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 import scaling_interference as si
+from conftest import metrics_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = ["--config.task.input_dim=2", "--config.task.output_dim=2", "--config.inject.burst.at=1700", "--config.inject.burst.count=16", "--config.inject.rare.count=8",
@@ -46,8 +47,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
   output, _ = resumed.communicate(timeout=300)
   assert resumed.returncode == 0, output
   assert "resuming" in output
-  with open(os.path.join(reference, "metrics.jsonl")) as a, open(os.path.join(interrupted, "metrics.jsonl")) as b:
-    assert a.read() == b.read(), "resumed metrics differ from the uninterrupted run's"
+  assert metrics_text(reference) == metrics_text(interrupted), "resumed metrics differ from the uninterrupted run's"
   with np.load(os.path.join(reference, "traces.npz")) as a, np.load(os.path.join(interrupted, "traces.npz")) as b:
     assert a["step"].size == 400
     np.testing.assert_array_equal(a["step"], b["step"])

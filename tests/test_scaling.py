@@ -4,6 +4,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 import pytest
+from etils import epath
 
 import scaling_interference as si
 from scaling_interference.analysis import scaling
@@ -23,7 +24,7 @@ def synthetic_run(loss_fn, signal_fn, frequencies, complexities=None, name="synt
           for m in members.itertuples() for t in range(k)]
   rows += [dict(step=100, member=m.id, task="all", loss=1.0, accuracy=None, signal=None) for m in members.itertuples()]
   config = ml_collections.ConfigDict(dict(task=dict(family="sparse_parity")))
-  return Run(f"/runs/{name}", config, members, tasks, pd.DataFrame(rows))
+  return Run(epath.Path(f"/runs/{name}"), config, members, tasks, pd.DataFrame(rows))
 
 
 def test_fit_recovers_a_known_power_law():

@@ -6,9 +6,11 @@ import sys
 import jax
 import numpy as np
 import pytest
+from jax.sharding import AxisType
 
 import scaling_interference as si
 from conftest import small_regression
+from scaling_interference.sweep import sharding
 from scaling_interference.sweep.build import build
 from scaling_interference.errors import ConfigError
 from scaling_interference.sweep.engine import Engine
@@ -22,6 +24,10 @@ import scaling_interference as si
 config = small_regression()
 config.sweep.update(seeds=(0, 1, 2, 3), lrs=(1e-2, 3e-3))
 config.train.mesh = tuple(int(v) for v in sys.argv[2].split(","))
+import jax, numpy as np
+from scaling_interference.sweep import sharding
+old = jax.sharding.Mesh(np.asarray(jax.devices()).reshape(config.train.mesh), sharding.AXES)
+assert sharding.make_mesh(config.train) == old, "jax.make_mesh lays out CPU devices as Mesh(devices) did"
 si.train(config, sys.argv[1])
 """
 
@@ -46,6 +52,12 @@ def test_eight_devices_match_one(tmp_path, mesh):
   assert len(jax.devices()) == 1
   for x, y in zip(jax.tree.leaves(restored), jax.tree.leaves(reference)):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_mesh_axes_stay_auto():
+  """Explicit axes (jax.make_mesh's default in newer JAX) would change how XLA propagates shardings."""
+  mesh = sharding.make_mesh(sweep_config().train)
+  assert (dict(mesh.shape), mesh.axis_types) == ({"members": 1, "data": 1}, (AxisType.Auto, AxisType.Auto))
 
 
 def test_mesh_must_match_the_devices():

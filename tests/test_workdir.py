@@ -7,13 +7,15 @@ import pytest
 
 import scaling_interference as si
 from scaling_interference.errors import NonFiniteLossError
+from conftest import metrics_text
 
 
 def test_workdir_contract_and_load_run(tmp_path, regression_config):
   workdir = str(tmp_path / "run")
   si.train(regression_config, workdir)
-  for name in ("config.json", "members.json", "tasks.json", "metrics.jsonl", "checkpoints"):
+  for name in ("config.json", "members.json", "tasks.json", "metrics", "checkpoints"):
     assert os.path.exists(os.path.join(workdir, name)), name
+  assert sorted(os.listdir(os.path.join(workdir, "metrics"))) == [f"{s:09d}.jsonl" for s in (0, 20, 40, 60)]
   run = si.load_run(workdir)
   assert run.config.model.widths == (8, 16)
   assert list(run.members.columns[:7]) == ["id", "group", "width", "depth", "seed", "lr", "n_params"]
@@ -32,11 +34,12 @@ def test_workdir_contract_and_load_run(tmp_path, regression_config):
   np.testing.assert_array_equal(member["params"]["readout"]["kernel"], group["params"]["readout"]["kernel"][1])
 
 
-def test_torn_metrics_line_is_ignored(tmp_path, regression_config):
+def test_an_eval_file_left_half_written_is_ignored(tmp_path, regression_config):
+  """A crash inside a local write leaves only the temporary file, which readers and resumes skip."""
   workdir = str(tmp_path / "run")
   si.train(regression_config, workdir)
   n = len(si.load_run(workdir).metrics)
-  with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+  with open(os.path.join(workdir, "metrics", "000000080.jsonl.tmp"), "w") as f:
     f.write('{"step": 80, "member": 0, "ta')
   assert len(si.load_run(workdir).metrics) == n
 
@@ -51,10 +54,10 @@ def test_non_finite_loss_names_member_and_step(tmp_path, regression_config):
 def test_resume_of_a_finished_run_changes_nothing(tmp_path, regression_config):
   workdir = str(tmp_path / "run")
   si.train(regression_config, workdir)
-  before = open(os.path.join(workdir, "metrics.jsonl")).read()
+  before = metrics_text(workdir)
   result = si.train(regression_config, workdir)
   assert result.resumed_from == 60
-  assert open(os.path.join(workdir, "metrics.jsonl")).read() == before
+  assert metrics_text(workdir) == before
   assert json.load(open(os.path.join(workdir, "config.json")))["train"]["steps"] == 60
 
 

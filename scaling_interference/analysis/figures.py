@@ -3,10 +3,10 @@
 A caption describes what is plotted; `numbers`, where given, appends what the tables measured.
 """
 import dataclasses
-import os
 from typing import Callable
 
 import pandas as pd
+from etils import epath
 
 from scaling_interference.analysis import claims, plots, retention
 
@@ -93,7 +93,7 @@ FIGURES = [
 ]
 
 
-def draw_figures(out: str, label: str, t: dict, notes: list) -> list[tuple[str, str]]:
+def draw_figures(out: epath.Path, label: str, t: dict, notes: list) -> list[tuple[str, str]]:
   """Writes figures/<label>-<name>.png for each figure whose tables exist; returns (path, caption).
 
   A figure that fails to draw is left out, with a line in notes.
@@ -108,6 +108,7 @@ def draw_figures(out: str, label: str, t: dict, notes: list) -> list[tuple[str, 
     except Exception as e:  # noqa: BLE001 - one bad figure must not stop the report
       notes.append(f"figure {spec.name} of {label} failed: {type(e).__name__}: {e}")
       continue
-    path = plots.save(fig, os.path.join(out, "figures", f"{label}-{spec.name}.png"))
-    drawn.append((os.path.relpath(path, out), caption))
+    name = f"{label}-{spec.name}.png"
+    plots.save(fig, out / "figures" / name)
+    drawn.append((f"figures/{name}", caption))
   return drawn

@@ -1,9 +1,10 @@
 """The report's index.html: the runs, the study's claims with their evidence, figures, tables, notes."""
-import os
 from html import escape
 
 import pandas as pd
+from etils import epath
 
+from scaling_interference import storage
 from scaling_interference.analysis import scaling, tables
 from scaling_interference.reader import Run
 
@@ -27,15 +28,15 @@ def _claims_html(verdicts: pd.DataFrame) -> list[str]:
   return parts + ["</ol>"]
 
 
-def write_index(out: str, runs: list[Run], labels: list[str], figures: dict, verdicts: pd.DataFrame,
-                written: list[str], report) -> str:
+def write_index(out: epath.Path, runs: list[Run], labels: list[str], figures: dict, verdicts: pd.DataFrame,
+                written: list[str], report) -> epath.Path:
   """out/index.html: the claims, the figures with captions, links to the tables written, notes.
 
   report is the build's report.Report: its jobs, computing time per table and notes are listed.
   """
   parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>scaling_interference report</title>"
            f"<style>{STYLE}</style></head><body><h1>scaling_interference report</h1>", "<ul>"]
-  parts += [f"<li>{escape(l)}: {escape(r.path)} ({scaling.family_name(r)}, widths "
+  parts += [f"<li>{escape(l)}: {escape(str(r.path))} ({scaling.family_name(r)}, widths "
             f"{sorted(r.members.width.unique().tolist())}, {len(r.tasks)} tasks, "
             f"last step {int(r.metrics.step.max())})</li>"
             for l, r in zip(labels, runs)]
@@ -57,7 +58,6 @@ def write_index(out: str, runs: list[Run], labels: list[str], figures: dict, ver
   if report.notes:
     parts += ["<h2>Notes</h2><ul>"] + [f"<li>{escape(n)}</li>" for n in report.notes] + ["</ul>"]
   parts.append("</body></html>")
-  path = os.path.join(out, "index.html")
-  with open(path, "w") as f:
-    f.write("\n".join(parts))
+  path = out / "index.html"
+  storage.write_text(path, "\n".join(parts))
   return path

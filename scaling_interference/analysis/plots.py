@@ -1,7 +1,7 @@
 """Figures of the study, drawn from tidy tables. Each function returns a matplotlib Figure (Agg canvas,
 no pyplot state); `save(fig, path)` writes it as PNG.
 """
-import os
+import io
 
 import numpy as np
 import pandas as pd
@@ -9,6 +9,9 @@ from matplotlib import cm, colors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from etils import epath
+
+from scaling_interference import storage
 
 CONTINUOUS_KINDS = ("share", "per_batch")
 MAX_EVENT_LINES = 40
@@ -27,10 +30,12 @@ def new_figure(n_axes: int = 1, width: float = 6.0, height: float = 4.0, max_col
   return fig, axes[:n_axes]
 
 
-def save(fig: Figure, path: str, dpi: int = 110) -> str:
-  """Writes fig as a PNG at path (folders made as needed); returns path."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=dpi, format="png")
+def save(fig: Figure, path: epath.Path, dpi: int = 110) -> epath.Path:
+  """Writes fig as a PNG at path (an epath; folders made as needed); returns path."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, dpi=dpi, format="png")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  storage.write_bytes(path, buffer.getvalue())
   return path
 
 

@@ -8,7 +8,7 @@ window, on the batch gradient summed from its class parts), for every member of 
 vmapped as in training. Inside the window each step's batch gradient is split into task classes
 (`Problem.class_losses`, one `jax.jacrev`) and the update into class terms (split_update.py),
 and the loss change of each task of interest, on the
-eval examples metrics.jsonl uses, is attributed to the terms by the trapezoid rule
+eval examples the recorded metrics use, is attributed to the terms by the trapezoid rule
 
   dL_k(term, t) = 0.5 (g_k(theta_t) + g_k(theta_t+1)) . u_term(t).
 
@@ -216,7 +216,7 @@ class Replayer:
     return inside + [window.stop]
 
   def _check_interest(self, result: WindowReplay) -> list[float]:
-    """The tasks of interest's replayed losses against metrics.jsonl at the eval steps inside the window."""
+    """The tasks of interest's replayed losses against the recorded metrics at the eval steps inside the window."""
     diffs = []
     for step in range(result.window.start + 1, result.window.stop + 1):
       if step in self.recorded:
@@ -264,7 +264,7 @@ def relative_diff(replayed, recorded) -> float:
 
 
 def recorded_losses(run: Run) -> dict[int, np.ndarray]:
-  """{eval step: (members, tasks) eval loss from metrics.jsonl}, members in id order."""
+  """{eval step: (members, tasks) eval loss from the recorded metrics}, members in id order."""
   rows = run.metrics[run.metrics.task != "all"].astype({"task": int})
   out = {}
   for step, frame in rows.groupby("step"):

@@ -17,14 +17,16 @@ import dataclasses
 import functools
 import hashlib
 import inspect
+import io
 import json
-import os
 import sys
 import time
 from typing import Callable
 
 import pandas as pd
+from etils import epath
 
+from scaling_interference import storage
 from scaling_interference.analysis import claims, figures, html, scaling, tables
 from scaling_interference.reader import Run, load_run
 
@@ -138,14 +140,14 @@ def options_hash(options: dict) -> str:
   return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def cache_path(out: str, run: Run, job: Job, options: dict) -> str:
+def cache_path(out: epath.Path, run: Run, job: Job, options: dict) -> epath.Path:
   """out/cache/<config hash>/<table>-<code version>[-<options hash>]/<step-S | metrics-S>.csv."""
   spec = tables.SPECS[job.table]
   key = f"step-{job.step}" if job.step is not None else f"metrics-{int(run.metrics.step.max())}"
   folder = f"{job.table}-{code_version(spec.fn)}"
   if spec.options:
     folder += f"-{options_hash(_options(spec, options))}"
-  return os.path.join(out, "cache", config_hash(run), folder, f"{key}.csv")
+  return out / "cache" / config_hash(run) / folder / f"{key}.csv"
 
 
 def plan(runs: list[Run], specs: list[tables.TableSpec], steps: str) -> list[Job]:
@@ -160,12 +162,12 @@ def plan(runs: list[Run], specs: list[tables.TableSpec], steps: str) -> list[Job
   return jobs
 
 
-def run_job(out: str, run: Run, job: Job, report: Report) -> pd.DataFrame | None:
+def run_job(out: epath.Path, run: Run, job: Job, report: Report) -> pd.DataFrame | None:
   """The job's table from the cache, or computed and cached; None (and a note) when it fails."""
   path = cache_path(out, run, job, report.options)
-  if os.path.exists(path):
+  if path.exists():
     report.cached.append(job)
-    return pd.read_csv(path)
+    return pd.read_csv(io.StringIO(path.read_text()))
   report.computed.append(job)
   start = time.time()
   try:
@@ -176,13 +178,12 @@ def run_job(out: str, run: Run, job: Job, report: Report) -> pd.DataFrame | None
     return None
   finally:
     report.table_seconds[job.table] = report.table_seconds.get(job.table, 0.0) + time.time() - start
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  frame.to_csv(path + ".tmp", index=False)
-  os.replace(path + ".tmp", path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  storage.write_text(path, frame.to_csv(index=False))
   return frame
 
 
-def collect(out: str, runs: list[Run], labels: list[str], jobs: list[Job], report: Report) -> dict:
+def collect(out: epath.Path, runs: list[Run], labels: list[str], jobs: list[Job], report: Report) -> dict:
   """Runs every job under a progress bar; returns {table: {label: concatenated frame}}."""
   parts: dict = {}
   progress = Progress(len(jobs))
@@ -213,26 +214,25 @@ def per_run(frames: dict, label: str) -> dict:
   return {name: by_run[label] for name, by_run in frames.items() if label in by_run}
 
 
-def fresh_folder(folder: str, extension: str) -> str:
+def fresh_folder(folder: epath.Path, extension: str) -> epath.Path:
   """Makes folder, removing the *.extension files a previous build left there."""
-  os.makedirs(folder, exist_ok=True)
-  for name in os.listdir(folder):
-    if name.endswith(extension):
-      os.remove(os.path.join(folder, name))
+  folder.mkdir(parents=True, exist_ok=True)
+  for path in folder.iterdir() if folder.exists() else ():  # an object store has no empty folders
+    if path.name.endswith(extension):
+      path.unlink()
   return folder
 
 
-def write_tables(out: str, frames: dict) -> list[str]:
+def write_tables(out: epath.Path, frames: dict) -> list[str]:
   """tables/<name>.csv (all runs, a `run` column first) and tables/README.md; returns the CSV names."""
-  folder = fresh_folder(os.path.join(out, "tables"), ".csv")
+  folder = fresh_folder(out / "tables", ".csv")
   written = []
   for name, by_run in frames.items():
     frame = pd.concat([f.assign(run=label) for label, f in by_run.items()], ignore_index=True)
     frame = frame[["run"] + [c for c in frame.columns if c != "run"]]
-    frame.to_csv(os.path.join(folder, f"{name}.csv"), index=False)
+    storage.write_text(folder / f"{name}.csv", frame.to_csv(index=False))
     written.append(name)
-  with open(os.path.join(folder, "README.md"), "w") as f:
-    f.write(tables.tables_readme(frames))
+  storage.write_text(folder / "README.md", tables.tables_readme(frames))
   return written
 
 
@@ -249,8 +249,9 @@ def build(workdirs, out: str, steps: str = "all", skip=(), options: dict | None 
   known = sorted({s.options for s in tables.SPECS.values() if s.options})
   if set(options or {}) - set(known):
     raise ValueError(f"options: unknown names {sorted(set(options) - set(known))}; choose from {known}")
-  start, out = time.time(), os.path.abspath(out)
-  report = Report(out=out, index=os.path.join(out, "index.html"), options=dict(options or {}))
+  start, out = time.time(), storage.as_path(out, "report folder")
+  storage.check_reachable(out, "report folder")
+  report = Report(out=str(out), index=str(out / "index.html"), options=dict(options or {}))
   runs = [load_run(w) for w in ([workdirs] if isinstance(workdirs, str) else workdirs)]
   labels = run_labels(runs)
   specs = [s for s in tables.TABLES if s.name not in skip]
@@ -259,7 +260,7 @@ def build(workdirs, out: str, steps: str = "all", skip=(), options: dict | None 
   verdicts = pd.concat([claims.evaluate_claims(per_run(frames, l), runs[i]).assign(run=l)
                         for i, l in enumerate(labels)], ignore_index=True)
   frames["claims"] = {l: verdicts[verdicts.run == l].drop(columns="run") for l in labels}
-  fresh_folder(os.path.join(out, "figures"), ".png")
+  fresh_folder(out / "figures", ".png")
   drawn = {l: figures.draw_figures(out, l, per_run(frames, l), report.notes) for l in labels}
   written = write_tables(out, frames)
   report.claims, report.seconds = verdicts, time.time() - start

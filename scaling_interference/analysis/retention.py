@@ -19,11 +19,11 @@ final as above, and retained = final / peak (NaN if peak <= 0).
 Sources: the dense traces (traces.npz, for traced tasks) when a task has them, else the eval
 metrics; metrics rows earlier than a task's first trace (step 0) are kept in front of its traces.
 """
-import os
 
 import numpy as np
 import pandas as pd
 
+from scaling_interference import storage
 from scaling_interference.reader import Run
 from scaling_interference.sweep import workdir as wd
 
@@ -41,7 +41,7 @@ def _with_width(frame: pd.DataFrame, run: Run) -> pd.DataFrame:
 
 
 def metric_signal(run: Run) -> pd.DataFrame:
-  """Per-task eval signal from metrics.jsonl, tidy, source "metrics"."""
+  """Per-task eval signal from the workdir's metrics, tidy, source "metrics"."""
   rows = run.metrics[run.metrics.task != "all"]
   frame = rows[["step", "member", "task", "signal"]].astype({"task": int, "step": int, "member": int})
   return _with_width(frame, run).assign(source="metrics")[TRACE_COLUMNS]
@@ -49,11 +49,11 @@ def metric_signal(run: Run) -> pd.DataFrame:
 
 def dense_signal(run: Run) -> pd.DataFrame:
   """The dense traces of traces.npz, tidy, source "traces" (empty when the run traced nothing)."""
-  path = os.path.join(run.path, wd.TRACES)
-  if not os.path.exists(path):
+  path = run.path / wd.TRACES
+  if not path.exists():
     return pd.DataFrame(columns=TRACE_COLUMNS)
-  with np.load(path) as f:
-    step_S, signal_SxMxT, member_M, task_T = f["step"], f["signal"], f["member"], f["task"]
+  f = storage.read_npz(path)
+  step_S, signal_SxMxT, member_M, task_T = f["step"], f["signal"], f["member"], f["task"]
   s, m, t = signal_SxMxT.shape
   frame = pd.DataFrame({"step": np.repeat(step_S, m * t).astype(int),
                         "member": np.tile(np.repeat(member_M, t), s).astype(int),
@@ -79,11 +79,11 @@ def best_trajectories(frame: pd.DataFrame) -> pd.DataFrame:
 
 def event_frame(run: Run) -> pd.DataFrame:
   """Injection events of schedule.npz: one row per (schedule, step with examples), with the schedule's kind."""
-  path = os.path.join(run.path, wd.SCHEDULE)
-  if not os.path.exists(path):
+  path = run.path / wd.SCHEDULE
+  if not path.exists():
     return pd.DataFrame(columns=EVENT_COLUMNS)
-  with np.load(path) as f:
-    step_S, count_SxZ, task_Z, name_Z = f["step"], f["count"], f["task"], f["name"]
+  f = storage.read_npz(path)
+  step_S, count_SxZ, task_Z, name_Z = f["step"], f["count"], f["task"], f["name"]
   frames = []
   for s, name in enumerate(name_Z):
     hit = count_SxZ[:, s] > 0

@@ -1,6 +1,6 @@
 """How task loss and signal scale with width: power-law fits, emergence widths, the oracle, sizing.
 
-Every table here reads the last eval of metrics.jsonl (mean over a width's members) and the
+Every table here reads the last eval of the metrics (mean over a width's members) and the
 tasks' realised frequencies (run.tasks: injection included); final_table's `projection` reads the
 linear members' maps at the last checkpoint. Functions that take `runs` accept one Run or a list;
 their tables carry a `run` column (the workdir's name).
@@ -14,7 +14,6 @@ their tables carry a `run` column (the workdir's name).
   sizing       per frequency bin (half decades) and complexity: the smallest width that learned every
                task of the bin (width_all) and some task of it (width_any).
 """
-import os
 
 import numpy as np
 import pandas as pd
@@ -34,7 +33,7 @@ SIZING_COLUMNS = ["run", "frequency_bin", "frequency_low", "frequency_high", "co
 
 
 def run_name(run: Run) -> str:
-  return os.path.basename(os.path.normpath(run.path))
+  return run.path.name
 
 
 def _each(runs, table_fn, columns) -> pd.DataFrame:

@@ -1,10 +1,10 @@
 """Orbax checkpoints of a sweep: one item per group (restorable alone) plus JSON metadata."""
 import logging
-import os
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 
 from scaling_interference.errors import CheckpointError
@@ -19,9 +19,9 @@ def group_item(index: int) -> str:
 
 
 class Checkpoints:
-  """A CheckpointManager over `directory`, saving asynchronously."""
+  """A CheckpointManager over `directory` (an epath: local or gs://, ...), saving asynchronously."""
 
-  def __init__(self, directory: str, num_groups: int, max_to_keep: int = 3, keep_every: int = 0):
+  def __init__(self, directory: epath.Path, num_groups: int, max_to_keep: int = 3, keep_every: int = 0):
     self.num_groups, self.directory = num_groups, directory
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, keep_period=keep_every or None, create=True,
@@ -78,11 +78,11 @@ class Checkpoints:
     return None
 
   def _set_aside(self, step: int, error: Exception | None) -> None:
-    path = os.path.join(self.directory, str(step))
+    path = self.directory / str(step)
     if jax.process_index() == 0:
       why = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}" if error else "another process could not read it"
       log.warning("checkpoint %s is unreadable (%s); set aside as %s.corrupt, trying the previous one", path, why, path)
-      os.replace(path, path + ".corrupt")
+      path.rename(self.directory / f"{step}.corrupt")
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f"scaling_interference: checkpoint {step} set aside")
     self.manager.reload()

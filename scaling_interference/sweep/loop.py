@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import numpy as np
+from etils import epath
+
 from scaling_interference.config import as_json
 from scaling_interference.errors import ConfigError, NonFiniteLossError
 from scaling_interference.models.kinds import model_kind
@@ -22,7 +24,8 @@ from scaling_interference.sweep.engine import Engine
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.members import Member, all_members
 from scaling_interference.data.schedules import realised_counts
-from scaling_interference.sweep.workdir import TRACES, Workdir, metric_rows, stats_line, write_npz_atomic
+from scaling_interference import storage
+from scaling_interference.sweep.workdir import TRACES, Workdir, metric_rows, stats_line
 
 DEFAULT_CACHE = os.path.join("~", ".cache", "scaling_interference", "jax")
 log = logging.getLogger("scaling_interference")
@@ -122,7 +125,7 @@ class Preemption:
 class TraceLog:
   """Dense signal traces of the traced tasks: steps (S,), signal (S, M, T), in traces.npz."""
 
-  def __init__(self, path: str, every: int, task_ids, member_ids):
+  def __init__(self, path: epath.Path, every: int, task_ids, member_ids):
     self.path, self.every = path, every
     self.task_ids, self.member_ids = np.asarray(task_ids, np.int32), np.asarray(member_ids, np.int32)
     self.steps: list[int] = []
@@ -144,15 +147,15 @@ class TraceLog:
 
   def load(self, last_step: int) -> None:
     """Reads the traces a previous process saved, up to last_step."""
-    if self.enabled and os.path.exists(self.path):
-      with np.load(self.path) as f:
-        keep = f["step"] <= last_step
-        self.steps, self.signal = [int(v) for v in f["step"][keep]], list(f["signal"][keep])
+    if self.enabled and self.path.exists():
+      f = storage.read_npz(self.path)
+      keep = f["step"] <= last_step
+      self.steps, self.signal = [int(v) for v in f["step"][keep]], list(f["signal"][keep])
 
   def save(self) -> None:
     if self.enabled and jax.process_index() == 0:
       signal = np.stack(self.signal) if self.signal else np.zeros((0, self.member_ids.size, self.task_ids.size))
-      write_npz_atomic(self.path, step=np.asarray(self.steps, np.int64), signal=signal.astype(np.float32),
+      storage.write_npz(self.path, step=np.asarray(self.steps, np.int64), signal=signal.astype(np.float32),
                        task=self.task_ids, member=self.member_ids)
 
 
@@ -189,7 +192,7 @@ class Trainer:
       ids = [m.id for m in group.members]
       group_loss_M = None if train_loss_M is None else train_loss_M[ids]
       rows += metric_rows(step, ids, task_ids, result, group_loss_M)
-    self.workdir.append_metrics(rows)
+    self.workdir.write_metrics(step, rows)
 
   def _schedule(self) -> dict:
     """The realised schedule: injected examples per schedule at every step that has any."""
@@ -204,7 +207,7 @@ class Trainer:
     tracker = TrainLossTracker(np.zeros(len(self.members)))
     if found is None:
       self.workdir.claim(as_json(self.config), self.members, self.problem.tasks, self._schedule())
-      self.workdir.truncate_metrics(-1)
+      self.workdir.drop_metrics_after(-1)
       states = self.engine.init_states()
       self._write_eval(0, states, None)
       return states, 0, tracker
@@ -213,7 +216,7 @@ class Trainer:
     self.dropped = {int(k): v for k, v in meta.get("dropped", {}).items()}
     self.problem.restore_host_state(meta.get("data"))
     self.traces.load(latest)
-    self.workdir.truncate_metrics(latest)
+    self.workdir.drop_metrics_after(latest)
     log.info("resuming %s from step %d", self.workdir.path, latest)
     return states, latest, tracker
 
@@ -232,7 +235,7 @@ class Trainer:
     finally:
       checkpoints.close()
     dropped = {self.members[m].id: s for m, s in self.dropped.items()}
-    return RunResult(self.workdir.path, step, self.members, resumed_from, stopped_by, dropped or None)
+    return RunResult(str(self.workdir.path), step, self.members, resumed_from, stopped_by, dropped or None)
 
   def _save(self, checkpoints: Checkpoints, step: int, states, tracker: TrainLossTracker) -> None:
     self.traces.save()

@@ -9,7 +9,7 @@ arithmetic runs, not what it computes: metrics agree with a one-device run to fl
 """
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from scaling_interference.errors import ConfigError
 
@@ -17,11 +17,12 @@ AXES = ("members", "data")
 
 
 def make_mesh(train_config) -> Mesh:
-  devices = jax.devices()
-  members, data = tuple(train_config.mesh) or (len(devices), 1)
-  if members * data != len(devices):
-    raise ConfigError(f"train.mesh: members x data must equal the {len(devices)} devices, got {members} x {data}")
-  return Mesh(np.asarray(devices).reshape(members, data), AXES)
+  """(members, data) over every device, laid out by `jax.make_mesh`; Auto axes, so XLA propagates shardings."""
+  count = jax.device_count()
+  members, data = tuple(train_config.mesh) or (count, 1)
+  if members * data != count:
+    raise ConfigError(f"train.mesh: members x data must equal the {count} devices, got {members} x {data}")
+  return jax.make_mesh((members, data), AXES, axis_types=(AxisType.Auto,) * len(AXES))
 
 
 def member_sharding(mesh: Mesh, group_size: int) -> NamedSharding:

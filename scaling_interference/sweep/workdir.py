@@ -1,41 +1,49 @@
-"""The workdir contract: config.json, members.json, tasks.json, metrics.jsonl, checkpoints/.
+"""The workdir contract: config.json, members.json, tasks.json, metrics/, checkpoints/.
 
-metrics.jsonl is long format, one JSON object per (step, member, task):
-{"step", "member", "task", "loss", "accuracy", "signal"}, null where a field does not apply;
-rows with "task": "all" carry the mean training loss since the previous eval.
+metrics/STEP.jsonl (STEP zero-padded to 9 digits) holds one eval in long format, one JSON object
+per (step, member, task): {"step", "member", "task", "loss", "accuracy", "signal"}, null where a
+field does not apply; rows with "task": "all" carry the mean training loss since the previous
+eval. One file per eval, written whole, because object stores (gs://) cannot append. A workdir
+is a local path or any URL `storage.as_path` accepts.
 """
 import dataclasses
 import json
 import math
-import os
 
 import numpy as np
+from etils import epath
 
+from scaling_interference import storage
 from scaling_interference.config import as_json, differing_fields, resolve_saved
 from scaling_interference.errors import WorkdirError
 
-CONFIG, MEMBERS, TASKS, METRICS, CHECKPOINTS = "config.json", "members.json", "tasks.json", "metrics.jsonl", "checkpoints"
+CONFIG, MEMBERS, TASKS, METRICS, CHECKPOINTS = "config.json", "members.json", "tasks.json", "metrics", "checkpoints"
 SCHEDULE, TRACES = "schedule.npz", "traces.npz"
-
-
-def _write_json_atomic(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-    f.write("\n")
-  os.replace(tmp, path)
 
 
 def _finite_or_none(x):
   return None if x is None or not math.isfinite(x) else float(x)
 
 
-def local_path(path: str) -> str:
-  """The absolute local path of a workdir; a URL (gs://, s3://, ...) is refused, never made a local folder."""
-  if "://" in str(path):
-    raise WorkdirError(f"workdir {path}: URL workdirs (gs://, s3://, ...) are not supported yet; use a path on "
-                       "a file system every process shares (for a bucket, a gcsfuse mount)")
-  return os.path.abspath(path)
+def workdir_path(path) -> epath.Path:
+  """The workdir's epath; an unsupported scheme, a missing backend or an unreachable bucket is one line."""
+  found = storage.as_path(path, "workdir")
+  storage.check_reachable(found, "workdir")
+  return found
+
+
+def metrics_file(folder: epath.Path, step: int) -> epath.Path:
+  return folder / f"{step:09d}.jsonl"
+
+
+def metric_files(path: epath.Path) -> list[tuple[int, epath.Path]]:
+  """(step, file) of every eval written under the workdir's metrics/, in step order."""
+  folder = path / METRICS
+  if not folder.exists():
+    return []
+  found = [(int(f.name.split(".")[0]), f) for f in folder.iterdir()
+           if f.name.endswith(".jsonl") and f.name.split(".")[0].isdigit()]
+  return sorted(found)
 
 
 class Workdir:
@@ -45,26 +53,24 @@ class Workdir:
   config, members, tasks, schedule and metrics; checkpoints are written by all (Orbax).
   """
 
-  def __init__(self, path: str, writer: bool = True):
-    self.path, self.writer = local_path(path), writer
+  def __init__(self, path, writer: bool = True):
+    self.path, self.writer = workdir_path(path), writer
 
-  def file(self, name: str) -> str:
-    return os.path.join(self.path, name)
+  def file(self, name: str) -> epath.Path:
+    return self.path / name
 
   @property
-  def checkpoint_dir(self) -> str:
+  def checkpoint_dir(self) -> epath.Path:
     return self.file(CHECKPOINTS)
 
   def check_config(self, config_dict: dict) -> bool:
     """True when the workdir already holds this config (a resume); raises if it holds another."""
     path = self.file(CONFIG)
-    if not os.path.exists(path):
-      if os.path.isdir(self.path) and os.listdir(self.path):
+    if not path.exists():
+      if self.path.is_dir() and next(iter(self.path.iterdir()), None) is not None:
         raise WorkdirError(f"workdir {self.path} is not empty and holds no {CONFIG}; choose an empty or new directory")
       return False
-    with open(path) as f:
-      old = json.load(f)
-    fields = differing_fields(as_json(resolve_saved(old)), config_dict)
+    fields = differing_fields(as_json(resolve_saved(storage.read_json(path))), config_dict)
     if fields:
       shown = ", ".join(f"{k}" for k in fields[:8]) + (" ..." if len(fields) > 8 else "")
       raise WorkdirError(f"workdir {self.path} holds a different run (fields differ: {shown}); "
@@ -73,13 +79,13 @@ class Workdir:
 
   def claim(self, config_dict: dict, members, tasks, schedule: dict) -> None:
     """Writes config.json, members.json, tasks.json and schedule.npz of a new run."""
-    os.makedirs(self.path, exist_ok=True)
+    self.path.mkdir(parents=True, exist_ok=True)
     if not self.writer:
       return
-    write_npz_atomic(self.file(SCHEDULE), **schedule)
+    storage.write_npz(self.file(SCHEDULE), **schedule)
     self.write_members(members)
-    _write_json_atomic(self.file(TASKS), [dataclasses.asdict(t) for t in tasks])
-    _write_json_atomic(self.file(CONFIG), config_dict)  # last: its presence marks a claimed workdir
+    storage.write_json(self.file(TASKS), [dataclasses.asdict(t) for t in tasks])
+    storage.write_json(self.file(CONFIG), config_dict)  # last: its presence marks a claimed workdir
 
   def write_members(self, members, dropped: dict | None = None) -> None:
     """members.json; a member dropped for a non-finite loss carries "dropped_at": its step."""
@@ -87,43 +93,28 @@ class Workdir:
       return
     rows = [dataclasses.asdict(m) | ({"dropped_at": dropped[m.id]} if dropped and m.id in dropped else {})
             for m in members]
-    _write_json_atomic(self.file(MEMBERS), rows)
+    storage.write_json(self.file(MEMBERS), rows)
 
-  def append_metrics(self, rows: list[dict]) -> None:
-    """Appends rows and syncs, so a crash leaves at most a torn last line."""
+  def write_metrics(self, step: int, rows: list[dict]) -> None:
+    """The rows of the eval at `step`, as one whole file."""
     if not self.writer:
       return
-    text = "".join(json.dumps(r) + "\n" for r in rows)
-    with open(self.file(METRICS), "a") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
+    folder = self.file(METRICS)
+    folder.mkdir(parents=True, exist_ok=True)
+    storage.write_text(metrics_file(folder, step), "".join(json.dumps(r) + "\n" for r in rows))
 
-  def truncate_metrics(self, last_step: int) -> None:
-    """Keeps only whole rows with step <= last_step (drops what a killed run wrote past its checkpoint)."""
-    path = self.file(METRICS)
-    if not self.writer or not os.path.exists(path):
+  def drop_metrics_after(self, last_step: int) -> None:
+    """Removes the evals past last_step (what a killed run wrote past its checkpoint)."""
+    if not self.writer:
       return
-    kept = [line for line in read_metric_lines(path) if json.loads(line)["step"] <= last_step]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(kept)
-    os.replace(tmp, path)
+    for step, path in metric_files(self.path):
+      if step > last_step:
+        path.unlink()
 
 
-def write_npz_atomic(path: str, **arrays) -> None:
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
-
-
-def read_metric_lines(path: str) -> list[str]:
-  """Whole lines of metrics.jsonl; a torn final line (crash mid-write) is skipped."""
-  with open(path) as f:
-    lines = f.readlines()
-  if lines and not lines[-1].endswith("\n"):
-    lines = lines[:-1]
-  return lines
+def read_metric_rows(path: epath.Path) -> list[dict]:
+  """Every metric row of a workdir, in step order."""
+  return [json.loads(line) for _, f in metric_files(path) for line in f.read_text().splitlines()]
 
 
 def metric_rows(step: int, member_ids, task_ids, result, train_loss_M) -> list[dict]:
