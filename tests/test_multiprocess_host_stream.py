@@ -1,14 +1,20 @@
-"""A token-file stream on two processes on 127.0.0.1: the same metrics as one process, and the pair resumes
-from a checkpoint's iterator state bit for bit (each process reads the whole stream, in the same order)."""
+"""A token-file stream on two processes on 127.0.0.1, each reading only its rows of every batch: the same
+metrics as one process, and the pair resumes from a checkpoint's per-process iterator states bit for bit."""
 import os
 import shutil
 import subprocess
 import sys
+import types
 
 import numpy as np
+import pandas as pd
+import pytest
 
 import scaling_interference as si
-from test_language import write_token_files
+from scaling_interference.errors import WorkdirError
+from scaling_interference.problems import make_problem
+from scaling_interference.sweep.engine import process_row_order
+from test_language import tiny_lm, write_token_files
 from test_multiprocess_train import ROOT, free_port
 
 FLAGS = ["--config=configs/olmo_injection.py:demo", "--config.data.source=token_files",
@@ -21,7 +27,7 @@ FLAGS = ["--config=configs/olmo_injection.py:demo", "--config.data.source=token_
 def launch(workdir, tokens, processes: int) -> list[str]:
   env, port = dict(os.environ, JAX_PLATFORMS="cpu"), free_port()
   flags = [f"--workdir={workdir}", *FLAGS, f"--config.data.paths={tokens}/*.npy"]
-  place = lambda i: [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"]
+  place = lambda i: [f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={i}"]
   procs = [subprocess.Popen([sys.executable, "-m", "launch.train", *flags, *(place(i) if processes > 1 else [])],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(processes)]
@@ -37,11 +43,34 @@ def test_two_processes_read_a_token_file_stream_like_one_and_resume(tmp_path):
   launch(one, tokens, 1)
   launch(two, tokens, 2)
   a, b = si.load_run(one).metrics, si.load_run(two).metrics
-  assert len(a) == len(b) > 0
-  np.testing.assert_allclose(b.loss.values, a.loss.values, rtol=1e-5)
+  assert len(a) > 0
+  pd.testing.assert_frame_equal(b, a, check_exact=False, rtol=1e-5, obj="metrics of 2 processes vs 1 (their global "
+                                "batches must be the same rows)")
   shutil.copytree(two, resumed)
   shutil.rmtree(os.path.join(resumed, "checkpoints", "40"))  # as if both were killed after the step-20 checkpoint
   outputs = launch(resumed, tokens, 2)
   assert "resuming" in outputs[0] and "from step 20" in outputs[0], outputs[0]
-  with open(os.path.join(two, "metrics.jsonl")) as x, open(os.path.join(resumed, "metrics.jsonl")) as y:
-    assert x.read() == y.read(), "the resumed pair saw other batches than the uninterrupted pair"
+  pd.testing.assert_frame_equal(si.load_run(resumed).metrics, b, check_exact=True,
+                                obj="metrics of the resumed pair vs the uninterrupted pair (other batches after step 20?)")
+
+
+def test_a_checkpoint_of_two_processes_does_not_resume_on_one(tmp_path):
+  write_token_files(str(tmp_path / "tokens"))
+  config = tiny_lm()
+  config.data.update(source="token_files", paths=(str(tmp_path / "tokens" / "*.npy"),))
+  problem = make_problem(config)
+  state = problem.host_state()
+  assert len(state) == 1, "one process: one iterator state"
+  with pytest.raises(WorkdirError, match="data iterator states of 2 processes: resume it on 2 processes, not 1"):
+    problem.restore_host_state(state * 2)
+
+
+def test_rows_of_processes_interleaved_in_the_mesh_come_back_in_process_order():
+  devices = [types.SimpleNamespace(process_index=p) for p in (1, 0, 0, 1, 1, 0)]  # mesh order, 3 devices each
+  global_B, per_device = np.arange(12), 2  # process p's rows: [6p, 6p + 6)
+  blocks_B = np.empty(12, int)  # as jax.make_array_from_process_local_data lays them out: a process's rows fill
+  for p in (0, 1):              # its devices' blocks in mesh order
+    for i, k in enumerate(k for k, d in enumerate(devices) if d.process_index == p):
+      blocks_B[k * per_device:(k + 1) * per_device] = global_B[6 * p + i * per_device:6 * p + (i + 1) * per_device]
+  np.testing.assert_array_equal(blocks_B[process_row_order(devices, 12)], global_B)
+  assert process_row_order(sorted(devices, key=lambda d: d.process_index), 12) is None, "process order: no gather"

@@ -156,6 +156,32 @@ def test_token_files_resume_and_check_vocab(tmp_path):
     make_host_iterator(config.data, 4, 16, seed=3)
 
 
+def _assert_shards_make_the_batch(make, processes: int, steps: int):
+  """Each of `processes` simulated processes' rows, stacked in process order, are the one-process batch, and resume."""
+  whole, parts = make((0, 1)), [make((p, processes)) for p in range(processes)]
+  for step in range(steps):
+    stacked = np.concatenate([part.next() for part in parts])
+    np.testing.assert_array_equal(stacked, whole.next(), f"step {step}: the processes' rows must be the one-process "
+                                  "batch, in process order")
+  _assert_resumes(lambda: make((processes - 1, processes)))
+
+
+def test_token_file_shards_are_rows_of_the_one_process_batch(tmp_path):
+  pytest.importorskip("grain")
+  _write_tokens(str(tmp_path / "a.npy"), np.arange(3000, dtype=np.uint16) % 300)
+  _write_tokens(str(tmp_path / "b.bin"), np.arange(1000, dtype=np.uint16))
+  config = _config(source="token_files", paths=(str(tmp_path / "*"),), vocab_size=1000)
+  make = lambda shard: make_host_iterator(config.data, 12, 16, 5, shard)
+  _assert_shards_make_the_batch(make, 4, steps=25)  # 300 rows of 249 windows: into the second epoch
+  with pytest.raises(ConfigError, match=r"train\.batch_size: a host stream on 5 processes needs a multiple of 5"):
+    make_host_iterator(config.data, 12, 16, 5, (0, 5))
+
+
+def test_remote_patterns_glob_below_their_fixed_folders():
+  assert token_streams.split_glob("gs://b/d/*/x?.npy") == ("gs://b/d", "*/x?.npy")
+  assert token_streams.split_glob("gs://b/d/x.npy") == ("gs://b/d/x.npy", "")
+
+
 def _write_texts(tmp_path):
   texts = {f"doc{i}.txt": f"document {i}: " + "héllo wörld " * (3 * i + 1) for i in range(6)}
   for name, text in texts.items():
@@ -190,6 +216,7 @@ def test_text_files_pack_documents_with_eos(tmp_path):
   assert sorted(stream[:6]) == encoded, "the first epoch must be every document once, each ended by EOS"
   assert stream[:6] != [t.encode() for t in texts.values()], "documents should be shuffled"
   _assert_resumes(lambda: make_host_iterator(config.data, 2, 32, seed=0))
+  _assert_shards_make_the_batch(lambda shard: make_host_iterator(config.data, 4, 32, 0, shard), 2, steps=10)
   assert "tensorflow" not in sys.modules
 
 

@@ -1,15 +1,19 @@
-"""Text files on disk as a TFDS dataset in ArrayRecord format, built and read without TensorFlow.
+"""Text files as a TFDS dataset in ArrayRecord format, built and read without TensorFlow.
 
 `text_files_source(paths, data_dir)` builds the dataset once (a builder config named by a
 digest of the paths, their sizes and modification times, so another corpus or an edited
 file gets its own directory) and returns its random-access data source: record i is
 {"text": bytes} of one document. A document is a whole file (documents="file") or one
-non-empty line (documents="line").
+non-empty line (documents="line"). Paths are local or URLs (gs://, ...), read through etils.epath.
 """
 import hashlib
 import os
 
+import jax
+from jax.experimental import multihost_utils
 import tensorflow_datasets as tfds
+
+from scaling_interference import storage
 
 DOCUMENTS = ("file", "line")
 
@@ -42,23 +46,31 @@ class TextFiles(tfds.core.GeneratorBasedBuilder):
 
 def read_documents(path: str, documents: str) -> list[bytes]:
   """The non-empty documents of one file, as bytes."""
-  with open(path, "rb") as f:
-    data = f.read()
+  data = storage.as_path(path, "data.paths").read_bytes()
   parts = data.splitlines() if documents == "line" else [data]
   return [part for part in parts if part.strip()]
 
 
 def corpus_digest(paths, documents: str) -> str:
-  """A name for the corpus: changes when a path, a file's size or its mtime changes."""
+  """A name for the corpus: changes when a path, a file's size or its mtime (where the store keeps one) changes."""
   h = hashlib.sha256(documents.encode())
   for path in paths:
-    stat = os.stat(path)
-    h.update(f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    path = storage.as_path(path, "data.paths")
+    stat = path.stat()
+    h.update(f"{os.fspath(path)}\0{stat.length}\0{stat.mtime}\0".encode())
   return "c" + h.hexdigest()[:16]
 
 
 def text_files_source(paths, data_dir: str, documents: str = "file"):
-  """The built dataset's train split as a random-access source of {"text": bytes}."""
+  """The built dataset's train split as a random-access source of {"text": bytes}.
+
+  With several processes, process 0 builds first; the others then find it built (a shared
+  data_dir) or build their own copy.
+  """
   builder = TextFiles(paths=paths, documents=documents, data_dir=data_dir)
-  builder.download_and_prepare()
+  if jax.process_index() == 0:
+    builder.download_and_prepare()
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("scaling_interference: text files built")
+    builder.download_and_prepare()
   return builder.as_data_source(split="train")

@@ -8,13 +8,13 @@ Sources (`config.data.source`; every field of `data`, with its default, is in
 `defaults.data_config()`):
   synthetic:   `SyntheticLanguage`, sampled on device as a pure function of a key.
                Fields: vocab_size, zipf_exponent, successors, bigram_weight.
-  text_files:  local text files (`paths`: files or glob patterns; `documents`: "file" or
-               "line"), built into a TFDS ArrayRecord dataset under `data_dir`
+  text_files:  text files (`paths`: files or glob patterns, local or URLs such as gs://;
+               `documents`: "file" or "line"), built into a TFDS ArrayRecord dataset under `data_dir`
                (see tfds_text.py), byte-level tokens.
   tfds:        a prepared TFDS dataset (`name`, `split`, `feature` holding text, `data_dir`),
                in ArrayRecord format (`tfds build --file_format=array_record NAME`),
                byte-level tokens.
-  token_files: OLMo-style pre-tokenised files (`paths`): flat uint16/uint32 arrays, `.npy`
+  token_files: OLMo-style pre-tokenised files (`paths`, local or URLs): flat uint16/uint32 arrays, `.npy`
                or raw (`dtype`), with `vocab_size` and the tokenizer's `eos_id`.
 Byte-level tokens: EOS is 0 and byte b is b + 1 (vocabulary 257). The synthetic language
 also keeps 0 for EOS and never emits it (one endless document).
@@ -22,15 +22,24 @@ also keeps 0 for EOS and never emits it (one endless document).
 Host streams read through grain and can save and restore their position: a resumed run
 sees exactly the batches of an uninterrupted one. Documents (text) or rows (token files)
 are shuffled by the seed, reshuffled each epoch, and repeat forever.
+
+On P processes (`shard=(p, P)`) process p yields rows [p B/P, (p+1) B/P) of every global
+batch of B rows, the global batch being the one a single process would see: the P parts,
+stacked in process order, are the one-process batch. A token-file process reads only its own
+rows (grain's batches of B/P rows, every P-th from the p-th); a text process packs the whole
+document stream (packing is sequential) and keeps its rows.
 """
 import dataclasses
 import glob
+import io
 import math
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scaling_interference import storage
 from scaling_interference.errors import ConfigError
 from scaling_interference.checks import is_int, is_number
 
@@ -150,13 +159,13 @@ def check_synthetic(vocab_size, zipf_exponent, successors, bigram_weight) -> Non
 
 
 class SyntheticIterator:
-  """Host batches of a SyntheticLanguage: batch s is sample(fold_in(key(seed), s))."""
+  """Host batches of a SyntheticLanguage: batch s is sample(fold_in(key(seed), s)), rows `rows` of it."""
 
   on_device = False
 
-  def __init__(self, language: SyntheticLanguage, batch_size: int, seq_len: int, seed: int):
+  def __init__(self, language: SyntheticLanguage, batch_size: int, seq_len: int, seed: int, rows: slice):
     self.vocab_size, self.eos_id = language.vocab_size, language.eos_id
-    self._tables, self._shape = language.tables, (batch_size, seq_len)
+    self._tables, self._shape, self._rows = language.tables, (batch_size, seq_len), rows
     self._key = jax.random.key(seed)
     self._step = 0
 
@@ -164,7 +173,7 @@ class SyntheticIterator:
     key = jax.random.fold_in(self._key, self._step)
     tokens_BxL = _sample_jit(self._tables, key, *self._shape)
     self._step += 1
-    return np.asarray(tokens_BxL, np.int32)
+    return np.asarray(tokens_BxL[self._rows], np.int32)
 
   def get_state(self) -> dict:
     return {"step": self._step}
@@ -174,7 +183,7 @@ class SyntheticIterator:
 
 
 class HostIterator:
-  """Batches (batch_size, seq_len) int32 from a grain pipeline; resumable from get_state()."""
+  """Batches (rows, seq_len) int32 from a grain pipeline; resumable from get_state()."""
 
   on_device = False
 
@@ -218,30 +227,47 @@ class TokenWindows:
     return np.asarray(self.arrays[f][row * self.seq_len:(row + 1) * self.seq_len], np.int32)
 
 
-def make_host_iterator(source_config, batch_size: int, seq_len: int, seed: int):
-  """A resumable iterator of (batch_size, seq_len) int32 batches of `source_config.source`."""
+def make_host_iterator(source_config, batch_size: int, seq_len: int, seed: int, shard: tuple[int, int] = (0, 1)):
+  """A resumable iterator of `source_config.source`'s batches of batch_size rows of seq_len int32 tokens.
+
+  shard = (p, P): this iterator is process p of P and yields only its rows [p B/P, (p+1) B/P) of each batch.
+  """
   source = _check_source(source_config)
   if not is_int(batch_size) or batch_size < 1:
     raise ConfigError(f"train.batch_size: must be an integer >= 1, got {batch_size!r}")
   if not is_int(seq_len) or seq_len < 2:
     raise ConfigError(f"data.seq_len: must be an integer >= 2, got {seq_len!r}")
+  count = shard[1]
+  if batch_size % count:
+    raise ConfigError(f"train.batch_size: a host stream on {count} processes needs a multiple of {count}, "
+                      f"got {batch_size}")
   if source == "synthetic":
-    return SyntheticIterator(synthetic_language(source_config, seed), batch_size, seq_len, seed)
+    return SyntheticIterator(synthetic_language(source_config, seed), batch_size, seq_len, seed,
+                             shard_rows(batch_size, shard))
   if source == "token_files":
-    return _token_file_iterator(source_config, batch_size, seq_len, seed)
-  return _text_iterator(source_config, batch_size, seq_len, seed)
+    return _token_file_iterator(source_config, batch_size, seq_len, seed, shard)
+  return _text_iterator(source_config, batch_size, seq_len, seed, shard)
+
+
+def shard_rows(batch_size: int, shard: tuple[int, int]) -> slice:
+  """Process p of P's rows of a batch: [p B/P, (p+1) B/P)."""
+  index, count = shard
+  rows = batch_size // count
+  return slice(index * rows, (index + 1) * rows)
 
 
 def make_stream(config):
   """The base stream of `config.data`: a SyntheticLanguage (on device) or a host iterator.
 
-  Host iterators take batch_size from config.train.batch_size and their seed from
-  config.train.data_seed; every stream has `vocab_size`, `eos_id` and `on_device`.
+  Host iterators take batch_size from config.train.batch_size, their seed from
+  config.train.data_seed and yield this process's rows of each batch; every stream has
+  `vocab_size`, `eos_id` and `on_device`.
   """
   data, train = config.data, config.train
   if _check_source(data) == "synthetic":
     return synthetic_language(data, train.data_seed)
-  return make_host_iterator(data, train.batch_size, data.seq_len, train.data_seed)
+  shard = (jax.process_index(), jax.process_count())
+  return make_host_iterator(data, train.batch_size, data.seq_len, train.data_seed, shard)
 
 
 def synthetic_language(source_config, seed: int) -> SyntheticLanguage:
@@ -270,7 +296,8 @@ def _read_options(source_config):
                               prefetch_buffer_size=8)
 
 
-def _token_file_iterator(source_config, batch_size: int, seq_len: int, seed: int) -> HostIterator:
+def _token_file_iterator(source_config, batch_size: int, seq_len: int, seed: int, shard) -> HostIterator:
+  """Windows shuffled by seed; process p of P takes batches of B/P windows, every P-th from the p-th."""
   vocab_size = source_config.vocab_size
   if not is_int(vocab_size) or vocab_size < 2:
     raise ConfigError(f"data.vocab_size: must be an integer >= 2, got {vocab_size!r}")
@@ -284,19 +311,26 @@ def _token_file_iterator(source_config, batch_size: int, seq_len: int, seed: int
   windows = TokenWindows(arrays, seq_len)
   if len(windows) == 0:
     raise ConfigError(f"data.paths: the files hold no full row of seq_len={seq_len} tokens")
-  dataset = (_grain().MapDataset.source(windows).shuffle(seed=seed).repeat(None)
-             .batch(batch_size, drop_remainder=True).to_iter_dataset(_read_options(source_config)))
-  return HostIterator(dataset, vocab_size, eos_id)
+  index, count = shard
+  windows_ds = _grain().MapDataset.source(windows).shuffle(seed=seed).repeat(None)
+  parts = windows_ds.batch(batch_size // count, drop_remainder=True)[index::count]
+  return HostIterator(parts.to_iter_dataset(_read_options(source_config)), vocab_size, eos_id)
 
 
 def open_token_file(path: str, dtype: str) -> np.ndarray:
-  """A flat token array, memory-mapped: `.npy` with its own dtype, else raw `dtype`."""
-  if path.endswith(".npy"):
-    array = np.load(path, mmap_mode="r")
-  elif dtype in TOKEN_DTYPES:
-    array = np.memmap(path, dtype=dtype, mode="r")
-  else:
+  """A flat token array: `.npy` with its own dtype, else raw `dtype`.
+
+  Local files are memory-mapped; remote ones (gs://, ...) are read whole into memory.
+  """
+  if dtype not in TOKEN_DTYPES and not path.endswith(".npy"):
     raise ConfigError(f"data.dtype: must be one of {list(TOKEN_DTYPES)}, got {dtype!r}")
+  if storage.is_remote(path):
+    data = storage.as_path(path, "data.paths").read_bytes()
+    array = np.load(io.BytesIO(data)) if path.endswith(".npy") else np.frombuffer(data, dtype)
+  elif path.endswith(".npy"):
+    array = np.load(path, mmap_mode="r")
+  else:
+    array = np.memmap(path, dtype=dtype, mode="r")
   if array.ndim != 1 or array.dtype.name not in TOKEN_DTYPES:
     raise ConfigError(f"data.paths: {path} holds a {array.dtype.name} array of shape {array.shape}; "
                       f"token files must be flat {' or '.join(TOKEN_DTYPES)}")
@@ -315,21 +349,44 @@ def check_tokens(path: str, array: np.ndarray, vocab_size: int) -> None:
 def _paths(source_config) -> list[str]:
   patterns = source_config.paths
   patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
-  paths = [p for pattern in patterns for p in sorted(glob.glob(pattern))]
+  paths = [p for pattern in patterns for p in match(pattern)]
   if not paths:
     raise ConfigError(f"data.paths: no file matches {list(patterns)}")
   return paths
 
 
-def _text_iterator(source_config, batch_size: int, seq_len: int, seed: int) -> HostIterator:
-  """Documents shuffled by seed, byte tokens + EOS, packed by grain's concat-then-split."""
+def match(pattern: str) -> list[str]:
+  """The files a glob pattern matches, sorted: a local glob, or epath's below a URL's fixed prefix."""
+  path = storage.as_path(pattern, "data.paths")
+  if not storage.is_remote(pattern):
+    return sorted(glob.glob(os.fspath(path)))
+  root, rest = split_glob(os.fspath(path))
+  if not rest:
+    return [root] if path.exists() else []
+  return sorted(os.fspath(p) for p in storage.as_path(root, "data.paths").glob(rest))
+
+
+def split_glob(pattern: str) -> tuple[str, str]:
+  """(the leading folders without a wildcard, the rest): "gs://b/d/*/x*" -> ("gs://b/d", "*/x*")."""
+  parts = pattern.split("/")
+  fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
+  return "/".join(parts[:fixed]), "/".join(parts[fixed:])
+
+
+def _text_iterator(source_config, batch_size: int, seq_len: int, seed: int, shard) -> HostIterator:
+  """Documents shuffled by seed, byte tokens + EOS, packed by grain's concat-then-split.
+
+  Packing is sequential, so every process packs the whole stream and keeps its rows of each batch.
+  """
   grain = _grain()
   feature, documents = _text_documents(source_config)
   tokens = lambda record: {"tokens": byte_tokens(record[feature])}
   docs = (grain.MapDataset.source(documents).shuffle(seed=seed).repeat(None).map(tokens)
           .to_iter_dataset(_read_options(source_config)))
   packed = grain.experimental.ConcatThenSplitIterDataset(docs, length_struct={"tokens": seq_len})
-  return HostIterator(packed.map(lambda row: row["tokens"]).batch(batch_size), BYTE_VOCAB, EOS_ID)
+  rows = shard_rows(batch_size, shard)
+  batches = packed.map(lambda row: row["tokens"]).batch(batch_size).map(lambda tokens_BxL: tokens_BxL[rows])
+  return HostIterator(batches, BYTE_VOCAB, EOS_ID)
 
 
 def _text_documents(source_config):

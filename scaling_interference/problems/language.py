@@ -12,7 +12,10 @@ tokens for inject_mode "splice", at the start of the row for "replace"); signal 
 (accuracy - chance) / (1 - chance), chance = 1 / (number of possible answers).
 """
 
+import json
+
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 
@@ -20,7 +23,7 @@ from scaling_interference.data import schedules as schedules_lib
 from scaling_interference.data.injection import base_batch, inject_sequences
 from scaling_interference.data.schedules import realised_counts
 from scaling_interference.data.token_streams import make_host_iterator, make_stream, sample_language
-from scaling_interference.errors import ConfigError
+from scaling_interference.errors import ConfigError, WorkdirError
 from scaling_interference.models.olmo import lm_loss
 from scaling_interference.problems.base import Problem
 from scaling_interference.problems.synthetic import data_keys, trace_tasks
@@ -117,16 +120,23 @@ class LanguageProblem(Problem):
     return tuple(jnp.concatenate(a) for a in (examples, task_N, length_N, active_N))
 
   def host_batches(self, num_steps: int):
+    """(num_steps, B/P, L): this process's rows of the next batches (the engine assembles the global ones)."""
     if self.on_device:
       return None
     return np.stack([self.stream.next() for _ in range(num_steps)])
 
   def host_state(self):
-    return None if self.on_device else self.stream.get_state()
+    """Every process's iterator state, in process order (a collective: every process calls it)."""
+    return None if self.on_device else gather_json(self.stream.get_state())
 
   def restore_host_state(self, state) -> None:
-    if state is not None and not self.on_device:
-      self.stream.set_state(state)
+    if state is None or self.on_device:
+      return
+    states = state if isinstance(state, list) else [state]  # a one-process state saved before issue 12
+    if len(states) != jax.process_count():
+      raise WorkdirError(f"the checkpoint holds the data iterator states of {len(states)} processes: "
+                         f"resume it on {len(states)} processes, not {jax.process_count()}")
+    self.stream.set_state(states[jax.process_index()])
 
   def loss_shares(self, step_S) -> np.ndarray:
     """(K,) each task id's expected share of the training loss's terms (predicted positions) over steps step_S.
@@ -237,6 +247,16 @@ class LanguageProblem(Problem):
       _, a = self._answer_metrics(model, params, task, "train", self.trace_n, jax.random.fold_in(self.eval_key, 2 * t))
       out.append((a - chance(task)) / (1 - chance(task)))
     return jnp.stack(out)
+
+
+def gather_json(obj) -> list:
+  """[obj of process 0, obj of process 1, ...]: JSON-serialisable values gathered from every process."""
+  if jax.process_count() == 1:
+    return [obj]
+  data_N = np.frombuffer(json.dumps(obj).encode(), np.uint8)
+  size_P = np.asarray(multihost_utils.process_allgather(np.int32(data_N.size)))
+  data_PxN = np.asarray(multihost_utils.process_allgather(np.pad(data_N, (0, int(size_P.max()) - data_N.size))))
+  return [json.loads(bytes(row[:size])) for row, size in zip(data_PxN, size_P)]
 
 
 def check_schedules(config, num_token_tasks: int):

@@ -3,7 +3,8 @@
 Inside the program each group is one `jax.vmap` over its members (stacked parameters and
 optimizer states); groups of different shapes sit side by side, unpadded, so a step costs
 in proportion to the sum of the members' parameters. Several steps run per dispatch under
-`jax.lax.scan`. The data side (batches, loss, eval, traces) is the Problem's.
+`jax.lax.scan`. The data side (batches, loss, eval, traces) is the Problem's. On several
+processes each one brings its rows of the host batches and `train_segment` assembles them.
 """
 import dataclasses
 import functools
@@ -12,7 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from scaling_interference.errors import ConfigError
 from scaling_interference.sweep import sharding
 from scaling_interference.sweep.members import Group
 from scaling_interference.sweep.optim import member_optimizer
@@ -43,8 +46,12 @@ class Engine:
     self.state_shardings = [sharding.state_shardings(self.mesh, g.size, a, fsdp)
                             for g, a in zip(groups, self.abstract_states())]
     replicated = sharding.replicated(self.mesh)
-    self.train_segment = jax.jit(self._train_segment, static_argnums=2, donate_argnums=0,
-                                 out_shardings=(self.state_shardings, replicated, replicated))
+    self.host_sharding, self.host_order_B = None, None
+    if not problem.on_device and jax.process_count() > 1:
+      self.host_sharding = host_sharding(self.mesh, self.batch_size)
+      self.host_order_B = process_row_order(list(self.mesh.devices.flat), self.batch_size)
+    self.train_segment_on_device = jax.jit(self._train_segment, static_argnums=2, donate_argnums=0,
+                                           out_shardings=(self.state_shardings, replicated, replicated))
     self.evaluate_on_device = jax.jit(self._evaluate, out_shardings=replicated)
 
   # ---- state ---------------------------------------------------------------------------
@@ -108,8 +115,21 @@ class Engine:
       losses.append(loss_M)
     return new_states, (tuple(losses), self._maybe_trace(new_states, step + 1))
 
+  def train_segment(self, states, start_step, num_steps: int, host=None):
+    """num_steps steps from start_step (see _train_segment); host: this process's rows of the host batches."""
+    return self.train_segment_on_device(states, start_step, num_steps, self.global_host(host))
+
+  def global_host(self, rows_SxRxL):
+    """The global (steps, B, ...) host block, batch sharded over the devices, from each process's (steps, B/P, ...)."""
+    if rows_SxRxL is None or self.host_sharding is None:
+      return rows_SxRxL
+    shape = (rows_SxRxL.shape[0], self.batch_size, *rows_SxRxL.shape[2:])
+    return jax.make_array_from_process_local_data(self.host_sharding, rows_SxRxL, shape)
+
   def _train_segment(self, states, start_step, num_steps: int, host=None):
     """num_steps steps from start_step; returns states, per-group losses (S, M) and traces (S, M, T)."""
+    if self.host_order_B is not None:  # the mesh interleaves processes: put process p's rows back at [p B/P, ...)
+      host = host[:, self.host_order_B]
     steps = start_step + jnp.arange(num_steps, dtype=jnp.int32)
     states, (losses, traces) = jax.lax.scan(self._one_step, states, (steps, host))
     return states, losses, traces
@@ -135,3 +155,27 @@ class Engine:
   def evaluate(self, states) -> list[EvalResult]:
     host = jax.device_get(self.evaluate_on_device(states))
     return [EvalResult(np.asarray(l), None if a is None else np.asarray(a), np.asarray(s)) for l, a, s in host]
+
+
+
+def host_sharding(mesh: Mesh, batch_size: int) -> NamedSharding:
+  """Host blocks (steps, batch, ...) with the batch axis over every device of the mesh, in mesh order."""
+  devices = mesh.devices.size
+  if batch_size % devices:
+    raise ConfigError(f"train.batch_size: a host stream on {jax.process_count()} processes splits each batch over "
+                      f"all {devices} devices, so it must be a multiple of {devices}, got {batch_size}")
+  return NamedSharding(mesh, PartitionSpec(None, mesh.axis_names))
+
+
+def process_row_order(devices, batch_size: int):
+  """order_B with global_B = blocks_B[order_B], or None where the two agree.
+
+  global_B is the batch with process p's rows at [p B/P, (p+1) B/P); blocks_B is what
+  `host_sharding` assembles: device k (mesh order) holds rows [k B/D, (k+1) B/D), taken from
+  its process's rows in the order its devices appear in the mesh.
+  """
+  per_device = batch_size // len(devices)
+  owner_D = np.asarray([d.process_index for d in devices])
+  order_B = np.concatenate([k * per_device + np.arange(per_device)
+                            for p in np.unique(owner_D) for k in np.flatnonzero(owner_D == p)])
+  return None if np.array_equal(order_B, np.arange(batch_size)) else order_B
