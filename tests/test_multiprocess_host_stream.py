@@ -6,11 +6,13 @@ import subprocess
 import sys
 import types
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
 
 import scaling_interference as si
+from scaling_interference.data.token_streams import make_host_iterator
 from scaling_interference.errors import WorkdirError
 from scaling_interference.problems import make_problem
 from scaling_interference.sweep.engine import process_row_order
@@ -54,15 +56,21 @@ def test_two_processes_read_a_token_file_stream_like_one_and_resume(tmp_path):
                                 obj="metrics of the resumed pair vs the uninterrupted pair (other batches after step 20?)")
 
 
-def test_a_checkpoint_of_two_processes_does_not_resume_on_one(tmp_path):
+def test_one_process_reads_the_checkpoint_of_two_as_one_stream(tmp_path):
+  """Analysis (and replay) of a two-process run on one process: both shards from their saved states, stacked."""
   write_token_files(str(tmp_path / "tokens"))
   config = tiny_lm()
   config.data.update(source="token_files", paths=(str(tmp_path / "tokens" / "*.npy"),))
-  problem = make_problem(config)
-  state = problem.host_state()
-  assert len(state) == 1, "one process: one iterator state"
-  with pytest.raises(WorkdirError, match="data iterator states of 2 processes: resume it on 2 processes, not 1"):
-    problem.restore_host_state(state * 2)
+  alone, pair = make_problem(config), make_problem(config)
+  shards = [make_host_iterator(config.data, config.train.batch_size, config.data.seq_len, config.train.data_seed,
+                               (i, 2)) for i in range(2)]
+  for _ in range(5):
+    alone.stream.next()
+    for shard in shards:
+      shard.next()
+  pair.restore_host_state([shard.get_state() for shard in shards])
+  assert len(pair.host_state()) == 2, "the stack keeps both processes' states for its checkpoints"
+  np.testing.assert_array_equal(pair.host_batches(3), alone.host_batches(3))
 
 
 def test_rows_of_processes_interleaved_in_the_mesh_come_back_in_process_order():
@@ -74,3 +82,13 @@ def test_rows_of_processes_interleaved_in_the_mesh_come_back_in_process_order():
       blocks_B[k * per_device:(k + 1) * per_device] = global_B[6 * p + i * per_device:6 * p + (i + 1) * per_device]
   np.testing.assert_array_equal(blocks_B[process_row_order(devices, 12)], global_B)
   assert process_row_order(sorted(devices, key=lambda d: d.process_index), 12) is None, "process order: no gather"
+
+
+def test_a_checkpoint_of_three_processes_does_not_resume_on_two(tmp_path, monkeypatch):
+  write_token_files(str(tmp_path / "tokens"))
+  config = tiny_lm()
+  config.data.update(source="token_files", paths=(str(tmp_path / "tokens" / "*.npy"),))
+  problem = make_problem(config)
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  with pytest.raises(WorkdirError, match="data iterator states of 3 processes: resume it on 3 processes, not 2"):
+    problem.restore_host_state([problem.stream.get_state()] * 3)

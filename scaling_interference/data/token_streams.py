@@ -202,6 +202,27 @@ class HostIterator:
     self._iterator.set_state(_lists_to_tuples(state))
 
 
+class ShardStack:
+  """One process reading every shard of a run of P processes (analysis of a cluster run): the
+  P iterators' rows stacked in process order, which is the one-process batch."""
+
+  on_device = False
+
+  def __init__(self, iterators):
+    self.iterators = list(iterators)
+    self.vocab_size, self.eos_id = self.iterators[0].vocab_size, self.iterators[0].eos_id
+
+  def next(self) -> np.ndarray:
+    return np.concatenate([it.next() for it in self.iterators])
+
+  def get_state(self) -> list:
+    return [it.get_state() for it in self.iterators]
+
+  def set_state(self, states: list) -> None:
+    for it, state in zip(self.iterators, states):
+      it.set_state(state)
+
+
 def _lists_to_tuples(state):
   """Undoes JSON's tuple -> list: grain's packing compares its empty slice with (-1, -1)."""
   if isinstance(state, dict):
@@ -256,16 +277,20 @@ def shard_rows(batch_size: int, shard: tuple[int, int]) -> slice:
   return slice(index * rows, (index + 1) * rows)
 
 
-def make_stream(config):
+def make_stream(config, shards: int | None = None):
   """The base stream of `config.data`: a SyntheticLanguage (on device) or a host iterator.
 
   Host iterators take batch_size from config.train.batch_size, their seed from
-  config.train.data_seed and yield this process's rows of each batch; every stream has
-  `vocab_size`, `eos_id` and `on_device`.
+  config.train.data_seed and yield this process's rows of each batch; with `shards` (one
+  process only) a ShardStack reads all the shards of a run of that many processes. Every
+  stream has `vocab_size`, `eos_id` and `on_device`.
   """
   data, train = config.data, config.train
   if _check_source(data) == "synthetic":
     return synthetic_language(data, train.data_seed)
+  if shards is not None:
+    return ShardStack(make_host_iterator(data, train.batch_size, data.seq_len, train.data_seed, (i, shards))
+                      for i in range(shards))
   shard = (jax.process_index(), jax.process_count())
   return make_host_iterator(data, train.batch_size, data.seq_len, train.data_seed, shard)
 

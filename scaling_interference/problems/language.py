@@ -22,7 +22,7 @@ import numpy as np
 from scaling_interference.data import schedules as schedules_lib
 from scaling_interference.data.injection import base_batch, inject_sequences
 from scaling_interference.data.schedules import realised_counts
-from scaling_interference.data.token_streams import make_host_iterator, make_stream, sample_language
+from scaling_interference.data.token_streams import ShardStack, make_host_iterator, make_stream, sample_language
 from scaling_interference.errors import ConfigError, WorkdirError
 from scaling_interference.models.olmo import lm_loss
 from scaling_interference.problems.base import Problem
@@ -57,6 +57,7 @@ class LanguageProblem(Problem):
 
   def __init__(self, config):
     data, train = config.data, config.train
+    self.config = config
     self.stream = make_stream(config)
     self.on_device = self.stream.on_device
     self.vocab_size, self.seq_len, self.batch_size = self.stream.vocab_size, data.seq_len, train.batch_size
@@ -127,12 +128,18 @@ class LanguageProblem(Problem):
 
   def host_state(self):
     """Every process's iterator state, in process order (a collective: every process calls it)."""
-    return None if self.on_device else gather_json(self.stream.get_state())
+    if self.on_device:
+      return None
+    return self.stream.get_state() if isinstance(self.stream, ShardStack) else gather_json(self.stream.get_state())
 
   def restore_host_state(self, state) -> None:
     if state is None or self.on_device:
       return
     states = state if isinstance(state, list) else [state]  # a one-process state saved before issue 12
+    if jax.process_count() == 1 and len(states) > 1:  # one process reads every shard (analysis, replay)
+      self.stream = make_stream(self.config, shards=len(states))
+      self.stream.set_state(states)
+      return
     if len(states) != jax.process_count():
       raise WorkdirError(f"the checkpoint holds the data iterator states of {len(states)} processes: "
                          f"resume it on {len(states)} processes, not {jax.process_count()}")
