@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench check-recipes clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.lm_speed
 	$(PY) -m benchmarks.scaling
 	$(PY) -m benchmarks.analysis_speed
+
+check-recipes: $(STAMP)
+	$(PY) -m launch.check_recipes
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -56,8 +56,13 @@ batch 4096, checkpoints every 5000 steps kept for the analysis; for a GPU/TPU:
   python -m launch.train --config=configs/injection.py:paper --workdir=DIR
 """
 from scaling_interference import defaults
+from scaling_interference.recipes import Expect
 
 NUM_COMMON = 32
+EXPECTED = {"demo": [  # the rare task (32) kept by width 128 only; the burst task (33) kept by none
+    *(Expect("signal", v, tol=0.05, task=NUM_COMMON, width=w) for w, v in zip((16, 32, 64, 128), (0, 0, 0, 0.929))),
+    *(Expect("signal", 0.0, tol=0.02, task=NUM_COMMON + 1, width=w) for w in (16, 32, 64, 128)),
+]}
 
 
 def _base():

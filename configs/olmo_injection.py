@@ -59,6 +59,29 @@ def get_config(preset: str = "demo"):
     config.train.update(steps=100_000, batch_size=512, eval_every=1000, checkpoint_every=5000, keep_every=10_000,
                         steps_per_dispatch=100, warmup_steps=2000, eval_examples_per_task=512,
                         trace_every=100, trace_examples=256)
+  elif preset == "rare":
+    config.data.update(source="synthetic", vocab_size=512, seq_len=16)
+    config.token_tasks.cmp_frequent = defaults.token_task("comparison", 1, n_items=8)
+    config.token_tasks.cmp_rare = defaults.token_task("comparison", 2, n_items=8)
+    config.inject.cmp_frequent = dict(task=1, kind="per_batch", count=8)
+    config.inject.cmp_rare = dict(task=2, kind="every", count=1, every=3)
+    config.model.sizes = ("tiny-a", "tiny-b", "tiny-d")
+    config.sweep.lrs = (3e-3,)
+    config.sweep.seeds = (0, 1, 2)
+    config.train.update(steps=1200, batch_size=32, eval_every=200, checkpoint_every=600, keep_every=600,
+                        steps_per_dispatch=50, warmup_steps=100, eval_examples_per_task=128,
+                        trace_every=1, trace_tasks=(2,), trace_examples=32)
+  elif preset == "complexity":
+    config.data.update(source="synthetic", vocab_size=512, seq_len=16)
+    config.token_tasks.add = defaults.token_task("modular_addition", 1, modulus=7)
+    config.token_tasks.cmp = defaults.token_task("comparison", 2, n_items=8)
+    config.inject.add = dict(task=1, kind="per_batch", count=8)
+    config.inject.cmp = dict(task=2, kind="per_batch", count=8)
+    config.model.sizes = ("tiny-a", "tiny-c", "tiny-e")
+    config.sweep.lrs = (3e-3,)
+    config.sweep.seeds = (0, 1, 2)
+    config.train.update(steps=1500, batch_size=32, eval_every=250, checkpoint_every=750, keep_every=750,
+                        steps_per_dispatch=50, warmup_steps=100, eval_examples_per_task=128)
   else:
-    raise ValueError(f"preset: unknown {preset!r}; choose demo or paper")
+    raise ValueError(f"preset: unknown {preset!r}; choose demo, rare, complexity or paper")
   return config

@@ -116,3 +116,12 @@ def test_launch_ladder_prints_json():
   rows = json.loads(result.stdout)
   assert [row["name"] for row in rows] == list(ladder.LADDER)
   assert rows == json.loads(json.dumps(ladder.ladder_table()))
+
+
+def test_the_plan_table_prices_each_size_from_its_flops_and_memory():
+  rows = {r["name"]: r for r in ladder.plan_table(batch_size=512, remat=True, peak_flops=1e15, mfu=0.5)}
+  model = ladder.preset("1B", remat=True, compute_dtype="bfloat16")
+  assert rows["1B"]["tokens_per_step"] == 512 * 2048
+  assert rows["1B"]["gpu_hours_per_1b_tokens"] == pytest.approx(model.flops_per_token(2048) * 1e9 / 5e14 / 3600)
+  assert rows["1B"]["devices_80gib"] == -(-ladder.memory_bytes(model, 512, 2048) // (80 * 2**30))
+  assert list(rows) == list(ladder.LADDER)

@@ -133,3 +133,34 @@ def memory_bytes(model: OLMoDef, batch_size: int, seq_len: int, optimizer_states
     activations = model.n_layers * layer
   logits = 2 * tokens * model.vocab_size * 4
   return state + activations + logits
+
+
+H100_BF16_FLOPS = 989e12  # an H100 SXM's dense bfloat16 peak
+H100_BYTES = 80 * 2**30
+ASSUMED_MFU = 0.4
+
+
+def plan_table(batch_size: int, seq_len: int = LADDER_SEQ_LEN, compute_dtype: str = "bfloat16",
+               remat: bool = False, peak_flops: float = H100_BF16_FLOPS, mfu: float = ASSUMED_MFU) -> list[dict]:
+  """One row per ladder size for planning a run: parameters, tokens per step, the memory estimate of
+  one member with the whole batch on one device, the 80 GiB devices that memory needs when batch
+  and states are sharded over them, and the time per 1B training tokens at `mfu` of `peak_flops`
+  (flops_per_token)."""
+  rows = []
+  for name in LADDER:
+    model = preset(name, max_seq_len=seq_len, compute_dtype=compute_dtype, remat=remat)
+    seconds = model.flops_per_token(seq_len) * 1e9 / (mfu * peak_flops)
+    memory = memory_bytes(model, batch_size, seq_len)
+    rows.append({"name": name, "n_params": model.n_params, "tokens_per_step": batch_size * seq_len,
+                 "memory_gib": memory / 2**30, "devices_80gib": -(-memory // H100_BYTES),
+                 "gpu_hours_per_1b_tokens": seconds / 3600})
+  return rows
+
+
+def plan_text(rows: list[dict], mfu: float, peak_flops: float) -> str:
+  """The plan as a Markdown table."""
+  lines = ["| size | parameters | tokens per step | memory per member (GiB) | 80 GiB devices | "
+           f"GPU-hours per 1B tokens at {mfu:.0%} of {peak_flops / 1e12:.0f} TFLOP/s |", "|---|---:|---:|---:|---:|---:|"]
+  lines += [f"| {r['name']} | {r['n_params']:,} | {r['tokens_per_step']:,} | {r['memory_gib']:.1f} | "
+            f"{r['devices_80gib']} | {r['gpu_hours_per_1b_tokens']:.3g} |" for r in rows]
+  return "\n".join(lines)
