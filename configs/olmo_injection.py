@@ -11,12 +11,33 @@ spliced into rows of the base stream at random positions; frequent tasks come 8 
 batch in the demo (1,000 in the paper), rare ones 2 times per batch (once every ten batches).
 
 demo: 4 tiny sizes (tiny-a 32/4/2 .. tiny-d 96/4/3) on the embedded synthetic language
-(vocabulary 512, rows of 32 tokens), 1200 steps of batch 32. Measured on 2 CPU cores shared
-with other jobs: 575 s. What it showed (answer accuracy at step 1200, trained / held-out pairs):
-  cmp_frequent: every size learned it and generalised (tiny-a 0.98/1.00 .. tiny-d 1.00/1.00);
-  cmp_rare: only the largest learned it (tiny-d 0.95/1.00; tiny-c 0.60, tiny-b 0.51, tiny-a
-  0.24); modular addition (frequent or rare): no size learned it in this budget (accuracy at
-  chance, about 0.15).
+(vocabulary 512, rows of 32 tokens), 1200 steps of batch 32, seed 0: 227 s on one CPU core.
+What it showed (answer accuracy at step 1200 per size tiny-a/b/c/d; EXPECTED below):
+  cmp_frequent (3): 0.84 / 0.95 / 1.00 / 1.00, held-out pairs (7) 0.64 / 1.00 / 1.00 / 1.00;
+  cmp_rare (4; 2 of 32 rows per batch, 6%, so not rare): 0.32 / 0.45 / 0.49 / 0.53, rising with
+  size but learned by none; its held-out set is one pair (8): 0 / 0 / 1 / 0;
+  modular addition (1, 2): at chance (0.15 .. 0.23) at every size.
+
+rare (CPU): comparison over 6 items injected at 0.89% of rows (task 2: 8 examples every 14
+batches of 64 rows of 8 tokens) beside a frequent comparison (task 1, 8 per batch), tiny-a/b/d at
+seeds 0, 1, 2, 2000 steps, dense traces of task 2 every step: 367 s on one core. Step 2000, mean
+over the seeds: task 1 learned by every size (1.00); task 2 0.39 / 0.86 / 0.66 (per seed tiny-a
+0.40 / 0.59 / 0.19, tiny-b 0.71 / 0.93 / 0.93, tiny-d 0.88 / 0.60 / 0.49). The study's result
+(learned only by the largest) did NOT reproduce: at these sizes the seed matters as much as the
+size. Averaged over the 85 injections of steps 200..1400, the task-2 signal of every size peaks
+3..7 steps after an injection (tiny-a seed 1: +7, tiny-b seed 0: +4, tiny-d seed 0: +3) and
+falls back towards its level before (tiny-a seed 1: by +13).
+
+complexity (CPU): modular addition mod 11 (task 1) and comparison over 8 items (task 2), each
+24 per batch of 64 rows of 8 tokens, weight decay 1.0, 3000 steps, tiny-a/b/d at seeds 0, 1, 2:
+489 s on one core. Step 3000, mean over the seeds: comparison learned by every size and
+generalised (trained and held-out 1.00); addition learned only by tiny-d (1.00 against 0.11 /
+0.16, chance 0.09) but memorised: its held-out accuracy (task 3) is 0.07 (0.00 / 0.22 / 0.00),
+at chance. Complexity separates the sizes, generalisation did not appear in this budget.
+
+rates (accelerator; never run, no expected outcome yet): both tasks at 1000, 100, 10 and 1 per
+batch and one every ten batches (ids 1..5 addition, 6..10 comparison), 4M..150M on the synthetic
+language (vocabulary 50,304, rows of 1024 tokens), batch 512, 20,000 steps.
 
 paper: the OLMo ladder 4M..4B (vocabulary 50,304, 2048-token rows), comparison and modular
 addition injected from 1,000 examples per batch down to one every ten batches, on a real
@@ -24,9 +45,25 @@ pre-tokenised corpus (set data.source=token_files and data.paths=...). Learning 
 the ladder (python -m launch.ladder); one group per size, so launch one size per job or a few
 small sizes together, on GPU/TPU:
   python -m launch.train --config=configs/olmo_injection.py:paper --workdir=gs://BUCKET/olmo \
-      --config.model.sizes=20M,60M --config.data.paths=/data/olmo/*.npy
+      --config.model.sizes="'20M','60M'" --config.data.paths=/data/olmo/*.npy
 """
 from scaling_interference import defaults
+from scaling_interference.recipes import Expect
+
+SIZES = ("tiny-a", "tiny-b", "tiny-c", "tiny-d")
+EXPECTED = {
+    "demo": [*(Expect("accuracy", v, tol=0.05, task=3, size=z) for z, v in zip(SIZES, (0.844, 0.953, 1.0, 1.0))),
+             *(Expect("accuracy", v, tol=0.05, task=4, size=z) for z, v in zip(SIZES, (0.320, 0.445, 0.492, 0.531))),
+             *(Expect("accuracy", v, tol=0.05, task=7, size=z) for z, v in zip(SIZES, (0.641, 1.0, 1.0, 1.0)))],
+    "rare": [*(Expect("accuracy", 1.0, tol=0.02, task=1, size=z) for z in ("tiny-a", "tiny-b", "tiny-d")),
+             *(Expect("accuracy", v, tol=0.05, task=2, size=z) for z, v in zip(("tiny-a", "tiny-b", "tiny-d"),
+                                                                                (0.391, 0.857, 0.659)))],
+    "complexity": [*(Expect("accuracy", v, tol=0.05, task=1, size=z) for z, v in zip(("tiny-a", "tiny-b", "tiny-d"),
+                                                                                      (0.107, 0.159, 1.0))),
+                   *(Expect("accuracy", 1.0, tol=0.02, task=t, size=z) for t in (2, 4)
+                     for z in ("tiny-a", "tiny-b", "tiny-d")),
+                   Expect("accuracy", 0.073, tol=0.05, task=3, size="tiny-d")],
+}
 
 
 def add_tasks_and_schedules(config, modulus: int, n_items: int, frequent: dict, rare: dict) -> None:
@@ -60,28 +97,45 @@ def get_config(preset: str = "demo"):
                         steps_per_dispatch=100, warmup_steps=2000, eval_examples_per_task=512,
                         trace_every=100, trace_examples=256)
   elif preset == "rare":
-    config.data.update(source="synthetic", vocab_size=512, seq_len=16)
+    config.data.update(source="synthetic", vocab_size=512, seq_len=8)
     config.token_tasks.cmp_frequent = defaults.token_task("comparison", 1, n_items=8)
-    config.token_tasks.cmp_rare = defaults.token_task("comparison", 2, n_items=8)
+    config.token_tasks.cmp_rare = defaults.token_task("comparison", 2, n_items=6)
     config.inject.cmp_frequent = dict(task=1, kind="per_batch", count=8)
-    config.inject.cmp_rare = dict(task=2, kind="every", count=1, every=3)
+    config.inject.cmp_rare = dict(task=2, kind="every", count=8, every=14)  # 8 / (14 x 64) = 0.89% of rows
     config.model.sizes = ("tiny-a", "tiny-b", "tiny-d")
     config.sweep.lrs = (3e-3,)
     config.sweep.seeds = (0, 1, 2)
-    config.train.update(steps=1200, batch_size=32, eval_every=200, checkpoint_every=600, keep_every=600,
+    config.train.update(steps=2000, batch_size=64, eval_every=250, checkpoint_every=1000, keep_every=1000,
                         steps_per_dispatch=50, warmup_steps=100, eval_examples_per_task=128,
                         trace_every=1, trace_tasks=(2,), trace_examples=32)
   elif preset == "complexity":
-    config.data.update(source="synthetic", vocab_size=512, seq_len=16)
-    config.token_tasks.add = defaults.token_task("modular_addition", 1, modulus=7)
+    config.data.update(source="synthetic", vocab_size=512, seq_len=8)
+    config.token_tasks.add = defaults.token_task("modular_addition", 1, modulus=11)
     config.token_tasks.cmp = defaults.token_task("comparison", 2, n_items=8)
-    config.inject.add = dict(task=1, kind="per_batch", count=8)
-    config.inject.cmp = dict(task=2, kind="per_batch", count=8)
-    config.model.sizes = ("tiny-a", "tiny-c", "tiny-e")
+    config.inject.add = dict(task=1, kind="per_batch", count=24)
+    config.inject.cmp = dict(task=2, kind="per_batch", count=24)
+    config.model.sizes = ("tiny-a", "tiny-b", "tiny-d")
     config.sweep.lrs = (3e-3,)
     config.sweep.seeds = (0, 1, 2)
-    config.train.update(steps=1500, batch_size=32, eval_every=250, checkpoint_every=750, keep_every=750,
-                        steps_per_dispatch=50, warmup_steps=100, eval_examples_per_task=128)
+    config.train.update(steps=3000, batch_size=64, eval_every=500, checkpoint_every=1500, keep_every=1500,
+                        steps_per_dispatch=50, warmup_steps=100, eval_examples_per_task=128, weight_decay=1.0)
+  elif preset == "rates":
+    config.data.update(source="synthetic", vocab_size=50_304, seq_len=1024)
+    rates = [("0_1000pb", dict(kind="per_batch", count=1000)), ("1_100pb", dict(kind="per_batch", count=100)),
+             ("2_10pb", dict(kind="per_batch", count=10)), ("3_1pb", dict(kind="per_batch", count=1)),
+             ("4_every10", dict(kind="every", count=1, every=10))]
+    kinds = [("add", "modular_addition", dict(modulus=97)), ("cmp", "comparison", dict(n_items=100))]
+    task_id = 0
+    for short, kind, fields in kinds:  # ids in name order: add_0.. add_4, cmp_0.. cmp_4
+      for label, how in rates:
+        task_id += 1
+        config.token_tasks[f"{short}_{label}"] = defaults.token_task(kind, task_id, **fields)
+        config.inject[f"{short}_{label}"] = dict(task=task_id, **how)
+    config.model.update(sizes=("4M", "8M", "20M", "60M", "150M"), compute_dtype="bfloat16")
+    config.sweep.lrs = (3e-3,)
+    config.train.update(steps=20_000, batch_size=512, eval_every=500, checkpoint_every=5000, keep_every=5000,
+                        steps_per_dispatch=100, warmup_steps=1000, eval_examples_per_task=512,
+                        trace_every=10, trace_tasks=(4, 5, 9, 10), trace_examples=256)
   else:
-    raise ValueError(f"preset: unknown {preset!r}; choose demo, rare, complexity or paper")
+    raise ValueError(f"preset: unknown {preset!r}; choose demo, rare, complexity, rates or paper")
   return config
