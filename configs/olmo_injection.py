@@ -11,18 +11,22 @@ spliced into rows of the base stream at random positions; frequent tasks come 8 
 batch in the demo (1,000 in the paper), rare ones 2 times per batch (once every ten batches).
 
 demo: 4 tiny sizes (tiny-a 32/4/2 .. tiny-d 96/4/3) on the embedded synthetic language
-(vocabulary 512, rows of 32 tokens), 1200 steps of batch 32, seed 0: 227 s on one CPU core.
-What it showed (answer accuracy at step 1200 per size tiny-a/b/c/d; EXPECTED below):
+(vocabulary 512, rows of 32 tokens), 1200 steps of batch 32, seed 0: 238 s on 2 CPU cores.
+What it showed (answer accuracy at step 1200 per size tiny-a/b/c/d, `make check-recipes` on 2
+cores; EXPECTED below). The largest size's numbers depend on the CPU thread count (its matmuls
+are split over threads, which changes float sums, and training amplifies that): pinned to one
+core, tiny-d's cmp_rare was 0.53, not 0.77; the smaller sizes agreed to every digit.
   cmp_frequent (3): 0.84 / 0.95 / 1.00 / 1.00, held-out pairs (7) 0.64 / 1.00 / 1.00 / 1.00;
-  cmp_rare (4; 2 of 32 rows per batch, 6%, so not rare): 0.32 / 0.45 / 0.49 / 0.53, rising with
-  size but learned by none; its held-out set is one pair (8): 0 / 0 / 1 / 0;
+  cmp_rare (4; 2 of 32 rows per batch, 6%, so not rare): 0.32 / 0.45 / 0.49 / 0.77, rising with
+  size, learned by none; its held-out set is one pair (8): 0 / 0 / 1 / 0.38;
   modular addition (1, 2): at chance (0.15 .. 0.23) at every size.
 
 rare (CPU): comparison over 6 items injected at 0.89% of rows (task 2: 8 examples every 14
 batches of 64 rows of 8 tokens) beside a frequent comparison (task 1, 8 per batch), tiny-a/b/d at
-seeds 0, 1, 2, 2000 steps, dense traces of task 2 every step: 367 s on one core. Step 2000, mean
-over the seeds: task 1 learned by every size (1.00); task 2 0.39 / 0.86 / 0.66 (per seed tiny-a
-0.40 / 0.59 / 0.19, tiny-b 0.71 / 0.93 / 0.93, tiny-d 0.88 / 0.60 / 0.49). The study's result
+seeds 0, 1, 2, 2000 steps, dense traces of task 2 every step: 355 s on 2 cores. Step 2000, mean
+over the seeds: task 1 learned by every size (1.00); task 2 0.39 / 0.86 / 0.57 (per seed tiny-a
+0.40 / 0.59 / 0.19, tiny-b 0.71 / 0.93 / 0.93, tiny-d 0.93 / 0.19 / 0.58; on one core tiny-d's
+were 0.88 / 0.60 / 0.49, the smaller sizes' the same). The study's result
 (learned only by the largest) did NOT reproduce: at these sizes the seed matters as much as the
 size. Averaged over the 85 injections of steps 200..1400, the task-2 signal of every size peaks
 3..7 steps after an injection (tiny-a seed 1: +7, tiny-b seed 0: +4, tiny-d seed 0: +3) and
@@ -30,10 +34,11 @@ falls back towards its level before (tiny-a seed 1: by +13).
 
 complexity (CPU): modular addition mod 11 (task 1) and comparison over 8 items (task 2), each
 24 per batch of 64 rows of 8 tokens, weight decay 1.0, 3000 steps, tiny-a/b/d at seeds 0, 1, 2:
-489 s on one core. Step 3000, mean over the seeds: comparison learned by every size and
+548 s on 2 cores. Step 3000, mean over the seeds: comparison learned by every size and
 generalised (trained and held-out 1.00); addition learned only by tiny-d (1.00 against 0.11 /
-0.16, chance 0.09) but memorised: its held-out accuracy (task 3) is 0.07 (0.00 / 0.22 / 0.00),
-at chance. Complexity separates the sizes, generalisation did not appear in this budget.
+0.16, chance 0.09), mostly memorised: its held-out accuracy (task 3) is 0.26, from one seed that
+generalised (0.78 / 0.00 / 0.00; on one core 0.00 / 0.22 / 0.00). Complexity separates the
+sizes; generalisation appeared in one run of three, and not robustly.
 
 rates (accelerator; never run, no expected outcome yet): both tasks at 1000, 100, 10 and 1 per
 batch and one every ten batches (ids 1..5 addition, 6..10 comparison), 4M..150M on the synthetic
@@ -53,16 +58,16 @@ from scaling_interference.recipes import Expect
 SIZES = ("tiny-a", "tiny-b", "tiny-c", "tiny-d")
 EXPECTED = {
     "demo": [*(Expect("accuracy", v, tol=0.05, task=3, size=z) for z, v in zip(SIZES, (0.844, 0.953, 1.0, 1.0))),
-             *(Expect("accuracy", v, tol=0.05, task=4, size=z) for z, v in zip(SIZES, (0.320, 0.445, 0.492, 0.531))),
+             *(Expect("accuracy", v, tol=0.05, task=4, size=z) for z, v in zip(SIZES, (0.320, 0.445, 0.492, 0.766))),
              *(Expect("accuracy", v, tol=0.05, task=7, size=z) for z, v in zip(SIZES, (0.641, 1.0, 1.0, 1.0)))],
     "rare": [*(Expect("accuracy", 1.0, tol=0.02, task=1, size=z) for z in ("tiny-a", "tiny-b", "tiny-d")),
              *(Expect("accuracy", v, tol=0.05, task=2, size=z) for z, v in zip(("tiny-a", "tiny-b", "tiny-d"),
-                                                                                (0.391, 0.857, 0.659)))],
+                                                                                (0.391, 0.857, 0.565)))],
     "complexity": [*(Expect("accuracy", v, tol=0.05, task=1, size=z) for z, v in zip(("tiny-a", "tiny-b", "tiny-d"),
                                                                                       (0.107, 0.159, 1.0))),
                    *(Expect("accuracy", 1.0, tol=0.02, task=t, size=z) for t in (2, 4)
                      for z in ("tiny-a", "tiny-b", "tiny-d")),
-                   Expect("accuracy", 0.073, tol=0.05, task=3, size="tiny-d")],
+                   Expect("accuracy", 0.26, tol=0.05, task=3, size="tiny-d")],
 }
 
 

@@ -9,8 +9,9 @@ k-subset; task frequencies p_k ~ k^-alpha.
 demo: 20 tasks, 24 bits, k=3, alpha=1.4, ReLU MLPs of widths 16..256, 3000 steps of batch
 1024. Measured: about 15 s on 2 CPU cores. What it showed in our run (step 3000, seed 0; one
 member per width): tasks are learned in order of frequency, and wider members learn more of the tail
-(accuracy > 0.95 on 2 tasks at width 16, on 3, 6, 7 and 11 at widths 32, 64, 128 and 256; task
-0's accuracy 1.00 at every width, task 10's 0.48 / 0.48 / 0.49 / 0.62 / 0.98). EXPECTED below
+(accuracy > 0.95 on 2 tasks at width 16, on 3, 6, 7 and 10 at widths 32, 64, 128 and 256; task
+0's accuracy 1.00 at every width, task 10's 0.48 / 0.48 / 0.50 / 0.66 / 0.94; on 2 cores: the
+widest members' numbers move with the CPU thread count, 11 tasks and 0.98 on one core). EXPECTED below
 states these; `python -m launch.check_recipes --recipes=sparse_parity:demo` measures them again.
 
 paper: the paper's setting: 500 tasks, 100 bits, k=3, alpha=1.4, batch 20,000, 200k steps,
@@ -47,9 +48,9 @@ from scaling_interference import defaults
 from scaling_interference.recipes import Expect
 
 EXPECTED = {"demo": [
-    *(Expect("accuracy", n, tol=1, width=w, count_above=0.95) for w, n in zip((16, 32, 64, 128, 256), (2, 3, 6, 7, 11))),
+    *(Expect("accuracy", n, tol=1, width=w, count_above=0.95) for w, n in zip((16, 32, 64, 128, 256), (2, 3, 6, 7, 10))),
     Expect("accuracy", 1.0, tol=0.01, task=0, width=16),
-    Expect("accuracy", 0.98, tol=0.03, task=10, width=256),
+    Expect("accuracy", 0.94, tol=0.03, task=10, width=256),
     Expect("accuracy", 0.48, tol=0.05, task=10, width=16),
 ], "reference": [
     *(Expect("accuracy", n, tol=1, width=w, count_above=0.95) for w, n in zip((32, 64, 128, 256, 512), (1, 1, 1, 2, 3))),

@@ -236,3 +236,20 @@ def test_bad_replay_options_are_named(event_run):
     replay_tables.replay_table(event_run, window=3)
   with pytest.raises(ValueError, match=r"by: must be one of \['class', 'task'\], got 'tasks'"):
     classes_lib.task_classes(event_run.problem, event_run.tasks.frequency.to_numpy(), by="tasks")
+
+
+def test_a_window_without_evals_is_checked_against_the_engines_training_of_its_steps(event_run, monkeypatch):
+  """No eval or checkpoint inside [11, 14): its end parameters are compared with Engine.train_segment's."""
+  rp = replayer(event_run)
+  r = rp.replay(classes_lib.Window("rare", 4, 1, 11, 14))
+  assert r.compared == len(event_run.groups) and r.max_diff < 1e-5, (r.compared, r.max_diff)
+  real_apply = rp.engine.apply_gradient
+
+  def perturbed(*args):  # a replay step that moves the parameters 1% off training's
+    state, applied = real_apply(*args)
+    return {**state, "params": jax.tree.map(lambda x: x * 1.01, state["params"])}, applied
+
+  monkeypatch.setattr(rp.engine, "apply_gradient", perturbed)
+  rp.split_segment = jax.jit(rp._split_segment, static_argnums=3)  # pylint: disable=protected-access
+  with pytest.raises(ReplayError, match=r"window \[11, 14\) .* differs from training by"):
+    rp.replay(classes_lib.Window("rare", 4, 1, 11, 14))
