@@ -64,7 +64,10 @@ def check_reachable(path: epath.Path, what: str = "path") -> None:
   if not is_remote(path):
     return
   bucket = epath.Path(f"{scheme(path)}://{os.fspath(path).split('://', 1)[1].split('/', 1)[0]}")
-  seconds = float(os.environ.get(TIMEOUT_ENV, 20))
+  try:
+    seconds = float(os.environ.get(TIMEOUT_ENV, 20))
+  except ValueError:
+    raise StorageError(f"${TIMEOUT_ENV}: must be a number of seconds, got {os.environ[TIMEOUT_ENV]!r}") from None
   answer: list = []
   thread = threading.Thread(target=_ask_quietly, args=(bucket.exists, answer), daemon=True)
   thread.start()

@@ -124,3 +124,10 @@ def test_local_writes_are_whole_and_leave_no_temporary_file(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["a.json", "b.npz"]
   assert storage.read_json(path) == {"x": 1}
   assert storage.read_npz(storage.as_path(str(tmp_path / "b.npz")))["step"].tolist() == [1, 2]
+
+
+def test_a_bad_timeout_is_one_line(monkeypatch):
+  monkeypatch.setenv(storage.TIMEOUT_ENV, "soon")
+  with pytest.raises(StorageError, match=r"^\$SCALING_INTERFERENCE_STORAGE_TIMEOUT: must be a number of seconds, "
+                                         r"got 'soon'$"):
+    storage.check_reachable(epath.Path("gs://b/r"), "workdir")
