@@ -6,6 +6,7 @@ field does not apply; rows with "task": "all" carry the mean training loss since
 eval. One file per eval, written whole, because object stores (gs://) cannot append. A workdir
 is a local path or any URL `storage.as_path` accepts.
 """
+import concurrent.futures
 import dataclasses
 import json
 import math
@@ -19,6 +20,7 @@ from scaling_interference.errors import WorkdirError
 
 CONFIG, MEMBERS, TASKS, METRICS, CHECKPOINTS = "config.json", "members.json", "tasks.json", "metrics", "checkpoints"
 SCHEDULE, TRACES = "schedule.npz", "traces.npz"
+READERS = 16  # concurrent reads of metric files
 
 
 def _finite_or_none(x):
@@ -113,8 +115,10 @@ class Workdir:
 
 
 def read_metric_rows(path: epath.Path) -> list[dict]:
-  """Every metric row of a workdir, in step order."""
-  return [json.loads(line) for _, f in metric_files(path) for line in f.read_text().splitlines()]
+  """Every metric row of a workdir, in step order (files read concurrently: one request each on object stores)."""
+  with concurrent.futures.ThreadPoolExecutor(READERS) as pool:
+    texts = list(pool.map(lambda f: f.read_text(), [f for _, f in metric_files(path)]))
+  return [json.loads(line) for text in texts for line in text.splitlines()]
 
 
 def metric_rows(step: int, member_ids, task_ids, result, train_loss_M) -> list[dict]:
