@@ -33,9 +33,28 @@ Each letter means one thing throughout the package, its benchmarks and tests:
   Y  a regression task's output block (m coordinates)
   Z  injection schedules
 """
-from scaling_interference.reader import Run, load_run
-from scaling_interference.sweep.build import build
-from scaling_interference.sweep.loop import train
+import importlib.metadata
+import os
+
+
+def _quiet_false_cache_alarm() -> None:
+  """jaxlib 0.10.0 and 0.10.1 log a false "Target machine feature +prefer-no-gather is not supported"
+  error each time a program loads from the persistent compilation cache (the features are tuning
+  hints, not instructions). On those versions C++ logs below FATAL are off unless
+  TF_CPP_MIN_LOG_LEVEL is set. (jaxlib 0.10.2 is excluded: it miscompiles on CPU, jax issue 39103.)"""
+  try:
+    version = importlib.metadata.version("jaxlib")
+  except importlib.metadata.PackageNotFoundError:
+    return
+  if version in ("0.10.0", "0.10.1"):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+_quiet_false_cache_alarm()
+
+from scaling_interference.reader import Run, load_run  # noqa: E402
+from scaling_interference.sweep.build import build  # noqa: E402
+from scaling_interference.sweep.loop import train  # noqa: E402
 
 __all__ = ["Run", "build", "load_run", "train"]
 __version__ = "0.1.0"
