@@ -81,3 +81,13 @@ def test_allocation_table_on_a_parity_run(tmp_path):
   assert (owned <= owned.index).all(), "a neuron has at most one owner at threshold 0.5"
   neurons = allocation.neuron_table(run, 40, n_per_task=64)
   assert len(neurons) == (8 + 16) * 6 and neurons.owned.sum() == table.owned_neurons.sum()
+
+
+def test_allocation_of_a_language_model_run_is_named_not_guessed(tmp_path):
+  from test_language import tiny_lm
+  config = tiny_lm()
+  config.sweep.update(seeds=(0,), lrs=(1e-3,))
+  config.train.update(steps=10, eval_every=10, checkpoint_every=10)
+  si.train(config, str(tmp_path / "lm"))
+  with pytest.raises(NotImplementedError, match="built for MLP members; this run's members are OLMoDef"):
+    allocation.allocation_table(si.load_run(str(tmp_path / "lm")), 10)

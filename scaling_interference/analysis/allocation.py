@@ -91,6 +91,13 @@ def _neuron_frame(step: int, group: Group, layer: int, attr_MxWxT: np.ndarray, t
                        "share": share.ravel(), "owned": own.ravel()})
 
 
+def check_mlp_members(run: Run) -> None:
+  """Neuron ablation reads an MLP's hidden layers: other members (OLMo's SwiGLU blocks) are named, not guessed."""
+  kinds = sorted({type(g.model).__name__ for g in run.groups if not isinstance(g.model, MLPDef)})
+  if kinds:
+    raise NotImplementedError(f"neuron allocation is built for MLP members; this run's members are {', '.join(kinds)}")
+
+
 def neuron_table(run: Run, step: int, n_per_task: int = 256, layers: str = "last", threshold: float = THRESHOLD,
                  floor: float = FLOOR) -> pd.DataFrame:
   """One row per (member, layer, neuron, task) at `step`.
@@ -99,6 +106,7 @@ def neuron_table(run: Run, step: int, n_per_task: int = 256, layers: str = "last
   increase of the task when the neuron is zeroed); share (its positive part over the neuron's
   total positive increase); owned (the ownership rule).
   """
+  check_mlp_members(run)
   family = run.family
   batch = task_examples(run, np.arange(family.num_tasks), n_per_task)
   frames = []
