@@ -52,9 +52,16 @@ def _quiet_false_cache_alarm() -> None:
 
 _quiet_false_cache_alarm()
 
-from scaling_interference.reader import Run, load_run  # noqa: E402
 from scaling_interference.sweep.build import build  # noqa: E402
 from scaling_interference.sweep.loop import train  # noqa: E402
 
 __all__ = ["Run", "build", "load_run", "train"]
+
+
+def __getattr__(name: str):
+  """Run and load_run on first use: the reader brings pandas, which a training process never needs."""
+  if name in ("Run", "load_run"):
+    from scaling_interference import reader
+    return getattr(reader, name)
+  raise AttributeError(f"module 'scaling_interference' has no attribute {name!r}")
 __version__ = "0.1.0"

@@ -63,7 +63,8 @@ class FamilyProblem(Problem):
     self.schedules = schedules.from_config(config.inject, train.batch_size, family.num_tasks)
     self.mixture = Mixture(family.frequencies, self.schedules)
     self.batch_size, self.eval_n, self.trace_n = train.batch_size, train.eval_examples_per_task, train.trace_examples
-    self.eval_chunk = max(1, min(family.num_tasks, train.eval_chunk_examples // self.eval_n))
+    most = max(1, min(family.num_tasks, train.eval_chunk_examples // self.eval_n))
+    self.eval_chunk = -(-family.num_tasks // -(-family.num_tasks // most))  # equal chunks: the least padding
     self.train_key, self.eval_key = data_keys(train.data_seed)
     self.trace_T = trace_tasks(config, self.schedules, range(family.num_tasks))
     p = self.mixture.realised_frequencies(train.steps, train.batch_size)

@@ -43,6 +43,7 @@ class Engine:
     self.trace_every = config.train.trace_every if problem.trace_T else 0
     self.optimizers = [member_optimizer(config.train, g.model) for g in groups]
     fsdp = config.train.fsdp
+    self.init_on_device = jax.jit(self._init_groups)  # traced once, by abstract_states below
     self.state_shardings = [sharding.state_shardings(self.mesh, g.size, a, fsdp)
                             for g, a in zip(groups, self.abstract_states())]
     replicated = sharding.replicated(self.mesh)
@@ -60,14 +61,16 @@ class Engine:
     return {"params": params, "opt_state": self.optimizers[index](learning_rate=lr).init(params),
             "active": jnp.asarray(True)}
 
-  def init_group(self, index: int) -> GroupState:
-    members = self.groups[index].members
-    keys = jnp.stack([jax.random.key(m.seed) for m in members])
-    lrs = jnp.asarray([m.lr for m in members], jnp.float32)
-    return jax.jit(jax.vmap(functools.partial(self._init_member, index)))(keys, lrs)
+  def _init_groups(self, keys, lrs) -> list[GroupState]:
+    """Every group's seeded init (keys and peak rates per group, stacked over members), one program."""
+    return [jax.vmap(functools.partial(self._init_member, i))(k, lr) for i, (k, lr) in enumerate(zip(keys, lrs))]
+
+  def _seeds_and_lrs(self):
+    keys = [jnp.stack([jax.random.key(m.seed) for m in g.members]) for g in self.groups]
+    return keys, [jnp.asarray([m.lr for m in g.members], jnp.float32) for g in self.groups]
 
   def init_states(self) -> list[GroupState]:
-    return self.place([self.init_group(i) for i in range(len(self.groups))])
+    return self.place(self.init_on_device(*self._seeds_and_lrs()))
 
   def place(self, states) -> list[GroupState]:
     """States laid out on the mesh: member axes over `members` where the group size allows, FSDP if asked."""
@@ -81,7 +84,7 @@ class Engine:
 
   def abstract_states(self) -> list[GroupState]:
     """Shapes and dtypes of the states, for restoring checkpoints without computing inits."""
-    return [jax.eval_shape(functools.partial(self.init_group, i)) for i in range(len(self.groups))]
+    return jax.eval_shape(self.init_on_device, *self._seeds_and_lrs())
 
   # ---- training ------------------------------------------------------------------------
   def _member_step(self, index: int, state: GroupState, batch):

@@ -298,6 +298,5 @@ def memory_lines(groups, batch_size: int, config) -> list[str]:
 
 def train(config, workdir: str) -> RunResult:
   """Trains (or resumes) the sweep `config` describes in `workdir`."""
-  trainer = Trainer(config, workdir)
-  enable_compilation_cache()
-  return trainer.run()
+  enable_compilation_cache()  # before Trainer: building the problem compiles its data keys
+  return Trainer(config, workdir).run()
