@@ -8,7 +8,7 @@ Token tasks over randomly chosen tokens (ids in name order; held-out tuples get 
   3 cmp_frequent / 4 cmp_rare:  which of two items comes later in a hidden order of n items
                                 (n=8 demo, 100 paper)
 spliced into rows of the base stream at random positions; frequent tasks come 8 times per
-batch in the demo (1,000 in the paper), rare ones 2 times per batch (once every ten batches).
+batch in the demo (250 in the paper), rare ones 2 times per batch (once every ten batches).
 
 demo: 4 tiny sizes (tiny-a 32/4/2 .. tiny-d 96/4/3) on the embedded synthetic language
 (vocabulary 512, rows of 32 tokens), 1200 steps of batch 32, seed 0: 238 s on 2 CPU cores.
@@ -40,12 +40,15 @@ generalised (trained and held-out 1.00); addition learned only by tiny-d (1.00 a
 generalised (0.78 / 0.00 / 0.00; on one core 0.00 / 0.22 / 0.00). Complexity separates the
 sizes; generalisation appeared in one run of three, and not robustly.
 
-rates (accelerator; never run, no expected outcome yet): both tasks at 1000, 100, 10 and 1 per
+rates (accelerator; never run, no expected outcome yet): both tasks at 200, 40, 10 and 1 per
 batch and one every ten batches (ids 1..5 addition, 6..10 comparison), 4M..150M on the synthetic
-language (vocabulary 50,304, rows of 1024 tokens), batch 512, 20,000 steps.
+language (vocabulary 50,304, rows of 1024 tokens), batch 512, 20,000 steps. A row holds at most one
+injected example, so the study's top rungs (1,000 and 100 per batch, in batches of about 1,000
+rows) are scaled to fit 512 rows (the ten schedules ask for at most 502).
 
 paper: the OLMo ladder 4M..4B (vocabulary 50,304, 2048-token rows), comparison and modular
-addition injected from 1,000 examples per batch down to one every ten batches, on a real
+addition injected at 250 examples per batch (half the 512 rows; the study's 1,000 is per batch of
+about 1,000 rows) and at one every ten batches, on a real
 pre-tokenised corpus (set data.source=token_files and data.paths=...). Learning rates follow
 the ladder (python -m launch.ladder); one group per size, so launch one size per job or a few
 small sizes together, on GPU/TPU:
@@ -93,7 +96,7 @@ def get_config(preset: str = "demo"):
                         trace_every=25, trace_examples=64)
   elif preset == "paper":
     config.data.update(source="token_files", vocab_size=50_304, seq_len=2049, dtype="uint16", eos_id=50_279)
-    add_tasks_and_schedules(config, modulus=97, n_items=100, frequent=dict(kind="per_batch", count=1000),
+    add_tasks_and_schedules(config, modulus=97, n_items=100, frequent=dict(kind="per_batch", count=250),
                             rare=dict(kind="every", count=1, every=10))
     config.model.update(sizes=("4M", "6M", "8M", "10M", "14M", "16M", "20M", "60M", "90M", "150M", "300M",
                                "530M", "750M", "1B", "4B"), compute_dtype="bfloat16")
@@ -126,7 +129,7 @@ def get_config(preset: str = "demo"):
                         steps_per_dispatch=50, warmup_steps=100, eval_examples_per_task=128, weight_decay=1.0)
   elif preset == "rates":
     config.data.update(source="synthetic", vocab_size=50_304, seq_len=1024)
-    rates = [("0_1000pb", dict(kind="per_batch", count=1000)), ("1_100pb", dict(kind="per_batch", count=100)),
+    rates = [("0_200pb", dict(kind="per_batch", count=200)), ("1_40pb", dict(kind="per_batch", count=40)),
              ("2_10pb", dict(kind="per_batch", count=10)), ("3_1pb", dict(kind="per_batch", count=1)),
              ("4_every10", dict(kind="every", count=1, every=10))]
     kinds = [("add", "modular_addition", dict(modulus=97)), ("cmp", "comparison", dict(n_items=100))]

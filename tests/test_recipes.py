@@ -50,3 +50,26 @@ def test_an_unknown_recipe_is_one_line():
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith(
       "error: --recipes: regression:paper state no EXPECTED results; choose from "), result.stderr
+
+
+PRESETS = {"regression": ("demo", "paper"), "sparse_parity": ("demo", "paper", "reference"),
+           "injection": ("demo", "rates", "paper"), "olmo_injection": ("demo", "rare", "complexity", "rates", "paper")}
+
+
+@pytest.mark.parametrize("name,preset", [(n, p) for n, presets in PRESETS.items() for p in presets])
+def test_every_preset_builds(name, preset):
+  """Every preset passes validation and builds its problem and members (token files swapped for the
+  synthetic language of the same vocabulary: the files are the user's)."""
+  from scaling_interference.sweep.build import build
+  config = importlib.import_module(f"configs.{name}").get_config(preset)
+  if config.get("data") and config.data.source == "token_files":
+    config.data.source = "synthetic"
+  problem, groups = build(config)
+  assert groups and sum(g.size for g in groups) >= 1
+
+
+def test_the_preset_lists_name_every_preset():
+  for name, presets in PRESETS.items():
+    with pytest.raises(ValueError, match="preset: unknown 'nope'") as found:
+      importlib.import_module(f"configs.{name}").get_config("nope")
+    assert all(p in str(found.value) for p in presets), (name, str(found.value))
