@@ -74,9 +74,9 @@ def test_oracle_claim():
 def replay(values: dict) -> pd.DataFrame:
   """Two windows per width of task 4 (the window's task) and a row of a common task (not the window's)."""
   frames = [per_width(values, window=w, schedule="rare", start=5 + 10 * w, task=4, window_task=True,
-                      replay_max_diff=1e-7, closure_error=1e-3) for w in range(2)]
+                      replay_max_diff=1e-7, replay_noise_floor=0.0, closure_error=1e-3) for w in range(2)]
   other = per_width(values, window=0, schedule="rare", start=5, task=0, window_task=False, replay_max_diff=1e-7,
-                    closure_error=1e-3).assign(common_grad_norm=99.0, dL_common=99.0)
+                    replay_noise_floor=0.0, closure_error=1e-3).assign(common_grad_norm=99.0, dL_common=99.0)
   return pd.concat(frames + [other], ignore_index=True)
 
 

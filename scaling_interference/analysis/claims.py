@@ -201,7 +201,8 @@ def _claim_overwrite(t: dict, run: Run) -> tuple[str, str]:
     text += " (<= 0 at every width: the common updates did not raise its loss)"
   text += (f"; signal the counterfactual without the common tasks' updates keeps (signal_kept_by_removal, > 0: they "
            f"erased signal) per width: {_by_width(kept)} (Spearman vs width {_rho(rho_kept)})" + _own_text(own) +
-           f"; the replay reproduced training to {rows.replay_max_diff.max():.1g} (relative) and its attribution "
+           f"; the replay reproduced training to {rows.replay_max_diff.max():.1g} (relative; float noise floor "
+           f"{rows.replay_noise_floor.max():.1g}) and its attribution "
            f"closes to {rows.closure_error.max():.1g}")
   failed = [name for name, ok in (("dL_common", ok_common), ("signal_kept_by_removal", ok_kept)) if not ok]
   if not failed:

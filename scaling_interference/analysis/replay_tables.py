@@ -114,6 +114,7 @@ def _window_rows(analysis: ReplayAnalysis, run: Run, w: int) -> list[dict]:
                    "common_along": r.common_along_SxMxK[:, m, k].mean(),
                    "signal_start": signal_SxM[0, m], "signal_peak": np.nanmax(signal_SxM[:, m]),
                    "signal_end": signal_SxM[-1, m], "replay_max_diff": r.max_diff, "replay_compared": r.compared,
+                   "replay_noise_floor": r.noise_floor,
                    "update_residual": r.residual_SxM[:, m].max()})
   return rows
 
@@ -193,6 +194,8 @@ REPLAY_DOCS = {
     "signal_end": "signal at the window end",
     "replay_max_diff": "largest relative difference between the replay and what training recorded",
     "replay_compared": "recorded arrays the replay was compared with",
+    "replay_noise_floor": "training against training from start parameters nudged by 1e-7 (relative), where the "
+                          "window held no eval or checkpoint; the replay may differ by up to 10 times it",
     "update_residual": "max |sum of the split update - optimizer's update| / max |update| over the window"}
 STEP_DOCS = {
     **WINDOW, "member": "member id", "width": "the member's width",
