@@ -28,6 +28,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.lm_speed
 	$(PY) -m benchmarks.scaling
 	$(PY) -m benchmarks.analysis_speed
+	$(PY) -m benchmarks.sweep_profile
+	$(PY) -m benchmarks.pipeline_speed
 
 check-recipes: $(STAMP)
 	$(PY) -m launch.check_recipes
