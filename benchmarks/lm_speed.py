@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from benchmarks.timing import Timed, machine, matmul_program, publish, time_interleaved
+from benchmarks.timing import Timed, fit_injection, machine, matmul_program, publish, time_interleaved
 from configs import olmo_injection
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
@@ -50,17 +50,6 @@ def sweep_config():
   fit_injection(config)
   return config
 
-
-def fit_injection(config) -> None:
-  """Scales the injected counts down when a batch cannot hold them; drops the ones that reach 0."""
-  asked = sum(s.count for s in config.inject.values())
-  batch = config.train.batch_size
-  if asked <= batch:
-    return
-  for name in list(config.inject):
-    config.inject[name].count = config.inject[name].count * batch // asked
-    if not config.inject[name].count:
-      del config.inject[name]
 
 
 def single_configs(config) -> list:

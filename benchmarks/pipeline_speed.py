@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import Timed, machine, publish, time_interleaved
+from benchmarks.timing import Timed, fit_injection, machine, publish, time_interleaved
 from configs import olmo_injection
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
@@ -118,16 +118,6 @@ def stream_config(shape: str, stream: str, files: dict, train_steps: int, rows: 
   fit_injection(config)
   return config
 
-
-def fit_injection(config) -> None:
-  """Scales the injected counts down when a batch cannot hold them; drops the ones that reach 0 (as lm_speed)."""
-  asked, batch = sum(s.count for s in config.inject.values()), config.train.batch_size
-  if asked <= batch:
-    return
-  for name in list(config.inject):
-    config.inject[name].count = config.inject[name].count * batch // asked
-    if not config.inject[name].count:
-      del config.inject[name]
 
 
 def write_files(folder: str, shape: str, tokens: int) -> dict:

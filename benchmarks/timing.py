@@ -1,4 +1,5 @@
-"""Shared timing for the benchmarks: compile first, then interleaved rounds that keep each program's best."""
+"""Shared timing for the benchmarks (compile first, then interleaved rounds that keep each program's best),
+and fitting a preset's injection to a smaller batch."""
 import dataclasses
 import json
 import math
@@ -56,3 +57,14 @@ def publish(results: dict, text: str, out: str | None) -> None:
   if out:
     with open(out, "w") as f:
       json.dump(results, f, indent=2)
+
+
+def fit_injection(config) -> None:
+  """Scales the injected counts down when a batch cannot hold them; drops the ones that reach 0."""
+  asked, batch = sum(s.count for s in config.inject.values()), config.train.batch_size
+  if asked <= batch:
+    return
+  for name in list(config.inject):
+    config.inject[name].count = config.inject[name].count * batch // asked
+    if not config.inject[name].count:
+      del config.inject[name]
