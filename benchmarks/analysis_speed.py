@@ -130,12 +130,12 @@ def replay_programs(run: si.Run, window_steps: int) -> tuple[Timed, Timed, dict]
   values = replayer.task_state(states)
   carries = [{"state": s, "buffers": jax.vmap(lambda o, p: initial_buffers(o, p, num_classes=num_classes))(
       s["opt_state"], s["params"]), "grad_K": v[1]} for s, v in zip(states, values)]
-  removed, start, stop = (False,) * num_classes, jnp.int32(window.start), jnp.int32(window.start + scan)
+  drop_C, start, stop = jnp.zeros(num_classes, jnp.float32), jnp.int32(window.start), jnp.int32(window.start + scan)
   host = run.problem.host_batches(scan)
   box = {"states": copy_states(states)}
 
   def replay():
-    jax.block_until_ready(replayer.split_segment(carries, start, stop, removed, padded(host, scan)))
+    jax.block_until_ready(replayer.split_segment(carries, start, stop, drop_C, scan, padded(host, scan)))
 
   def train():  # train_segment donates its states: carry them on, the batches stay those of the window
     box["states"] = jax.block_until_ready(run.engine.train_segment(box["states"], start, scan, host)[0])

@@ -255,6 +255,8 @@ def test_a_window_without_evals_is_checked_against_the_engines_training_of_its_s
   r = rp.replay(classes_lib.Window("rare", 4, 1, 11, 14))
   assert r.compared == len(event_run.groups) and r.max_diff < 1e-5, (r.compared, r.max_diff)
   assert 1e-9 < r.noise_floor < 1e-5, r.noise_floor  # the 1e-7 nudge, barely grown over 3 steps
+  later = rp.replay(classes_lib.Window("rare", 4, 2, 21, 24))  # reached through the eval at step 20
+  assert later.noise_floor > 0 and later.compared == len(event_run.groups) + 1, (later.noise_floor, later.compared)
   real_apply = rp.engine.apply_gradient
 
   def perturbed(*args):  # a replay step that moves the parameters 1% off training's
@@ -262,6 +264,8 @@ def test_a_window_without_evals_is_checked_against_the_engines_training_of_its_s
     return {**state, "params": jax.tree.map(lambda x: x * 1.01, state["params"])}, applied
 
   monkeypatch.setattr(rp.engine, "apply_gradient", perturbed)
-  rp.split_segment = jax.jit(rp._split_segment, static_argnums=3)  # pylint: disable=protected-access
+  rp.split_segment = jax.jit(rp._split_segment, static_argnums=4)  # pylint: disable=protected-access
   with pytest.raises(ReplayError, match=r"window \[11, 14\) .* differs from training by"):
     rp.replay(classes_lib.Window("rare", 4, 1, 11, 14))
+  with pytest.raises(ReplayError, match=r"window \[21, 24\) .* differs from training by"):
+    rp.replay(classes_lib.Window("rare", 4, 2, 21, 24))  # the advance's checks do not stand in for the window's

@@ -43,6 +43,27 @@ def final_task_metrics(run: Run, step: int | None = None) -> pd.DataFrame:
   return rows.merge(run.members[["id", "width", "seed", "lr"]], left_on="member", right_on="id")
 
 
+TOKEN_TASK_COLUMNS = ["size", "width", "name", "split", "task", "frequency", "accuracy", "accuracy_min",
+                      "accuracy_max", "signal", "members_learned", "members", "learned"]
+
+
+def token_task_table(run: Run, step: int | None = None, threshold: float = 0.5) -> pd.DataFrame:
+  """Language runs: per (size, token task, split) the last eval's answer accuracy over the size's members,
+  trained tuples beside held-out ones; learned: mean signal >= threshold. Empty for other runs."""
+  if "task" in run.config:
+    return pd.DataFrame(columns=TOKEN_TASK_COLUMNS)
+  tasks = run.tasks[run.tasks.family != "base"].rename(columns={"id": "task"})
+  trained_frequency = tasks[tasks.split == "train"].set_index("name").frequency
+  rows = final_task_metrics(run, step).merge(run.members[["id", "size"]], on="id").merge(
+      tasks[["task", "name", "split"]], on="task")
+  table = rows.groupby(["size", "width", "name", "split", "task"], as_index=False).agg(
+      accuracy=("accuracy", "mean"), accuracy_min=("accuracy", "min"), accuracy_max=("accuracy", "max"),
+      signal=("signal", "mean"), members_learned=("signal", lambda s: int((s >= threshold).sum())),
+      members=("signal", "size"))
+  table = table.assign(frequency=table.name.map(trained_frequency), learned=table.signal >= threshold)
+  return table.sort_values(["width", "task"], ignore_index=True)[TOKEN_TASK_COLUMNS]
+
+
 def signal_table(run: Run, step: int | None = None) -> pd.DataFrame:
   """Rows (width, source): trained signal (mean over a width's members) and, with an oracle, the oracle's."""
   rows = final_task_metrics(run, step)

@@ -85,8 +85,8 @@ class Replayer:
     self.class_K = jnp.asarray(classes.class_K, jnp.int32)
     self.checkpoint_steps = sorted(run.steps())
     self.recorded = recorded_losses(run)
-    self.scan_steps = scan_steps  # every split segment runs this many steps, those past its end frozen
-    self.split_segment = jax.jit(self._split_segment, static_argnums=3)
+    self.scan_steps = scan_steps  # the longest split segment; shorter ones run scan_length(n) steps
+    self.split_segment = jax.jit(self._split_segment, static_argnums=4)  # drop_C is traced: one program for both
     self.task_state = jax.jit(self._task_state)
     self._host_start = self.problem.host_state()
     self._resume: dict = {}  # step -> (states, host state): the start of the last plain replay
@@ -98,7 +98,7 @@ class Replayer:
     loss_K, grad_K = jax.vmap(value_and_grad, in_axes=(None, 0))(params, self.interest)
     return loss_K, grad_K, self.problem.signal_of(model, params, self.interest_K)
 
-  def _member_split_step(self, index: int, removed: tuple, carry: dict, batch):
+  def _member_split_step(self, index: int, carry: dict, batch, drop_C):
     model, state = self.groups[index].model, carry["state"]
     params = state["params"]
     num_classes = len(self.classes.names)
@@ -108,10 +108,8 @@ class Replayer:
     loss, g = loss_C.sum(), jax.tree.map(lambda c: c.sum(0), g_C)  # the batch loss and its gradient
     common_C = jnp.asarray(self.classes.common_C, jnp.float32)
     common_norm = jnp.sqrt(sum(jnp.sum(jnp.square(jnp.tensordot(common_C, c, 1))) for c in jax.tree.leaves(g_C)))
-    if any(removed):
-      drop_C = jnp.asarray(removed, jnp.float32)
-      g = jax.tree.map(lambda a, c: a - jnp.tensordot(drop_C, c, 1), g, g_C)
-      g_C = jax.tree.map(lambda c: c * (1.0 - drop_C).reshape((-1,) + (1,) * (c.ndim - 1)), g_C)
+    g = jax.tree.map(lambda a, c: a - jnp.tensordot(drop_C, c, 1), g, g_C)  # drop_C all 0: g as it is, exactly
+    g_C = jax.tree.map(lambda c: c * (1.0 - drop_C).reshape((-1,) + (1,) * (c.ndim - 1)), g_C)
     new_state, applied = self.engine.apply_gradient(index, state, loss, g)
     terms, buffers = split_update(self.train, model, state["opt_state"], new_state["opt_state"], params, g, g_C,
                                   carry["buffers"])
@@ -128,21 +126,21 @@ class Replayer:
            "common_norm": common_norm, "common_along": along_K}
     return {"state": new_state, "buffers": buffers, "grad_K": grad_K}, out
 
-  def _split_segment(self, carries, start, stop, removed: tuple, host=None):
-    """Split steps start..stop-1 of every group (scan_steps steps, the ones past stop leave the carry
-    as it is, so windows of every length share one program); outputs stacked (scan_steps, M, ...)."""
+  def _split_segment(self, carries, start, stop, drop_C, length: int, host=None):
+    """Split steps start..stop-1 of every group (`length` steps, the ones past stop leave the carry as
+    it is, so segments of similar lengths share one program); outputs stacked (length, M, ...)."""
     def one_step(carries, step_and_host):
       step, h = step_and_host
       batch = self.problem.batch(step, h)
       new, outs = [], []
       for index, carry in enumerate(carries):
-        step_fn = functools.partial(self._member_split_step, index, removed)
-        n, o = jax.vmap(step_fn, in_axes=(0, None))(carry, batch)
+        step_fn = functools.partial(self._member_split_step, index)
+        n, o = jax.vmap(step_fn, in_axes=(0, None, None))(carry, batch, drop_C)
         new.append(jax.tree.map(lambda a, b: jnp.where(step < stop, a, b), n, carry))
         outs.append(o)
       return new, outs
 
-    steps = start + jnp.arange(self.scan_steps, dtype=jnp.int32)
+    steps = start + jnp.arange(length, dtype=jnp.int32)
     return jax.lax.scan(one_step, carries, (steps, host))
 
   def _task_state(self, states):
@@ -209,21 +207,24 @@ class Replayer:
     values = self.task_state(states)
     carries = [{"state": s, "buffers": jax.vmap(functools.partial(initial_buffers, num_classes=len(removed)))(
         s["opt_state"], s["params"]), "grad_K": v[1]} for s, v in zip(states, values)]
-    outs, step = [], window.start
+    outs, step, drop_C = [], window.start, jnp.asarray(removed, jnp.float32)
+    inside: list[float] = []  # the window's own checks (the advance above is training's program)
     for end in self._segment_ends(window):
-      host = padded(self.problem.host_batches(end - step), self.scan_steps)
-      carries, out = self.split_segment(carries, jnp.int32(step), jnp.int32(end), removed, host)
+      length = scan_length(end - step, self.scan_steps)
+      host = padded(self.problem.host_batches(end - step), length)
+      carries, out = self.split_segment(carries, jnp.int32(step), jnp.int32(end), drop_C, length, host)
       outs.append(jax.tree.map(lambda a, n=end - step: a[:n], out))
       step = end
       if plain and end in self.checkpoint_steps:
-        diffs += self._check(end, [c["state"] for c in carries])
+        inside += self._check(end, [c["state"] for c in carries])
     result = self._result(window, removed, checkpoint, values, outs)
     states = result.end_states = [c["state"] for c in carries]
     if plain:  # a window's end is no resume point: its float differences would grow over a long advance
-      diffs += self._check_interest(result)
-      if not diffs:
+      inside += self._check_interest(result)
+      if not inside:
         against, result.noise_floor = self._check_against_training(window, states)
-        diffs += against
+        inside += against
+    diffs += inside
     result.max_diff, result.compared = (max(diffs) if diffs else np.nan), len(diffs)
     allowed = max(self.tolerance, NOISE_FACTOR * result.noise_floor)
     if diffs and result.max_diff > allowed:
@@ -268,6 +269,11 @@ class Replayer:
                         members([v[0] for v in host[0]], 0), members([v[2] for v in host[0]], 0),
                         per_step("loss"), per_step("signal"), per_step("dL"), per_step("residual"),
                         per_step("common_norm"), per_step("common_along"))
+
+
+def scan_length(steps: int, longest: int) -> int:
+  """Steps a split segment of `steps` steps runs: the next power of two, at most `longest` (few programs)."""
+  return min(longest, 1 << max(steps - 1, 0).bit_length())
 
 
 def padded(host, steps: int):

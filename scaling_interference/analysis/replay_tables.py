@@ -51,8 +51,10 @@ def _replay_all(run: Run, events: int, max_steps: int, after: int, by: str, n_co
   interest = classes_lib.interest_tasks(run.problem, p_K, n_common)
   windows = classes_lib.default_windows(run.problem, run.config.train.steps, events, max_steps, after)
   replayer = Replayer(run, classes, interest, max((w.stop - w.start for w in windows), default=1), tolerance)
-  replays = [replayer.replay(w) for w in windows]
-  counterfactuals = [replayer.replay(w, removed=classes.common_C) for w in windows]
+  replays, counterfactuals = [], []
+  for w in windows:  # the counterfactual right after its plain replay starts from the state that one reached
+    replays.append(replayer.replay(w))
+    counterfactuals.append(replayer.replay(w, removed=classes.common_C))
   return ReplayAnalysis(classes, interest, windows, replays, counterfactuals)
 
 
@@ -112,11 +114,16 @@ def _window_rows(analysis: ReplayAnalysis, run: Run, w: int) -> list[dict]:
                    **terms, "dL_sum": total, "closure_error": abs(total - actual) / scale if scale > 0 else 0.0,
                    "common_grad_norm": r.common_norm_SxM[:, m].mean(),
                    "common_along": r.common_along_SxMxK[:, m, k].mean(),
-                   "signal_start": signal_SxM[0, m], "signal_peak": np.nanmax(signal_SxM[:, m]),
+                   "signal_start": signal_SxM[0, m], "signal_peak": _peak(signal_SxM[:, m]),
                    "signal_end": signal_SxM[-1, m], "replay_max_diff": r.max_diff, "replay_compared": r.compared,
                    "replay_noise_floor": r.noise_floor,
                    "update_residual": r.residual_SxM[:, m].max()})
   return rows
+
+
+def _peak(signal_S) -> float:
+  """The largest signal; NaN where the task has none (the base stream of a language run)."""
+  return float(np.nanmax(signal_S)) if np.isfinite(signal_S).any() else np.nan
 
 
 def replay_table(run: Run, **options) -> pd.DataFrame:

@@ -10,7 +10,8 @@ from typing import Callable
 
 import pandas as pd
 
-from scaling_interference.analysis import allocation, claims, gradients, probes, replay_tables, retention, scaling
+from scaling_interference.analysis import (allocation, claims, gradients, learned, probes, replay_tables, retention,
+                                           scaling)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +79,17 @@ TABLES = [
     TableSpec("learned", "run", scaling.learned_counts,
               "Per width: tasks learned (mean final signal >= 0.5).",
               {"width": "hidden width", "n_learned": "tasks with signal >= 0.5", "n_tasks": "tasks in the run"}),
+    TableSpec("token_tasks", "run", learned.token_task_table,
+              "Language runs: per (size, token task, split) the answer accuracy at the last eval over the size's "
+              "members, trained tuples beside held-out ones (empty for other runs).",
+              {"size": "model size (ladder preset or D/H/L)", "width": "d_model",
+               "name": "token task (config.token_tasks)",
+               "split": "train: tuples trained on; heldout: tuples never shown in training", "task": TASK["task"],
+               "frequency": "the trained task's realised share of training rows (held-out rows too)",
+               "accuracy": "mean answer accuracy over the size's members", "accuracy_min": "lowest member's",
+               "accuracy_max": "highest member's", "signal": "mean (accuracy - chance) / (1 - chance)",
+               "members_learned": "members with signal >= 0.5", "members": "members of the size",
+               "learned": "mean signal >= 0.5"}),
     TableSpec("oracle", "run", scaling.oracle_comparison,
               "Regression: per (width, task) the trained mean beside the best rank-width linear map "
               "(realised frequencies).",

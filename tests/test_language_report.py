@@ -1,0 +1,63 @@
+"""The report on a language-model run: learned per token task (trained and held-out tuples), probes
+against the seeded init, and the interference replay of a rare task's injection windows, each
+claim measured."""
+import pandas as pd
+import pytest
+
+import scaling_interference as si
+from scaling_interference import defaults
+from scaling_interference.analysis import claims, report
+from test_language import tiny_lm
+
+REPLAY = {"replay": dict(events=2, max_steps=5, after=10)}  # two rare windows of 5 steps, mid-run
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+  """Two sizes trained on a frequent addition and a comparison injected every 5 batches; the report."""
+  config = tiny_lm()
+  config.token_tasks.cmp = defaults.token_task("comparison", 2, n_items=6)
+  config.inject.add = dict(task=1, kind="per_batch", count=8)
+  config.inject.cmp = dict(task=2, kind="every", count=4, every=5, offset=2)
+  config.model.sizes = ("16/2/1", "32/4/1")
+  config.sweep.update(seeds=(0,), lrs=(3e-3,))
+  config.train.update(steps=30, eval_every=10, checkpoint_every=10, trace_every=1, trace_examples=16)
+  path = str(tmp_path_factory.mktemp("lm") / "run")
+  si.train(config, path)
+  out = str(tmp_path_factory.mktemp("lm_report"))
+  return si.load_run(path), out, report.build([path], out, steps="all", skip=("neurons", "allocation"),
+                                              options=REPLAY)
+
+
+def test_every_table_of_a_language_model_run_computes(built):
+  _, _, result = built
+  assert not result.failed, result.notes
+
+
+def test_token_tasks_table_has_trained_and_heldout_tuples_of_every_size(built):
+  run, out, _ = built
+  table = pd.read_csv(f"{out}/tables/token_tasks.csv")
+  assert set(table["size"]) == {"16/2/1", "32/4/1"}
+  for _, rows in table.groupby("size"):
+    assert sorted(zip(rows.name, rows.split)) == [("add", "heldout"), ("add", "train"), ("cmp", "heldout"),
+                                                  ("cmp", "train")]
+  metrics = run.metrics[(run.metrics.step == run.metrics.step.max()) & (run.metrics.task != "all")]
+  heldout_cmp = int(run.tasks[(run.tasks.name == "cmp") & (run.tasks.split == "heldout")].id.iloc[0])
+  recorded = metrics[metrics.task.astype(int) == heldout_cmp].accuracy.mean()  # one member per size
+  assert abs(table[(table.name == "cmp") & (table.split == "heldout")].accuracy.mean() - recorded) < 1e-6
+  assert (table.learned == (table.signal >= 0.5)).all()
+
+
+def test_replay_covers_the_rare_tasks_windows_of_every_member(built):
+  run, out, _ = built
+  replay = pd.read_csv(f"{out}/tables/replay.csv")
+  rare = replay[replay.schedule == "cmp"]
+  assert sorted(rare.start.unique()) == [12, 17]  # the first two events at or after step 10
+  assert set(rare.member) == set(run.members.id)
+
+
+def test_the_language_model_claims_are_measured(built):
+  _, _, result = built
+  by_claim = result.claims.set_index("claim")
+  for number in (1, 3, 4, 6, 7):
+    assert by_claim.loc[number, "status"] in (claims.HELD, claims.NOT_HELD), by_claim.loc[number, "evidence"]
