@@ -1,11 +1,16 @@
-"""Sweep engine speed: all members in one program vs one at a time, and FLOP/s vs a matmul.
+"""Sweep engine speed: all members in one program (plain and packed) vs one at a time, FLOP/s vs a matmul.
 
-  JAX_PLATFORMS=cpu python -m benchmarks.sweep_speed [--steps=N] [--wide_steps=N] [--repeats=R] [--out=FILE.json]
+  JAX_PLATFORMS=cpu python -m benchmarks.sweep_speed [--steps=N] [--wide_steps=N] [--parity_steps=N]
+      [--repeats=R] [--out=FILE.json]
 
 Everything runs in one process. Every timed program is compiled first, then the repeats are
 interleaved (one round times each program once) and each keeps its best time, so a noisy
 machine slows all of them alike. Training FLOPs are counted as 6 x batch x sum of member
-parameters per step and compared with a large float32 matmul timed in the same rounds.
+parameters per step and compared with a large float32 matmul timed in the same rounds. Three
+sweeps: the regression demo, wide members (512, 1024), and the sparse parity sweep the reference
+script is compared on (widths 32..512, batch 2000); each by the engine with plain vmapped groups,
+by the engine with the MLP members' first layers packed into one matmul (train.pack="on",
+sweep/packed.py), and one member at a time.
 """
 
 import jax
@@ -13,12 +18,13 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from benchmarks.timing import Timed, machine, matmul_program, publish, time_interleaved
-from configs import regression
+from configs import regression, sparse_parity
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
 
 _STEPS = flags.DEFINE_integer("steps", 400, "Timed steps of the demo sweep (a multiple of 200).")
 _WIDE_STEPS = flags.DEFINE_integer("wide_steps", 20, "Timed steps of the wide sweep (a multiple of 10).")
+_PARITY_STEPS = flags.DEFINE_integer("parity_steps", 20, "Timed steps of the sparse parity sweep (a multiple of 10).")
 _REPEATS = flags.DEFINE_integer("repeats", 8, "Timing rounds; each program keeps its best.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
@@ -35,6 +41,13 @@ def wide_config():
   config.task.update(num_tasks=16, input_dim=32, output_dim=32)
   config.model.widths = (512, 1024)
   config.train.update(batch_size=1024, steps_per_dispatch=10)
+  return config
+
+
+def parity_config():
+  """The sweep compared with the reference script: widths 32..512, 100 tasks, n=50, batch 2000."""
+  config = sparse_parity.get_config("reference")
+  config.train.update(batch_size=2000, steps_per_dispatch=10)
   return config
 
 
@@ -71,8 +84,11 @@ def training_program(name: str, config, steps: int) -> Timed:
 
 
 def sweep_programs(config, steps: int) -> dict:
-  """The whole sweep in one engine, and each member in its own engine."""
+  """The whole sweep in one engine (plain groups, then packed first layers), and each member alone."""
+  packed = config.copy_and_resolve_references()
+  packed.train.pack = "on"
   return {"engine": [training_program("engine", config, steps)],
+          "packed": [training_program("engine packed", packed, steps)],
           "one_at_a_time": [training_program(f"member {i}", c, steps)
                             for i, c in enumerate(single_member_configs(config))]}
 
@@ -85,25 +101,27 @@ def summarize(name: str, programs: list[Timed], peak_flops: float) -> dict:
               matmul_fraction=flops / peak_flops, cores=sum(p.cores * p.best_s for p in programs) / seconds)
 
 
-def measure(repeats: int, steps: int, wide_steps: int) -> dict:
+def measure(repeats: int, steps: int, wide_steps: int, parity_steps: int) -> dict:
   """Compiles everything, times it in interleaved rounds, and returns the results."""
   sweeps = {"demo": sweep_programs(demo_config(), steps),
-            "wide 512/1024": sweep_programs(wide_config(), wide_steps)}
+            "wide 512/1024": sweep_programs(wide_config(), wide_steps),
+            "parity 32..512": sweep_programs(parity_config(), parity_steps)}
   matmul = matmul_program(MATMUL_N, "float32")
   programs = [matmul]  # timed before each sweep too, for more chances at an uncontended peak
   for s in sweeps.values():
     programs += [p for ps in s.values() for p in ps] + [matmul]
   time_interleaved(programs, repeats)
   peak = matmul.flops / matmul.best_s
-  rows, speedup = [], {}
+  rows, speedup, packing = [], {}, {}
   for name, s in sweeps.items():
     label = f"{name} ({len(s['one_at_a_time'])} members)"
-    engine, single = (summarize(f"{label}: {how}", s[key], peak)
-                      for how, key in (("engine", "engine"), ("one at a time", "one_at_a_time")))
-    rows += [engine, single]
+    engine, packed, single = (summarize(f"{label}: {how}", s[key], peak) for how, key in (
+        ("engine", "engine"), ("engine, first layers packed", "packed"), ("one at a time", "one_at_a_time")))
+    rows += [engine, packed, single]
     speedup[name] = engine["steps_per_s"] / single["steps_per_s"]
+    packing[name] = packed["steps_per_s"] / engine["steps_per_s"]
   return dict(machine=machine(), matmul_gflop_per_s=peak / 1e9, matmul_cores=matmul.cores,
-              rows=rows, speedup=speedup)
+              rows=rows, speedup=speedup, packing=packing)
 
 
 def report(results: dict) -> str:
@@ -114,15 +132,15 @@ def report(results: dict) -> str:
            "| sweep | steps/s | train GFLOP/s | % of matmul | cores used |", "|---|---:|---:|---:|---:|"]
   lines += [f"| {r['name']} | {r['steps_per_s']:.1f} | {r['gflop_per_s']:.2f} | "
             f"{100 * r['matmul_fraction']:.1f}% | {r['cores']:.1f} |" for r in results["rows"]]
-  lines += [""] + [f"{sweep}: engine is {x:.2f}x one member at a time"
-                   for sweep, x in results["speedup"].items()]
+  lines += [""] + [f"{sweep}: engine is {x:.2f}x one member at a time; packed first layers "
+                   f"{results['packing'][sweep]:.2f}x the plain engine" for sweep, x in results["speedup"].items()]
   lines.append("train FLOPs = 6 x batch x sum of member params per step; best of interleaved repeats")
   return "\n".join(lines)
 
 
 def main(argv):
   del argv
-  results = measure(_REPEATS.value, _STEPS.value, _WIDE_STEPS.value)
+  results = measure(_REPEATS.value, _STEPS.value, _WIDE_STEPS.value, _PARITY_STEPS.value)
   publish(results, report(results), _OUT.value)
 
 

@@ -17,6 +17,7 @@ from scaling_interference.tasks import family_class
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DECAYS = ("constant", "cosine", "linear")
+PACK_MODES = ("off", "on", "auto")  # train.pack (sweep/packed.py)
 
 
 def validate_model(model) -> None:
@@ -47,6 +48,7 @@ def validate_train(train) -> None:
   require_int(train, "train.trace_every", 0)
   require_int(train, "train.trace_examples", 1)
   require_choice(train, "train.nonfinite", ("halt", "drop"))
+  require_choice(train, "train.pack", PACK_MODES)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

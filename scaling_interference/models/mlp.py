@@ -89,6 +89,19 @@ class MLPDef:
   def apply(self, params: dict, x_BxI):
     return self.bind(params)(x_BxI)
 
+  def first_layer(self, params: dict):
+    """(kernel, bias or None) of the first hidden layer (any leading member axes kept)."""
+    layer = params["hidden"][0]
+    return layer["kernel"], layer.get("bias")
+
+  def apply_from_first(self, params: dict, pre_BxH):
+    """The member's output from its first layer's pre-activations (apply = this on x @ kernel + bias)."""
+    act = ACTIVATIONS[self.activation]
+    h = act(pre_BxH)
+    for i in range(1, self.depth):
+      h = act(_linear(params["hidden"][i], h))
+    return _linear(params["readout"], h)
+
   @property
   def is_linear(self) -> bool:
     return self.activation == "linear"
@@ -106,3 +119,8 @@ class MLPDef:
     dims = [self.input_dim] + [self.width] * self.depth + [self.output_dim]
     weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
     return weights + (sum(dims[1:]) if self.use_bias else 0)
+
+
+def _linear(layer: dict, x):
+  y = x @ layer["kernel"]
+  return y + layer["bias"] if "bias" in layer else y

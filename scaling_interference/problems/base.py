@@ -17,6 +17,7 @@ class Problem(abc.ABC):
   schedules: list[Schedule]
   trace_T: list[int]  # task ids traced densely
   on_device: bool = True  # batches made on device; else `host_batches` feeds the scan
+  shared_model_input: bool = False  # True: it has model_input(batch), what every member's model reads (sweep/packed.py)
   probe_examples_per_task: int  # analysis/probes.py's default examples per task
 
   @abc.abstractmethod

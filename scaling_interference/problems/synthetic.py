@@ -55,6 +55,7 @@ class FamilyProblem(Problem):
   """A task family's mixture with injection schedules, all on device."""
 
   probe_examples_per_task = 512
+  shared_model_input = True
 
   def __init__(self, config, family: Family):
     train = config.train
@@ -83,6 +84,10 @@ class FamilyProblem(Problem):
 
   def loss(self, model, params, batch):
     return self.family.loss(model.apply(params, batch.x), batch).mean()
+
+  def model_input(self, batch):
+    """The batch's inputs, which every member's model reads (sweep/packed.py)."""
+    return batch.x
 
   def class_losses(self, model, params, batch, class_K, num_classes: int):
     loss_B = self.family.loss(model.apply(params, batch.x), batch) / batch.task.shape[0]

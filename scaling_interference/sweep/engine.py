@@ -16,7 +16,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scaling_interference.errors import ConfigError
-from scaling_interference.sweep import sharding
+from scaling_interference.sweep import packed, sharding
 from scaling_interference.sweep.members import Group
 from scaling_interference.sweep.optim import member_optimizer
 from scaling_interference.problems.base import Problem
@@ -42,6 +42,7 @@ class Engine:
     self.batch_size = config.train.batch_size
     self.trace_every = config.train.trace_every if problem.trace_T else 0
     self.optimizers = [member_optimizer(config.train, g.model) for g in groups]
+    self.packed_G = packed.packed_groups(config.train.pack, problem, groups)  # first layers in one matmul
     fsdp = config.train.fsdp
     self.init_on_device = jax.jit(self._init_groups)  # traced once, by abstract_states below
     self.state_shardings = [sharding.state_shardings(self.mesh, g.size, a, fsdp)
@@ -108,12 +109,25 @@ class Engine:
     applied = jax.tree.map(lambda u: jnp.where(active, u, jnp.zeros_like(u)), updates)
     return {**kept, "active": active}, applied
 
+  def _member_update(self, index: int, state: GroupState, loss, grads):
+    """One update from a packed step's loss and gradient (see apply_gradient)."""
+    new_state, _ = self.apply_gradient(index, state, loss, grads)
+    return new_state, jnp.where(state["active"], loss, jnp.nan)
+
   def _one_step(self, states, step_and_host):
     step, host = step_and_host
     batch = sharding.batch_constraint(self.problem.batch(step, host), self.mesh, self.batch_size)
+    from_packed = {}
+    if self.packed_G:
+      grads, losses = packed.packed_grads(self.problem, [self.groups[i] for i in self.packed_G],
+                                          [states[i]["params"] for i in self.packed_G], batch)
+      from_packed = dict(zip(self.packed_G, zip(losses, grads)))
     new_states, losses = [], []
     for index, state in enumerate(states):
-      new_state, loss_M = jax.vmap(functools.partial(self._member_step, index), in_axes=(0, None))(state, batch)
+      if index in from_packed:
+        new_state, loss_M = jax.vmap(functools.partial(self._member_update, index))(state, *from_packed[index])
+      else:
+        new_state, loss_M = jax.vmap(functools.partial(self._member_step, index), in_axes=(0, None))(state, batch)
       new_states.append(new_state)
       losses.append(loss_M)
     return new_states, (tuple(losses), self._maybe_trace(new_states, step + 1))
