@@ -43,14 +43,18 @@ not: at every size at most half of the 286 injections raise the traced signal (3
 plateaued answer does not move), so the dense traces show no spike-and-forget; the replay's loss
 attribution is where the overwrite shows.
 
-complexity (CPU): modular addition mod 11 (task 1) and comparison over 8 items (task 2), each
-24 per batch of 64 rows of 8 tokens, weight decay 1.0, 3000 steps, tiny-a/b/d at seeds 0, 1, 2:
-554 s on 2 cores. Step 3000, mean over the seeds (jax 0.10.1; [jax 0.10.2]): comparison learned
-by every size and generalised (trained and held-out 1.00); addition learned by tiny-d at every
-seed (1.00), by tiny-b at one of three (0.73 / 0.09 / 0.09, mean 0.30 [0.16]), not by tiny-a
-(0.10 [0.11]; chance 0.09), and memorised: its held-out accuracy (task 3) on tiny-d is 0.13 /
-0.00 / 0.22, mean 0.12 [0.26, from one seed at 0.78; on one core 0.00 / 0.22 / 0.00]. Complexity
-separates the sizes; no size generalises addition robustly.
+complexity (CPU): modular addition mod 23 (task 1) and comparison over 8 items (task 2), each 32
+per batch of 64 rows of 8 tokens (every row carries an example, so the base language is barely
+learned: accuracy 0.01), weight decay 1.0, 6000 steps, tiny-a/b/d at seeds 0, 1, 2: 1044 s on 2
+cores beside another run of the same length. Step 6000, per seed (jax 0.10.1): comparison learned
+and generalised by every size (trained and held-out pairs 1.00); addition not learned by tiny-a
+(0.05 / 0.26 / 0.02, chance 0.04; held-out 0), learned by tiny-b (1.00 / 0.97 / 1.00) and
+generalised at two seeds of three (held-out unordered pairs 0.98 / 0.00 / 0.95), learned and
+generalised by tiny-d at every seed (1.00; held-out 0.91 / 0.95 / 1.00). Complexity and size both
+matter: at the same frequency the complex task needs the larger sizes, which move from memorising
+to generalising. Until this session the preset used addition mod 11 at 24 per batch for 3000
+steps: tiny-d learned it at every seed but memorised it (held-out 0.13 / 0.00 / 0.22); mod 11's
+121 pairs are cheap to memorise, mod 23's 529 are not (README: what it took).
 
 rates (accelerator; never run, no expected outcome yet): both tasks at 200, 40, 10 and 1 per
 batch and one every ten batches (ids 1..5 addition, 6..10 comparison), 4M..150M on the synthetic
@@ -80,10 +84,11 @@ EXPECTED = {
              *(Expect("accuracy", v, tol=0.05, task=2, size=z) for z, v in zip(RARE_SIZES, (0.383, 0.813, 0.977))),
              *(Expect("accuracy", v, tol=0.05, task=4, size=z) for z, v in zip(RARE_SIZES, (0.0, 0.323, 1.0)))],
     "complexity": [*(Expect("accuracy", v, tol=0.05, task=1, size=z) for z, v in zip(("tiny-a", "tiny-b", "tiny-d"),
-                                                                                      (0.104, 0.302, 1.0))),
+                                                                                      (0.112, 0.990, 1.0))),
+                   *(Expect("accuracy", v, tol=0.05, task=3, size=z) for z, v in zip(("tiny-a", "tiny-b", "tiny-d"),
+                                                                                      (0.0, 0.643, 0.956))),
                    *(Expect("accuracy", 1.0, tol=0.02, task=t, size=z) for t in (2, 4)
-                     for z in ("tiny-a", "tiny-b", "tiny-d")),
-                   Expect("accuracy", 0.117, tol=0.05, task=3, size="tiny-d")],
+                     for z in ("tiny-a", "tiny-b", "tiny-d"))],
 }
 
 
@@ -131,14 +136,14 @@ def get_config(preset: str = "demo"):
                         trace_every=1, trace_tasks=(2,), trace_examples=32)
   elif preset == "complexity":
     config.data.update(source="synthetic", vocab_size=512, seq_len=8)
-    config.token_tasks.add = defaults.token_task("modular_addition", 1, modulus=11)
+    config.token_tasks.add = defaults.token_task("modular_addition", 1, modulus=23)
     config.token_tasks.cmp = defaults.token_task("comparison", 2, n_items=8)
-    config.inject.add = dict(task=1, kind="per_batch", count=24)
-    config.inject.cmp = dict(task=2, kind="per_batch", count=24)
+    config.inject.add = dict(task=1, kind="per_batch", count=32)
+    config.inject.cmp = dict(task=2, kind="per_batch", count=32)
     config.model.sizes = ("tiny-a", "tiny-b", "tiny-d")
     config.sweep.lrs = (3e-3,)
     config.sweep.seeds = (0, 1, 2)
-    config.train.update(steps=3000, batch_size=64, eval_every=500, checkpoint_every=1500, keep_every=1500,
+    config.train.update(steps=6000, batch_size=64, eval_every=500, checkpoint_every=3000, keep_every=3000,
                         steps_per_dispatch=50, warmup_steps=100, eval_examples_per_task=128, weight_decay=1.0)
   elif preset == "rates":
     config.data.update(source="synthetic", vocab_size=50_304, seq_len=1024)

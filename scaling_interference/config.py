@@ -68,7 +68,7 @@ def as_json(config) -> dict:
 
 def resolve_saved(saved: dict) -> ml_collections.ConfigDict:
   """A saved config.json merged onto today's defaults, so a workdir written before a field existed
-  still opens, and resumes when the new field keeps its default."""
+  still opens, and resumes when the new field keeps its default (train.pack: "off", as it trained)."""
   if "task" in saved:
     config = defaults.base_config(family_class(saved["task"]["family"]).default_config())
   else:
@@ -76,6 +76,8 @@ def resolve_saved(saved: dict) -> ml_collections.ConfigDict:
     for name, task in saved.get("token_tasks", {}).items():
       config.token_tasks[name] = defaults.token_task(task["kind"], task["seed"])
   config.update(saved)
+  if "pack" not in saved.get("train", {}):
+    config.train.pack = "off"  # written before packing existed: resume as it trained, with plain groups
   return config
 
 

@@ -48,7 +48,7 @@ def train_config() -> ml_collections.ConfigDict:
       trace_examples=256,  # examples per traced task when the signal needs a loss
       mesh=(),  # (members, data) device mesh; empty: every device on the members axis
       fsdp=False,  # also shard parameter and optimizer-state matrices over the data axis
-      pack="off",  # MLP members' first layers as one matmul: off | on | auto (sweep/packed.py)
+      pack="auto",  # MLP members' first layers as one matmul: off | on | auto (sweep/packed.py)
       nonfinite="halt",  # a member's non-finite loss: halt (checkpoint, exit naming it) or drop (freeze it)
   ))
 

@@ -10,6 +10,7 @@ from scaling_interference.analysis import claims, report
 from test_language import tiny_lm
 
 REPLAY = {"replay": dict(events=2, max_steps=5, after=10)}  # two rare windows of 5 steps, mid-run
+SKIP = ("neurons", "allocation", "next_update", "next_update_cosines")  # MLP only; description only
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,7 @@ def built(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("lm") / "run")
   si.train(config, path)
   out = str(tmp_path_factory.mktemp("lm_report"))
-  return si.load_run(path), out, report.build([path], out, steps="all", skip=("neurons", "allocation"),
-                                              options=REPLAY)
+  return si.load_run(path), out, report.build([path], out, steps="all", skip=SKIP, options=REPLAY)
 
 
 def test_every_table_of_a_language_model_run_computes(built):

@@ -8,9 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from etils import epath
 
 import scaling_interference as si
 from conftest import metrics_text, small_regression
+from scaling_interference import storage
+from scaling_interference.config import resolve_saved
 from scaling_interference.errors import ConfigError
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
@@ -85,9 +88,13 @@ def test_a_packed_run_checkpoints_in_the_per_group_layout(whole, tmp_path):
 
 def test_the_engine_packs_only_mlp_groups_of_a_shared_input():
   assert Engine(*_built(packed_config("off"))).packed_G == ()
-  one = packed_config("auto")
-  one.model.widths = (8,)
-  assert Engine(*_built(one)).packed_G == ()  # auto: nothing to pack with one group
+  narrow = packed_config("auto")
+  assert Engine(*_built(narrow)).packed_G == ()  # auto: 16 input features, where packing measured slower
+  wide = packed_config("auto")
+  wide.task.update(num_tasks=8, input_dim=16)  # 128 features
+  assert Engine(*_built(wide)).packed_G == (0, 1, 2)
+  wide.model.widths = (8,)
+  assert Engine(*_built(wide)).packed_G == ()  # nothing to pack with one group
   lm = tiny_lm()
   lm.train.pack = "on"
   assert Engine(*_built(lm)).packed_G == ()  # a language model's members read token embeddings
@@ -102,3 +109,10 @@ def test_a_bad_pack_mode_is_named():
 def _built(config):
   problem, groups = build(config)
   return config, problem, groups
+
+
+def test_a_workdir_written_before_packing_resumes_with_plain_groups(whole):
+  saved = storage.read_json(epath.Path(whole) / "config.json")
+  assert resolve_saved(saved).train.pack == "on"
+  del saved["train"]["pack"]
+  assert resolve_saved(saved).train.pack == "off"
