@@ -25,7 +25,7 @@ run gave the values in brackets, and pinned to one core tiny-d's cmp_rare was 0.
 rare (CPU): comparison over 6 items injected at 0.89% of rows (task 2: 8 examples every 14
 batches of 64 rows of 8 tokens) beside a frequent comparison (task 1, 8 per batch), sizes 16/2/2,
 24/4/2 and 48/4/2 (d_model / heads / layers; 17K, 31K, 99K parameters) at seeds 0, 1, 2, 4000
-steps, dense traces of task 2 every step: 367 s on 2 cores (beside another run). Step 4000, answer
+steps, dense traces of task 2 every step: 248 s on 2 cores. Step 4000, answer
 accuracy per seed (jax 0.10.1): task 1 learned by every size (1.00); task 2 by 48/4/2 at every seed
 (1.00 / 0.93 / 1.00, mean 0.98) and on its held-out pair (task 4: 1.00 at every seed), by none of
 16/2/2's (0.45 / 0.35 / 0.35, mean 0.38; held-out 0), and 24/4/2 is in the transition (0.77 / 0.92
@@ -45,8 +45,8 @@ attribution is where the overwrite shows.
 
 complexity (CPU): modular addition mod 23 (task 1) and comparison over 8 items (task 2), each 32
 per batch of 64 rows of 8 tokens (every row carries an example, so the base language is barely
-learned: accuracy 0.01), weight decay 1.0, 6000 steps, tiny-a/b/d at seeds 0, 1, 2: 1044 s on 2
-cores beside another run of the same length. Step 6000, per seed (jax 0.10.1): comparison learned
+learned: accuracy 0.01), weight decay 1.0, 6000 steps, tiny-a/b/d at seeds 0, 1, 2: 583 s on 2
+cores. Step 6000, per seed (jax 0.10.1): comparison learned
 and generalised by every size (trained and held-out pairs 1.00); addition not learned by tiny-a
 (0.05 / 0.26 / 0.02, chance 0.04; held-out 0), learned by tiny-b (1.00 / 0.97 / 1.00) and
 generalised at two seeds of three (held-out unordered pairs 0.98 / 0.00 / 0.95), learned and

@@ -15,6 +15,7 @@ from conftest import metrics_text, small_regression
 from scaling_interference import storage
 from scaling_interference.config import resolve_saved
 from scaling_interference.errors import ConfigError
+from scaling_interference.sweep import packed
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
 from test_language import tiny_lm
@@ -93,6 +94,7 @@ def test_the_engine_packs_only_mlp_groups_of_a_shared_input():
   wide = packed_config("auto")
   wide.task.update(num_tasks=8, input_dim=16)  # 128 features
   assert Engine(*_built(wide)).packed_G == (0, 1, 2)
+  assert packed.packed_groups("auto", *_built(wide)[1:], num_devices=2) == ()  # a mesh: not measured, not chosen
   wide.model.widths = (8,)
   assert Engine(*_built(wide)).packed_G == ()  # nothing to pack with one group
   lm = tiny_lm()

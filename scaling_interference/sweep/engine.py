@@ -42,7 +42,7 @@ class Engine:
     self.batch_size = config.train.batch_size
     self.trace_every = config.train.trace_every if problem.trace_T else 0
     self.optimizers = [member_optimizer(config.train, g.model) for g in groups]
-    self.packed_G = packed.packed_groups(config.train.pack, problem, groups)  # first layers in one matmul
+    self.packed_G = packed.packed_groups(config.train.pack, problem, groups, self.mesh.devices.size)
     fsdp = config.train.fsdp
     self.init_on_device = jax.jit(self._init_groups)  # traced once, by abstract_states below
     self.state_shardings = [sharding.state_shardings(self.mesh, g.size, a, fsdp)

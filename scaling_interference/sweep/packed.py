@@ -34,15 +34,18 @@ class FromFirstLayer:
     return self.model.apply_from_first(params, self.pre_BxH)
 
 
-def packed_groups(mode: str, problem, groups) -> tuple[int, ...]:
-  """Indices of the groups the training step packs (none where the mode or the problem rules it out)."""
+def packed_groups(mode: str, problem, groups, num_devices: int = 1) -> tuple[int, ...]:
+  """Indices of the groups the training step packs (none where the mode or the problem rules it out).
+
+  "auto" packs on one device only: on a mesh the members' first layers live on different devices,
+  and one matmul over all of them would gather them (not measured, so not chosen for the user)."""
   if mode == "off" or not problem.shared_model_input:
     return ()
   found = tuple(g.index for g in groups if isinstance(g.model, MLPDef) and g.model.depth >= 1)
   if mode == "on":
     return found
   wide_input = bool(found) and groups[found[0]].model.input_dim >= AUTO_MIN_INPUT
-  return found if len(found) >= 2 and wide_input else ()
+  return found if len(found) >= 2 and wide_input and num_devices == 1 else ()
 
 
 def packed_grads(problem, groups, params_list, batch):
