@@ -92,8 +92,7 @@ class Engine:
     """One update on `batch` (see apply_gradient)."""
     model = self.groups[index].model
     loss, grads = jax.value_and_grad(lambda p: self.problem.loss(model, p, batch))(state["params"])
-    new_state, _ = self.apply_gradient(index, state, loss, grads)
-    return new_state, jnp.where(state["active"], loss, jnp.nan)
+    return self._member_update(index, state, loss, grads)
 
   def apply_gradient(self, index: int, state: GroupState, loss, grads):
     """(new state, applied updates) of one member: the optimizer's step on `grads`.
@@ -110,7 +109,7 @@ class Engine:
     return {**kept, "active": active}, applied
 
   def _member_update(self, index: int, state: GroupState, loss, grads):
-    """One update from a packed step's loss and gradient (see apply_gradient)."""
+    """One update from the member's loss and gradient (see apply_gradient); loss NaN once frozen."""
     new_state, _ = self.apply_gradient(index, state, loss, grads)
     return new_state, jnp.where(state["active"], loss, jnp.nan)
 
