@@ -1,6 +1,6 @@
 """Language-model sweep speed: tokens/s and MFU per size, and all sizes in one program vs one at a time.
 
-  JAX_PLATFORMS=cpu python -m benchmarks.lm_speed [--steps=N] [--repeats=R] [--sizes=tiny-a,tiny-b]
+  JAX_PLATFORMS=cpu python -m benchmarks.lm_speed [--steps=N] [--repeats=R] [--sizes=tiny-a,tiny-b] [--seeds=S]
       [--compute_dtype=float32|bfloat16] [--batch_size=B] [--seq_len=L] [--vocab_size=V] [--out=FILE.json]
 On a GPU, e.g.:
   python -m benchmarks.lm_speed --sizes=20M,60M,150M,300M --compute_dtype=bfloat16 --batch_size=4 \
@@ -29,6 +29,7 @@ from scaling_interference.sweep.engine import Engine
 _STEPS = flags.DEFINE_integer("steps", 20, "Training steps per timed run (one dispatch).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timing rounds; each program keeps its best.")
 _SIZES = flags.DEFINE_list("sizes", None, "Model sizes (ladder presets or D/H/L); default: the demo's.")
+_SEEDS = flags.DEFINE_integer("seeds", 1, "Seeds per size: the members of a size's group, vmapped together.")
 _COMPUTE_DTYPE = flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Rows per batch; default: the demo's.")
 _SEQ_LEN = flags.DEFINE_integer("seq_len", None, "Tokens per row (the model sees seq_len - 1); default: the demo's.")
@@ -42,6 +43,7 @@ def sweep_config():
   config.model.compute_dtype = _COMPUTE_DTYPE.value
   if _SIZES.value:
     config.model.sizes = tuple(_SIZES.value)
+  config.sweep.seeds = tuple(range(_SEEDS.value))
   for section, field, flag in (("data", "vocab_size", _VOCAB_SIZE), ("data", "seq_len", _SEQ_LEN),
                                ("train", "batch_size", _BATCH_SIZE)):
     if flag.value is not None:
@@ -53,12 +55,13 @@ def sweep_config():
 
 
 def single_configs(config) -> list:
-  """One config per size of `config`, all else the same."""
+  """One config per member (size x seed) of `config`, all else the same."""
   singles = []
   for size in config.model.sizes:
-    single = config.copy_and_resolve_references()
-    single.model.sizes = (size,)
-    singles.append(single)
+    for seed in config.sweep.seeds:
+      single = config.copy_and_resolve_references()
+      single.model.sizes, single.sweep.seeds = (size,), (seed,)
+      singles.append(single)
   return singles
 
 
@@ -103,15 +106,16 @@ def measure(repeats: int) -> dict:
   """Compiles everything, times it in interleaved rounds, and returns the results."""
   config = sweep_config()
   sweep = training_program("sweep", config)
-  singles = [training_program(c.model.sizes[0], c) for c in single_configs(config)]
+  singles = [training_program(f"{c.model.sizes[0]} seed {c.sweep.seeds[0]}", c) for c in single_configs(config)]
   matmuls = matmul_programs(config.model.compute_dtype)
   time_interleaved(matmuls + [sweep] + singles + matmuls, repeats)  # matmuls twice: more chances at the peak
   gflops = {m.name: dict(gflop_per_s=m.flops / m.best_s / 1e9, cores=m.cores) for m in matmuls}
   peak = matmuls[-1].flops / matmuls[-1].best_s
   alone = summarize("sweep: one member at a time", singles, config, peak)
   vmapped = summarize("sweep: vmapped, one program", [sweep], config, peak)
-  settings = dict(sizes=list(config.model.sizes), batch_size=config.train.batch_size, seq_len=config.data.seq_len,
-                  vocab_size=config.data.vocab_size, compute_dtype=config.model.compute_dtype, steps=_STEPS.value)
+  settings = dict(sizes=list(config.model.sizes), seeds=len(config.sweep.seeds), batch_size=config.train.batch_size,
+                  seq_len=config.data.seq_len, vocab_size=config.data.vocab_size,
+                  compute_dtype=config.model.compute_dtype, steps=_STEPS.value)
   return dict(machine=machine(), config=settings, matmuls=gflops, peak=matmuls[-1].name,
               rows=[summarize(p.name, [p], config, peak) for p in singles] + [alone, vmapped],
               speedup=vmapped["tokens_per_s_per_member"] / alone["tokens_per_s_per_member"])
