@@ -1,12 +1,15 @@
 """The engine against independent references: a member alone, numpy recomputation."""
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import small_regression
+from scaling_interference.errors import ConfigError
 from scaling_interference.sweep.build import build
-from scaling_interference.sweep.engine import Engine
+from scaling_interference.sweep.engine import Engine, host_sharding
 from scaling_interference.problems.synthetic import data_keys, eval_examples, train_batch
 
 
@@ -93,3 +96,10 @@ def test_eval_set_is_fixed_and_equal_per_task(regression_config):
   r2 = e2.evaluate(s)
   for a, b in zip(r1, r2):
     np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)
+
+
+def test_a_host_batch_that_does_not_split_over_the_devices_is_named():
+  """A many-process host stream splits each batch over every device: the message names the multiple."""
+  four_devices = types.SimpleNamespace(devices=np.zeros((2, 2)), axis_names=("members", "data"))
+  with pytest.raises(ConfigError, match=r"train.batch_size: .* must be a multiple of 4, got 6"):
+    host_sharding(four_devices, 6)
