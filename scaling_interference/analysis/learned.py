@@ -60,7 +60,7 @@ def token_task_table(run: Run, step: int | None = None, threshold: float = 0.5) 
       accuracy=("accuracy", "mean"), accuracy_min=("accuracy", "min"), accuracy_max=("accuracy", "max"),
       signal=("signal", "mean"), members_learned=("signal", lambda s: int((s >= threshold).sum())),
       members=("signal", "size"))
-  table = table.assign(frequency=table.name.map(trained_frequency), learned=table.signal >= threshold)
+  table = table.assign(frequency=table["name"].map(trained_frequency), learned=table.signal >= threshold)
   return table.sort_values(["width", "task"], ignore_index=True)[TOKEN_TASK_COLUMNS]
 
 

@@ -44,10 +44,14 @@ class MLP(nnx.Module):
     self.activation = activation
 
   def __call__(self, x_BxI):
+    return self.from_first(self.hidden[0](x_BxI)) if len(self.hidden) else self.readout(x_BxI)
+
+  def from_first(self, pre_BxH):
+    """The output from the first hidden layer's pre-activations (packed members: sweep/packed.py)."""
     act = ACTIVATIONS[self.activation]
-    h = x_BxI
-    for layer in self.hidden:
-      h = act(layer(h))
+    h = act(pre_BxH)
+    for i in range(1, len(self.hidden)):
+      h = act(self.hidden[i](h))
     return self.readout(h)
 
   def hidden_states(self, x_BxI):
@@ -96,11 +100,7 @@ class MLPDef:
 
   def apply_from_first(self, params: dict, pre_BxH):
     """The member's output from its first layer's pre-activations (apply = this on x @ kernel + bias)."""
-    act = ACTIVATIONS[self.activation]
-    h = act(pre_BxH)
-    for i in range(1, self.depth):
-      h = act(_linear(params["hidden"][i], h))
-    return _linear(params["readout"], h)
+    return self.bind(params).from_first(pre_BxH)
 
   @property
   def is_linear(self) -> bool:
@@ -119,8 +119,3 @@ class MLPDef:
     dims = [self.input_dim] + [self.width] * self.depth + [self.output_dim]
     weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
     return weights + (sum(dims[1:]) if self.use_bias else 0)
-
-
-def _linear(layer: dict, x):
-  y = x @ layer["kernel"]
-  return y + layer["bias"] if "bias" in layer else y
