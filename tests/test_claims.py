@@ -180,6 +180,27 @@ def test_injection_claim_checks_spike_and_retention():
   assert status == NOT_HELD and "Spearman vs width -1.00" in evidence, evidence
 
 
+def loss_retention(lowest: dict, retained: dict) -> pd.DataFrame:
+  frames = [per_width({"peak": lowest, "retained": retained}, task=4, schedule="rare", kind="every", event_step=s,
+                      measure="loss", pre=1.0, peak_step=s + 1, steps_to_peak=1, half_life=np.nan, final=0.9)
+            for s in (5, 15)]
+  return pd.concat(frames, ignore_index=True)
+
+
+def test_injection_claim_is_judged_on_the_loss_where_the_table_has_it():
+  flat_signal = retention({8: 0.1, 16: 0.1}, {8: np.nan, 16: np.nan})["retention"].assign(measure="signal")
+  t = {"retention": pd.concat([flat_signal, loss_retention({8: 0.5, 16: 0.8}, {8: 0.05, 16: 0.6})])}
+  status, evidence = check(7, t)
+  assert status == HELD, evidence
+  assert "loss: events that beat the level before them (lowest loss < pre) per width: 8: 2/2, 16: 2/2" in evidence
+  assert "for reference, not judged: rare (task 4, every, 2 event(s)), signal" in evidence and "no spike" in evidence
+  t = {"retention": pd.concat([flat_signal, loss_retention({8: 1.2, 16: 0.8}, {8: np.nan, 16: 0.6})])}
+  status, evidence = check(7, t)
+  assert status == NOT_HELD and "8: 0/2, 16: 2/2" in evidence, "width 8's loss never fell below pre: no spike"
+  t = {"retention": pd.concat([flat_signal, loss_retention({8: 0.5, 16: 0.8}, {8: 0.6, 16: 0.05})])}
+  assert check(7, t)[0] == NOT_HELD, "the smaller width keeps more of its gain"
+
+
 @pytest.mark.parametrize("number", sorted(claims.CLAIMS))
 def test_every_claim_without_tables_is_not_measurable(number):
   assert check(number, {})[0] == NOT_MEASURABLE

@@ -48,6 +48,7 @@ def test_batches_hold_exactly_the_scheduled_examples():
 
 def test_schedule_file_frequencies_and_traces(tmp_path):
   config = injection_config()
+  config.train.trace_examples = config.train.eval_examples_per_task  # the same examples as eval: the same loss
   workdir = str(tmp_path / "run")
   si.train(config, workdir)
   with np.load(os.path.join(workdir, "schedule.npz")) as f:
@@ -62,11 +63,13 @@ def test_schedule_file_frequencies_and_traces(tmp_path):
   assert sum(shares) == pytest.approx(1.0)
   with np.load(os.path.join(workdir, "traces.npz")) as f:
     assert list(f["step"]) == list(range(5, 61, 5)) and list(f["task"]) == [4, 5]
-    assert f["signal"].shape == (12, 2, 2)
+    assert f["signal"].shape == f["loss"].shape == (12, 2, 2)
     run = si.load_run(workdir)
     at_20 = run.metrics[(run.metrics.step == 20) & run.metrics.task.isin([4, 5])]
     np.testing.assert_allclose(f["signal"][3], at_20.signal.values.reshape(2, 2), rtol=1e-5,
                                err_msg="traced signal differs from the eval signal at the same step")
+    np.testing.assert_allclose(f["loss"][3], at_20.loss.values.reshape(2, 2), rtol=1e-5,
+                               err_msg="traced loss differs from the eval loss at the same step")
 
 
 @pytest.mark.parametrize("fields,message", [

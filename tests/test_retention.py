@@ -43,6 +43,20 @@ def test_continuous_schedule_uses_the_whole_trajectory():
   assert row["half_life"] == 20, "0.375 (halfway from 0 to 0.75) is first passed at step 50, 20 after the peak"
 
 
+def test_loss_measure_reads_a_fall_as_the_gain():
+  step_N, signal_N = spike_and_decay()
+  loss_N = 2.0 - signal_N  # the same trajectory as a loss: the event at 10 drops it to 1.1, it climbs back to 1.7
+  first, second = retention.schedule_stats(step_N, loss_N, "every", np.array([10, 60]), measure="loss")
+  assert first["pre"] == pytest.approx(1.9) and first["peak"] == pytest.approx(1.1), "peak: the lowest loss"
+  assert first["peak_step"] == 15 and first["half_life"] == 4 and first["final"] == pytest.approx(1.7)
+  assert first["retained"] == pytest.approx((1.9 - 1.7) / (1.9 - 1.1))
+  assert second["retained"] == pytest.approx(1.0)
+  step_N = np.arange(0, 50, 10)
+  (row,) = retention.schedule_stats(step_N, np.array([2.0, 1.0, 0.5, 1.0, 1.25]), "share", np.array([0]), "loss")
+  assert row["peak"] == 0.5 and row["retained"] == pytest.approx((2.0 - 1.25) / (2.0 - 0.5)), \
+      "a continuous schedule's loss: the share of the largest fall kept, not final / peak"
+
+
 def test_no_rise_gives_nan_half_life_and_retained():
   row = retention.window_stats(np.arange(10), np.full(10, 0.5), 3, 9)
   assert row["peak"] == 0.5 and np.isnan(row["half_life"])
@@ -60,10 +74,12 @@ def test_trace_frame_holds_metrics_and_traces(injection_run):
   assert list(frame.columns) == retention.TRACE_COLUMNS
   with np.load(os.path.join(injection_run.path, "traces.npz")) as f:
     traced = frame[frame.source == "traces"].set_index(["step", "member", "task"]).signal
+    traced_loss = frame[frame.source == "traces"].set_index(["step", "member", "task"]).loss
     for i, step in enumerate(f["step"]):
       for m, member in enumerate(f["member"]):
         for t, task in enumerate(f["task"]):
           assert traced[(step, member, task)] == pytest.approx(float(f["signal"][i, m, t]))
+          assert traced_loss[(step, member, task)] == pytest.approx(float(f["loss"][i, m, t]))
   metrics = frame[frame.source == "metrics"]
   assert len(metrics) == len(injection_run.metrics[injection_run.metrics.task != "all"])
   assert set(frame.width) == {8, 16}
@@ -72,6 +88,11 @@ def test_trace_frame_holds_metrics_and_traces(injection_run):
 def test_retention_table_on_a_real_run(injection_run):
   table = retention.retention_table(injection_run)
   assert list(table.columns) == retention.RETENTION_COLUMNS
+  assert set(table.measure) == {"signal", "loss"}
+  loss = table[table.measure == "loss"].set_index(["member", "schedule"])
+  signal = table[table.measure == "signal"].set_index(["member", "schedule"])
+  assert (loss.event_step == signal.event_step).all(), "both measures read the same windows"
+  table = table[table.measure == "signal"]
   burst, rare = table[table.schedule == "burst"], table[table.schedule == "rare"]
   assert len(burst) == 2 and len(rare) == 2, "one row per member for a burst and for a share schedule"
   assert (burst.event_step == 7).all() and (burst.kind == "burst").all()

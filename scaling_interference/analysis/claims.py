@@ -22,8 +22,8 @@ CLAIMS = {
     5: "Small widths give their neurons to frequent or simple tasks.",
     6: "Larger models embed more task features: linear probes decode more features above the same member at "
        "initialisation in larger widths.",
-    7: "Injection protocol: an injection raises the task's signal above its level before the event at every width; "
-       "small widths then forget it and large widths retain it.",
+    7: "Injection protocol: an injection improves the task beyond its level before the event at every width; "
+       "small widths then forget it and large widths retain it (judged on the task's loss, the continuous measure).",
 }
 
 
@@ -251,40 +251,51 @@ def _claim_probes(t: dict, run: Run) -> tuple[str, str]:
       f"at step 0: {_by_width(init)}")
 
 
-def _spikes(rows: pd.DataFrame) -> tuple[str, list]:
-  """'8: 3/3, 16: 2/3' events whose peak exceeds pre per width; and the widths where at most half do."""
-  spiked = (rows.peak > rows.pre).groupby(rows.width).agg(["sum", "count"])
+def _spikes(rows: pd.DataFrame, sign: float) -> tuple[str, list]:
+  """'8: 3/3, 16: 2/3' events whose peak beats pre per width; and the widths where at most half do."""
+  spiked = (sign * (rows.peak - rows.pre) > 0).groupby(rows.width).agg(["sum", "count"])
   text = ", ".join(f"{int(w)}: {int(r['sum'])}/{int(r['count'])}" for w, r in spiked.iterrows())
   return text, [int(w) for w, r in spiked.iterrows() if 2 * r["sum"] <= r["count"]]
 
 
-def _schedule_verdict(rows: pd.DataFrame) -> tuple[int, str]:
+def _schedule_verdict(rows: pd.DataFrame, measure: str) -> tuple[int, str]:
   """+1 supports (every width spikes, larger widths keep more), -1 contradicts, 0 no width kept it; the numbers."""
   per_member = rows.groupby(["member", "width"])
   retained, peak, half = per_member.retained.mean(), per_member.peak.mean(), per_member.half_life.mean()
   first = rows.iloc[0]
   events = "continuous" if first.kind in retention.CONTINUOUS_KINDS else f"{rows.event_step.nunique()} event(s)"
-  spikes, flat = _spikes(rows)
-  text = (f"{first.schedule} (task {first.task}, {first.kind}, {events}): events whose peak exceeds the signal "
-          f"before them (peak > pre) per width: {spikes}; retained {_by_width(retained)}; peak {_by_width(peak)}; "
+  spikes, flat = _spikes(rows, retention.MEASURES[measure])
+  beat = "peak > pre" if measure == "signal" else "lowest loss < pre"
+  text = (f"{first.schedule} (task {first.task}, {first.kind}, {events}), {measure}: events that beat the level "
+          f"before them ({beat}) per width: {spikes}; retained {_by_width(retained)}; peak {_by_width(peak)}; "
           f"half-life in steps {_by_width(half)}")
   if flat:
-    return -1, text + f" (at width(s) {flat} at most half of the events raised the signal: no spike)"
+    return -1, text + f" (at width(s) {flat} at most half of the events beat it: no spike)"
   if retained.groupby(level="width").mean().max() < RETAIN_MIN:
-    return 0, text + f" (no width retains {RETAIN_MIN} of its peak)"
+    return 0, text + f" (no width retains {RETAIN_MIN} of its gain)"
   ok, rho = _trend(retained, +1)
   return (1 if ok else -1), text + f" (retained, Spearman vs width {_rho(rho)})"
 
 
 def _claim_injection(t: dict, run: Run) -> tuple[str, str]:
+  """The verdict reads the injected task's loss (continuous) where the table has it, else its signal;
+  the other measure's numbers follow, for reference."""
   if "retention" not in t or t["retention"].empty:
     return NOT_MEASURABLE, "this run injects no task (config.inject is empty)"
-  if t["retention"].width.nunique() < 2:
+  table = t["retention"]
+  if "measure" not in table:
+    table = table.assign(measure="signal")
+  if table.width.nunique() < 2:
     return NOT_MEASURABLE, "the sweep has one width"
-  verdicts = [_schedule_verdict(rows) for _, rows in t["retention"].groupby("schedule")]
+  measured = table[table.peak.notna()]
+  judged = "loss" if (measured.measure == "loss").any() else "signal"
+  verdicts = [_schedule_verdict(rows, judged) for _, rows in measured[measured.measure == judged].groupby("schedule")]
+  others = [_schedule_verdict(rows, m)[1] for m, by_m in measured[measured.measure != judged].groupby("measure")
+            for _, rows in by_m.groupby("schedule")]
   signs = [v for v, _ in verdicts]
   status = HELD if 1 in signs and -1 not in signs else NOT_HELD
-  return status, "; ".join(text for _, text in verdicts)
+  text = "; ".join(text for _, text in verdicts)
+  return status, text + ("" if not others else " | for reference, not judged: " + "; ".join(others))
 
 
 CLAIM_CHECKS = {1: _claim_learning, 2: _claim_oracle, 3: _claim_gradients, 4: _claim_overwrite,

@@ -29,6 +29,19 @@ def _last_signal(t: dict) -> str:
   return "Last observed signal per width: " + "; ".join(parts) + "."
 
 
+def _loss_numbers(t: dict) -> str:
+  """Per event schedule and width, means over its events: loss before, lowest after, at the window end; retained."""
+  loss = t["retention"][(t["retention"].measure == "loss") & ~t["retention"].kind.isin(retention.CONTINUOUS_KINDS)]
+  parts = []
+  for name, rows in loss.groupby("schedule"):
+    means = rows.groupby("width")[["pre", "peak", "final", "retained"]].mean()
+    widths = "; ".join(f"width {w}: {r.pre:.3g} -> {r.peak:.3g} -> {r.final:.3g} (retained {r.retained:.2f})"
+                       for w, r in means.iterrows())
+    parts.append(f"{name} (task {rows.task.iloc[0]}, {rows.event_step.nunique()} events): {widths}")
+  return ("Measured over every event, means over events and members: loss before the event -> lowest after it -> "
+          "just before the next; " + " | ".join(parts) + ".") if parts else "No event schedule has a loss trace."
+
+
 def _width_numbers(width: int, replay: pd.DataFrame, counterfactual: pd.DataFrame) -> str:
   r, c = replay.mean(numeric_only=True), counterfactual.mean(numeric_only=True)
   return (f"width {width}: signal {r.signal_start:.3g} -> peak {r.signal_peak:.3g} -> end {r.signal_end:.3g} "
@@ -60,8 +73,14 @@ FIGURES = [
                "dense traces where the run traced them); dashed lines mark burst/every injections.",
                ("signal", "events"),
                lambda t: plots.signal_vs_step(retention.best_trajectories(t["signal"]), t["events"]), _last_signal),
-    FigureSpec("retention", "Retained share of the injected tasks' signal vs width (event schedules: "
-               "(final - pre) / (peak - pre) after the last event; continuous: final / peak).",
+    FigureSpec("injection_loss", "Loss of each injected task with event schedules (burst/every) over its last 6 "
+               "events, one line per width (mean over members; dense traces where the run traced them, log scale); "
+               "dashed lines mark the injections. A spike is a fall at an injection, forgetting the climb after it.",
+               ("signal", "events", "retention"),
+               lambda t: plots.loss_near_events(retention.best_trajectories(t["signal"]), t["events"]), _loss_numbers),
+    FigureSpec("retention", "Retained share of the injected tasks' gain vs width, mean over events (event "
+               "schedules and loss: (final - pre) / (peak - pre); signal of continuous schedules: final / peak); "
+               "solid: loss, dashed: signal.",
                ("retention",), lambda t: plots.retention_vs_width(t["retention"])),
     FigureSpec("final_signal", "Final signal per task vs width, one line per task, coloured by task frequency.",
                ("final",), lambda t: plots.final_signal_vs_width(t["final"])),

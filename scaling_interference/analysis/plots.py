@@ -95,6 +95,26 @@ def signal_vs_step(trajectories: pd.DataFrame, events: pd.DataFrame, tasks=None)
   return fig
 
 
+def loss_near_events(trajectories: pd.DataFrame, events: pd.DataFrame, shown: int = 6) -> Figure:
+  """Loss of the injected tasks with event schedules over their last `shown` events, one line per width (log y)."""
+  timed = events[~events.kind.isin(CONTINUOUS_KINDS)]
+  tasks = sorted(timed.task.unique())
+  fig, axes = new_figure(max(len(tasks), 1), 6.5, 4.2)
+  colour, _ = _scale(trajectories.width.unique())
+  for ax, task in zip(axes, tasks):
+    first = np.sort(timed[timed.task == task].step.unique())[-shown:][0]
+    mine = trajectories[(trajectories.task == task) & (trajectories.step >= first) & trajectories.loss.notna()]
+    for width, rows in mine.groupby("width"):
+      mean = rows.groupby("step").loss.mean()
+      ax.plot(mean.index, mean.values, color=colour(width), lw=1.2, label=f"width {width}")
+    _mark_events(ax, task, timed[timed.step >= first])
+    ax.set_yscale("log")
+    ax.set(title=_event_title(task, events), xlabel="step", ylabel="task loss (mean over members)")
+    ax.legend(fontsize=8)
+  fig.suptitle(f"Injected tasks: loss over the last {shown} injection events per width")
+  return fig
+
+
 def final_signal_vs_width(final: pd.DataFrame) -> Figure:
   """Final signal vs width, one line per task, coloured by the task's frequency."""
   fig, (ax,) = new_figure()
@@ -221,14 +241,15 @@ def oracle_vs_trained(comparison: pd.DataFrame) -> Figure:
 
 
 def retention_vs_width(retention: pd.DataFrame) -> Figure:
-  """Retained share of each injected schedule's signal vs width (last event of event schedules)."""
+  """Retained share of each injected schedule's gain vs width, mean over the events; solid loss, dashed signal."""
   fig, (ax,) = new_figure()
-  last = retention.sort_values("event_step").groupby(["member", "schedule"]).tail(1)
-  for (name, task), rows in last.groupby(["schedule", "task"]):
+  table = retention if "measure" in retention else retention.assign(measure="signal")
+  for (name, task, measure), rows in table.groupby(["schedule", "task", "measure"]):
     mean = rows.groupby("width").retained.mean()
-    ax.plot(mean.index, mean.values, "o-", ms=4, label=f"{name} (task {task})")
-  _width_axis(ax, last.width)
-  ax.set(ylabel="retained (final vs peak)", title="Retention of injected tasks vs width")
+    ax.plot(mean.index, mean.values, "o-" if measure == "loss" else "o--", ms=4,
+            label=f"{name} (task {task}), {measure}")
+  _width_axis(ax, table.width)
+  ax.set(ylabel="retained share of the gain (mean over events)", title="Retention of injected tasks vs width")
   ax.legend(fontsize=8)
   return fig
 

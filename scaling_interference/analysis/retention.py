@@ -16,6 +16,12 @@ Continuous schedules (kind "share", "per_batch"): one row for the whole run, eve
 first injection step, window = every observation after it; pre, peak, peak_step, half_life and
 final as above, and retained = final / peak (NaN if peak <= 0).
 
+Two measures of the same windows (column `measure`): "signal" (chance 0, learned 1; for token
+tasks from answer accuracy, so coarse: a plateaued answer does not move it) and "loss" (the
+task's loss, continuous), read with the sign turned so that a gain is a fall: pre, peak and final
+are losses, peak the lowest in the window, half_life the steps until the loss climbs back halfway
+to pre, and retained = (pre - final) / (pre - peak) for every kind of schedule.
+
 Sources: the dense traces (traces.npz, for traced tasks) when a task has them, else the eval
 metrics; metrics rows earlier than a task's first trace (step 0) are kept in front of its traces.
 """
@@ -29,10 +35,11 @@ from scaling_interference.sweep import workdir as wd
 
 EVENT_KINDS = ("burst", "every")
 CONTINUOUS_KINDS = ("share", "per_batch")
-TRACE_COLUMNS = ["step", "member", "width", "task", "signal", "source"]
+MEASURES = {"signal": 1.0, "loss": -1.0}  # measure -> the sign that makes a gain a rise
+TRACE_COLUMNS = ["step", "member", "width", "task", "signal", "loss", "source"]
 EVENT_COLUMNS = ["schedule", "task", "kind", "step", "count"]
-RETENTION_COLUMNS = ["member", "width", "task", "schedule", "kind", "event_step", "pre", "peak", "peak_step",
-                     "steps_to_peak", "half_life", "final", "retained"]
+RETENTION_COLUMNS = ["member", "width", "task", "schedule", "kind", "measure", "event_step", "pre", "peak",
+                     "peak_step", "steps_to_peak", "half_life", "final", "retained"]
 
 
 def _with_width(frame: pd.DataFrame, run: Run) -> pd.DataFrame:
@@ -43,22 +50,27 @@ def _with_width(frame: pd.DataFrame, run: Run) -> pd.DataFrame:
 def metric_signal(run: Run) -> pd.DataFrame:
   """Per-task eval signal from the workdir's metrics, tidy, source "metrics"."""
   rows = run.metrics[run.metrics.task != "all"]
-  frame = rows[["step", "member", "task", "signal"]].astype({"task": int, "step": int, "member": int})
+  frame = rows[["step", "member", "task", "signal", "loss"]].astype({"task": int, "step": int, "member": int})
   return _with_width(frame, run).assign(source="metrics")[TRACE_COLUMNS]
 
 
 def dense_signal(run: Run) -> pd.DataFrame:
-  """The dense traces of traces.npz, tidy, source "traces" (empty when the run traced nothing)."""
+  """The dense traces of traces.npz, tidy, source "traces" (empty when the run traced nothing).
+
+  Runs written before losses were traced have no "loss" array: their trace loss is NaN.
+  """
   path = run.path / wd.TRACES
   if not path.exists():
     return pd.DataFrame(columns=TRACE_COLUMNS)
   f = storage.read_npz(path)
   step_S, signal_SxMxT, member_M, task_T = f["step"], f["signal"], f["member"], f["task"]
+  loss_SxMxT = f.get("loss", np.full(signal_SxMxT.shape, np.nan))
   s, m, t = signal_SxMxT.shape
   frame = pd.DataFrame({"step": np.repeat(step_S, m * t).astype(int),
                         "member": np.tile(np.repeat(member_M, t), s).astype(int),
                         "task": np.tile(task_T, s * m).astype(int),
-                        "signal": signal_SxMxT.reshape(-1).astype(float)})
+                        "signal": signal_SxMxT.reshape(-1).astype(float),
+                        "loss": loss_SxMxT.reshape(-1).astype(float)})
   return _with_width(frame, run).assign(source="traces")[TRACE_COLUMNS]
 
 
@@ -122,14 +134,28 @@ def _ratio(num: float, den: float) -> float:
   return num / den if den > 0 and np.isfinite(num) else np.nan
 
 
-def schedule_stats(step_N, signal_N, kind: str, event_S) -> list[dict]:
-  """Rows of one trajectory under one schedule: one per event, or one for a continuous schedule."""
+def schedule_stats(step_N, signal_N, kind: str, event_S, measure: str = "signal") -> list[dict]:
+  """Rows of one trajectory under one schedule: one per event, or one for a continuous schedule.
+
+  measure "loss": signal_N holds losses; the stats are those of -loss, with pre, peak and final
+  turned back into losses (see the module docstring).
+  """
+  sign = MEASURES[measure]
+  rows = _signed_stats(step_N, sign * np.asarray(signal_N, float), kind, event_S, relative=sign < 0)
+  for row in rows:
+    row.update({k: sign * row[k] for k in ("pre", "peak", "final")})
+  return rows
+
+
+def _signed_stats(step_N, signal_N, kind: str, event_S, relative: bool) -> list[dict]:
+  """schedule_stats of a trajectory where a gain is a rise; relative: continuous kinds retain (final - pre) / gain."""
   if len(event_S) == 0:
     return []
   end = float(step_N[-1]) if len(step_N) else 0.0
   if kind in CONTINUOUS_KINDS:
     row = dict(event_step=int(event_S[0]), **window_stats(step_N, signal_N, int(event_S[0]), end))
-    row["retained"] = _ratio(row["final"], row["peak"])
+    row["retained"] = (_ratio(row["final"] - row["pre"], row["peak"] - row["pre"]) if relative
+                       else _ratio(row["final"], row["peak"]))
     return [row]
   rows = []
   for e, start in enumerate(event_S):
@@ -141,14 +167,17 @@ def schedule_stats(step_N, signal_N, kind: str, event_S) -> list[dict]:
 
 
 def retention_table(run: Run, frame: pd.DataFrame | None = None) -> pd.DataFrame:
-  """Per (member, injected task, schedule, event): pre, peak, peak_step, half_life, final, retained."""
+  """Per (member, injected task, schedule, measure, event): pre, peak, peak_step, half_life, final, retained."""
   events = event_frame(run)
   best = best_trajectories(trace_frame(run) if frame is None else frame)
   rows = []
   for (name, task, kind), sched in events.groupby(["schedule", "task", "kind"], sort=True):
     for (member, width), traj in best[best.task == task].groupby(["member", "width"]):
-      for row in schedule_stats(traj.step.to_numpy(), traj.signal.to_numpy(), kind, sched.step.to_numpy()):
-        rows.append(dict(member=member, width=width, task=task, schedule=name, kind=kind, **row))
+      for measure in MEASURES:
+        kept = traj[np.isfinite(traj[measure].to_numpy(float))]
+        for row in schedule_stats(kept.step.to_numpy(), kept[measure].to_numpy(float), kind, sched.step.to_numpy(),
+                                  measure):
+          rows.append(dict(member=member, width=width, task=task, schedule=name, kind=kind, measure=measure, **row))
   table = pd.DataFrame(rows, columns=[c for c in RETENTION_COLUMNS if c != "steps_to_peak"])
   table.insert(table.columns.get_loc("half_life"), "steps_to_peak", table.peak_step - table.event_step)
   return table

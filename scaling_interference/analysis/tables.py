@@ -42,6 +42,7 @@ TABLES = [
               "Signal of every task over training: eval metrics and dense traces (one row per observation).",
               {"step": "training steps done when the signal was measured", **MEMBER, "task": TASK["task"],
                "signal": "0 = chance, 1 = learned",
+               "loss": "the task's loss (token tasks: answer-token cross-entropy); NaN where not traced",
                "source": "metrics (eval every eval_every) or traces (traces.npz)"}),
     TableSpec("events", "run", retention.event_frame,
               "Injection events of schedule.npz: one row per (schedule, step with injected examples).",
@@ -49,16 +50,18 @@ TABLES = [
                "kind": "burst | every | share | per_batch", "step": "batch step of the injection",
                "count": "examples injected at that step"}),
     TableSpec("retention", "run", retention.retention_table,
-              "Per (member, injected task, schedule, event): the signal around the event "
+              "Per (member, injected task, schedule, measure, event): the signal, and the loss, around the event "
               "(definitions in retention.py).",
               {**MEMBER, "task": TASK["task"], "schedule": "schedule name", "kind": "schedule kind",
+               "measure": "signal, or loss (pre, peak, final are losses; the peak is the lowest loss)",
                "event_step": "event's batch step (continuous schedules: the first injection)",
                "pre": "signal at the last observation at or before event_step",
                "peak": "largest signal in the window after the event (until the next event or the end)",
                "peak_step": "step of the peak", "steps_to_peak": "peak_step - event_step",
                "half_life": "steps from the peak until the signal first falls halfway back to pre (NaN: never)",
                "final": "signal at the window's last observation",
-               "retained": "events: (final - pre) / (peak - pre); continuous: final / peak"}),
+               "retained": "events, and loss: (final - pre) / (peak - pre); signal of continuous schedules: "
+                           "final / peak"}),
     TableSpec("final", "run", scaling.final_table,
               "Per (width, task): loss and signal at the last eval, mean over the width's members.",
               {"width": "hidden width", "task": TASK["task"], "loss": "mean final eval loss",

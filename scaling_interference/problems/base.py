@@ -47,7 +47,7 @@ class Problem(abc.ABC):
 
   @abc.abstractmethod
   def trace(self, model, params):
-    """Signal of the traced tasks (trace_T) of one member."""
+    """(loss_T, signal_T) of the traced tasks (trace_T) of one member, on trace_examples examples each."""
 
   @abc.abstractmethod
   def task_batch(self, task_T, n: int):

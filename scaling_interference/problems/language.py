@@ -248,12 +248,12 @@ class LanguageProblem(Problem):
     return ce.sum() / batch["weights"].sum()
 
   def trace(self, model, params):
-    out = []
+    loss, signal = [], []
     for t in self.trace_T:
       task = self.token_tasks[t - 1]
-      _, a = self._answer_metrics(model, params, task, "train", self.trace_n, jax.random.fold_in(self.eval_key, 2 * t))
-      out.append((a - chance(task)) / (1 - chance(task)))
-    return jnp.stack(out)
+      l, a = self._answer_metrics(model, params, task, "train", self.trace_n, jax.random.fold_in(self.eval_key, 2 * t))
+      loss.append(l), signal.append((a - chance(task)) / (1 - chance(task)))
+    return jnp.stack(loss), jnp.stack(signal)
 
 
 def gather_json(obj) -> list:

@@ -129,4 +129,4 @@ class FamilyProblem(Problem):
     task_T = jnp.asarray(self.trace_T, jnp.int32)
     batch = eval_examples(self.family, self.eval_key, task_T, self.trace_n)
     loss_T, acc_T = self._task_metrics(model, params, batch, task_T.size)
-    return self.family.signal(task_T, loss_T, acc_T, linear_fn(model, params))
+    return loss_T, self.family.signal(task_T, loss_T, acc_T, linear_fn(model, params))

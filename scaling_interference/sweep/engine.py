@@ -143,7 +143,7 @@ class Engine:
     return jax.make_array_from_process_local_data(self.host_sharding, rows_SxRxL, shape)
 
   def _train_segment(self, states, start_step, num_steps: int, host=None):
-    """num_steps steps from start_step; returns states, per-group losses (S, M) and traces (S, M, T)."""
+    """num_steps steps from start_step; returns states, per-group losses (S, M) and traces ((S, M, T) loss, signal)."""
     if self.host_order_B is not None:  # the mesh interleaves processes: put process p's rows back at [p B/P, ...)
       host = host[:, self.host_order_B]
     steps = start_step + jnp.arange(num_steps, dtype=jnp.int32)
@@ -152,11 +152,11 @@ class Engine:
 
   # ---- dense signal traces -------------------------------------------------------------
   def _maybe_trace(self, states, step):
-    """Signal of the traced tasks after `step` updates when step % trace_every == 0, else NaN."""
+    """Per group (loss, signal), each (M, T), of the traced tasks after `step` updates; NaN off the trace steps."""
     if not self.trace_every:
       return ()
     size = len(self.problem.trace_T)
-    empty = tuple(jnp.full((g.size, size), jnp.nan) for g in self.groups)
+    empty = tuple((jnp.full((g.size, size), jnp.nan), jnp.full((g.size, size), jnp.nan)) for g in self.groups)
     return jax.lax.cond(step % self.trace_every == 0, lambda: self._trace(states), lambda: empty)
 
   def _trace(self, states):

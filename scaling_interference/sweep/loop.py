@@ -123,12 +123,13 @@ class Preemption:
 
 
 class TraceLog:
-  """Dense signal traces of the traced tasks: steps (S,), signal (S, M, T), in traces.npz."""
+  """Dense traces of the traced tasks: steps (S,), answer loss and signal (S, M, T) each, in traces.npz."""
 
   def __init__(self, path: epath.Path, every: int, task_ids, member_ids):
     self.path, self.every = path, every
     self.task_ids, self.member_ids = np.asarray(task_ids, np.int32), np.asarray(member_ids, np.int32)
     self.steps: list[int] = []
+    self.loss: list[np.ndarray] = []
     self.signal: list[np.ndarray] = []
 
   @property
@@ -136,27 +137,32 @@ class TraceLog:
     return bool(self.every) and self.task_ids.size > 0
 
   def add(self, first_step: int, traces) -> None:
-    """traces: per group (S, M, T) from a segment starting at first_step; keeps the traced steps."""
+    """traces: per group (loss, signal), each (S, M, T), from a segment starting at first_step; keeps traced steps."""
     if not self.enabled:
       return
-    signal_SxMxT = np.concatenate([np.asarray(t) for t in traces], axis=1)
-    for i, row in enumerate(signal_SxMxT):
+    loss_SxMxT = np.concatenate([np.asarray(loss) for loss, _ in traces], axis=1)
+    signal_SxMxT = np.concatenate([np.asarray(signal) for _, signal in traces], axis=1)
+    for i, (loss_MxT, signal_MxT) in enumerate(zip(loss_SxMxT, signal_SxMxT)):
       if (first_step + i + 1) % self.every == 0:
         self.steps.append(first_step + i + 1)
-        self.signal.append(row)
+        self.loss.append(loss_MxT)
+        self.signal.append(signal_MxT)
 
   def load(self, last_step: int) -> None:
-    """Reads the traces a previous process saved, up to last_step."""
+    """Reads the traces a previous process saved, up to last_step (loss NaN in files written before it was traced)."""
     if self.enabled and self.path.exists():
       f = storage.read_npz(self.path)
       keep = f["step"] <= last_step
-      self.steps, self.signal = [int(v) for v in f["step"][keep]], list(f["signal"][keep])
+      loss = f["loss"] if "loss" in f else np.full(f["signal"].shape, np.nan, np.float32)
+      self.steps = [int(v) for v in f["step"][keep]]
+      self.loss, self.signal = list(loss[keep]), list(f["signal"][keep])
 
   def save(self) -> None:
     if self.enabled and jax.process_index() == 0:
-      signal = np.stack(self.signal) if self.signal else np.zeros((0, self.member_ids.size, self.task_ids.size))
-      storage.write_npz(self.path, step=np.asarray(self.steps, np.int64), signal=signal.astype(np.float32),
-                       task=self.task_ids, member=self.member_ids)
+      empty = np.zeros((0, self.member_ids.size, self.task_ids.size))
+      loss, signal = (np.stack(v) if v else empty for v in (self.loss, self.signal))
+      storage.write_npz(self.path, step=np.asarray(self.steps, np.int64), loss=loss.astype(np.float32),
+                        signal=signal.astype(np.float32), task=self.task_ids, member=self.member_ids)
 
 
 @dataclasses.dataclass(frozen=True)
