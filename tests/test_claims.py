@@ -201,6 +201,27 @@ def test_injection_claim_is_judged_on_the_loss_where_the_table_has_it():
   assert check(7, t)[0] == NOT_HELD, "the smaller width keeps more of its gain"
 
 
+def averages(gain: dict, kept: dict) -> pd.DataFrame:
+  """Event-triggered loss averages: per width, a fall of `gain` at lag 2 and `kept` of it left at lag 10."""
+  rows = [dict(member=i, width=w, task=4, schedule="rare", kind="every", measure="loss", part="all", lag=lag, events=20,
+               change=-(gain[w] if lag == 2 else kept[w] if lag == 10 else 0.5 * kept[w]))
+          for i, w in enumerate(gain) for lag in (1, 2, 10)]
+  return pd.DataFrame(rows)
+
+
+def test_injection_claim_reads_the_event_triggered_average():
+  per_event = {"retention": pd.concat([loss_retention({8: 1.2, 16: 1.2}, {8: np.nan, 16: np.nan})])}
+  held = {**per_event, "event_average": averages({8: 0.1, 16: 0.1}, {8: 0.01, 16: 0.05})}
+  status, evidence = check(7, held)
+  assert status == HELD, "per-event rows show no spike, but the mean over the events does: " + evidence
+  assert "members whose loss improves after them per width: 8: 1/1, 16: 1/1" in evidence
+  assert "kept at lag 10 8: 0.01, 16: 0.05; retained 8: 0.1, 16: 0.5" in evidence
+  status, evidence = check(7, {**per_event, "event_average": averages({8: 0.1, 16: 0.1}, {8: 0.05, 16: 0.01})})
+  assert status == NOT_HELD and "Spearman vs width -1.00" in evidence, evidence
+  status, evidence = check(7, {**per_event, "event_average": averages({8: -0.1, 16: 0.1}, {8: -0.2, 16: 0.01})})
+  assert status == NOT_HELD and "no spike" in evidence, evidence
+
+
 @pytest.mark.parametrize("number", sorted(claims.CLAIMS))
 def test_every_claim_without_tables_is_not_measurable(number):
   assert check(number, {})[0] == NOT_MEASURABLE

@@ -41,7 +41,8 @@ def test_index_names_every_claim_and_shows_figures(built):
   assert set(full.claims.status) <= {claims.HELD, claims.NOT_HELD, claims.NOT_MEASURABLE}
   figures = sorted(os.listdir(os.path.join(out, "figures")))
   for name in ("run-replay.png", "run-injection_signal.png", "run-final_signal.png", "run-loss_fits.png",
-               "run-emergence.png", "run-oracle.png", "run-retention.png"):
+               "run-emergence.png", "run-oracle.png", "run-retention.png", "run-event_average.png",
+               "run-injection_loss.png"):
     assert name in figures, f"missing figure {name}; made {figures}"
   for name in figures:
     with open(os.path.join(out, "figures", name), "rb") as f:
@@ -61,7 +62,7 @@ def test_tables_have_the_documented_columns(built):
     assert set(documented) <= set(frame.columns), f"{name}.csv lacks {set(documented) - set(frame.columns)}"
     for column in frame.columns:
       assert f"| {column} |" in readme, f"README.md does not document {name}.{column}"
-  for name in ("signal", "events", "retention", "final", "power_law", "emergence", "learned", "oracle", "sizing",
+  for name in ("signal", "events", "retention", "event_average", "final", "power_law", "emergence", "learned", "oracle", "sizing",
                "replay", "replay_steps", "counterfactual", "claims"):
     assert os.path.exists(os.path.join(folder, f"{name}.csv")), f"missing table {name}.csv"
 

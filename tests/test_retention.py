@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import scaling_interference as si
@@ -57,6 +58,31 @@ def test_loss_measure_reads_a_fall_as_the_gain():
       "a continuous schedule's loss: the share of the largest fall kept, not final / peak"
 
 
+def periodic_loss(keep: float, events=(10, 20, 30, 40)):
+  """Loss 2.0 until the first event; each event lowers it by 0.4 at lag 1, 0.8 at lags 2..3, then it climbs
+  linearly back until, at the next event, `keep` of the 0.8 fall is left (the next window starts there)."""
+  step_N = np.arange(51)
+  loss_N = np.full(51, 2.0)
+  level = 2.0
+  for e in events:
+    loss_N[e + 1], loss_N[e + 2:e + 4] = level - 0.4, level - 0.8
+    loss_N[e + 4:e + 11] = level - 0.8 + (1 - keep) * 0.8 * np.arange(1, 8) / 7
+    level = loss_N[e + 10]
+  return step_N, loss_N
+
+
+def test_event_triggered_average_recovers_the_constructed_window():
+  step_N, loss_N = periodic_loss(keep=0.25)
+  changes = retention.aligned_changes(step_N, loss_N, np.array([10, 20, 30, 40]), span=10)
+  assert list(changes.lag) == list(range(1, 11)) and (changes.events == 4).all()
+  np.testing.assert_allclose(changes.change[:3], [-0.4, -0.8, -0.8])
+  assert changes.change.iloc[-1] == pytest.approx(-0.2), "a quarter of the 0.8 fall is left at the next event"
+  average = changes.assign(member=0, width=8, task=4, schedule="rare", kind="every", measure="loss", part="all")
+  (row,) = retention.average_summary(average).to_dict("records")
+  assert row["gain"] == pytest.approx(0.8) and row["gain_lag"] == 2 and row["last_lag"] == 10
+  assert row["kept"] == pytest.approx(0.2) and row["retained"] == pytest.approx(0.25) and row["events"] == 4
+
+
 def test_no_rise_gives_nan_half_life_and_retained():
   row = retention.window_stats(np.arange(10), np.full(10, 0.5), 3, 9)
   assert row["peak"] == 0.5 and np.isnan(row["half_life"])
@@ -83,6 +109,23 @@ def test_trace_frame_holds_metrics_and_traces(injection_run):
   metrics = frame[frame.source == "metrics"]
   assert len(metrics) == len(injection_run.metrics[injection_run.metrics.task != "all"])
   assert set(frame.width) == {8, 16}
+
+
+def test_event_average_on_a_real_run_is_the_change_since_the_event(injection_run):
+  average = retention.event_average_table(injection_run)
+  assert list(average.columns) == retention.AVERAGE_COLUMNS
+  assert set(average.schedule) == {"burst"}, "the share schedule is continuous: no event-triggered average"
+  assert set(average.part) == {"all", "0-14"}, "the burst at step 7 is in the first quarter of 60 steps"
+  pd.testing.assert_frame_equal(average[average.part == "all"].drop(columns="part").reset_index(drop=True),
+                                average[average.part == "0-14"].drop(columns="part").reset_index(drop=True))
+  average = average[average.part == "all"]
+  best = retention.best_trajectories(retention.trace_frame(injection_run))
+  for (member, measure), rows in average.groupby(["member", "measure"]):
+    traj = best[(best.member == member) & (best.task == 5)].set_index("step")[measure]
+    pre = traj[traj.index <= 7].iloc[-1]
+    expected = traj[traj.index > 7] - pre
+    np.testing.assert_allclose(rows.change, expected.loc[rows.lag + 7].to_numpy(), rtol=1e-6)
+    assert (rows.events == 1).all() and rows.lag.max() == traj.index.max() - 7
 
 
 def test_retention_table_on_a_real_run(injection_run):

@@ -277,21 +277,52 @@ def _schedule_verdict(rows: pd.DataFrame, measure: str) -> tuple[int, str]:
   return (1 if ok else -1), text + f" (retained, Spearman vs width {_rho(rho)})"
 
 
+def _average_verdict(rows: pd.DataFrame, measure: str) -> tuple[int, str]:
+  """Like _schedule_verdict, on the event-triggered average (retention.average_summary rows of one schedule)."""
+  per_member = rows.set_index(["member", "width"])
+  first = rows.iloc[0]
+  spiked = (per_member.gain > 0).groupby(level="width").agg(["sum", "count"])
+  spikes = ", ".join(f"{int(w)}: {int(r['sum'])}/{int(r['count'])}" for w, r in spiked.iterrows())
+  flat = [int(w) for w, r in spiked.iterrows() if 2 * r["sum"] <= r["count"]]
+  retained = per_member.retained
+  text = (f"{first.schedule} (task {first.task}, {first.kind}, {int(rows.events.max())} event(s)), {measure}, "
+          f"mean change over the events: members whose {measure} improves after them per width: {spikes}; gain "
+          f"{_by_width(per_member.gain)} at lag {_by_width(per_member.gain_lag)}; kept at lag "
+          f"{int(first.last_lag)} {_by_width(per_member.kept)}; retained {_by_width(retained)}")
+  if flat:
+    return -1, text + f" (at width(s) {flat} the mean change shows no improvement: no spike)"
+  if retained.groupby(level="width").mean().max() < RETAIN_MIN:
+    return 0, text + f" (no width retains {RETAIN_MIN} of its gain)"
+  ok, rho = _trend(retained.dropna(), +1)
+  return (1 if ok else -1), text + f" (retained, Spearman vs width {_rho(rho)})"
+
+
+def _injection_verdicts(t: dict, measure: str) -> list[tuple[int, str]]:
+  """Per schedule: the event-triggered average where the tables have it (event schedules), else per-event rows."""
+  table = t["retention"] if "measure" in t["retention"] else t["retention"].assign(measure="signal")
+  table = table[(table.measure == measure) & table.peak.notna()]
+  average = t.get("event_average")
+  summary = (retention.average_summary(average[(average.measure == measure) & (average.part == "all")])
+             if average is not None and not average.empty else pd.DataFrame(columns=["schedule"]))
+  verdicts = []
+  for name in sorted(set(table.schedule) | set(summary.schedule)):
+    mine = summary[summary.schedule == name]
+    verdicts.append(_average_verdict(mine, measure) if len(mine) else
+                    _schedule_verdict(table[table.schedule == name], measure))
+  return verdicts
+
+
 def _claim_injection(t: dict, run: Run) -> tuple[str, str]:
-  """The verdict reads the injected task's loss (continuous) where the table has it, else its signal;
+  """The verdict reads the injected task's loss (continuous) where the tables have it, else its signal;
   the other measure's numbers follow, for reference."""
   if "retention" not in t or t["retention"].empty:
     return NOT_MEASURABLE, "this run injects no task (config.inject is empty)"
-  table = t["retention"]
-  if "measure" not in table:
-    table = table.assign(measure="signal")
-  if table.width.nunique() < 2:
+  if t["retention"].width.nunique() < 2:
     return NOT_MEASURABLE, "the sweep has one width"
-  measured = table[table.peak.notna()]
-  judged = "loss" if (measured.measure == "loss").any() else "signal"
-  verdicts = [_schedule_verdict(rows, judged) for _, rows in measured[measured.measure == judged].groupby("schedule")]
-  others = [_schedule_verdict(rows, m)[1] for m, by_m in measured[measured.measure != judged].groupby("measure")
-            for _, rows in by_m.groupby("schedule")]
+  measures = set(t["retention"].measure) if "measure" in t["retention"] else {"signal"}
+  judged = "loss" if "loss" in measures else "signal"
+  verdicts = _injection_verdicts(t, judged)
+  others = [text for m in sorted(measures - {judged}) for _, text in _injection_verdicts(t, m)]
   signs = [v for v, _ in verdicts]
   status = HELD if 1 in signs and -1 not in signs else NOT_HELD
   text = "; ".join(text for _, text in verdicts)

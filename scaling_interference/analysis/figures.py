@@ -42,6 +42,23 @@ def _loss_numbers(t: dict) -> str:
           "just before the next; " + " | ".join(parts) + ".") if parts else "No event schedule has a loss trace."
 
 
+def _average_numbers(t: dict) -> str:
+  """Per event schedule, measure and width (means over members): gain, its lag, kept, retained; then per part."""
+  summary = retention.average_summary(t["event_average"])
+  every, parts = summary[summary.part == "all"], []
+  for (name, measure), rows in every.groupby(["schedule", "measure"]):
+    means = rows.groupby("width")[["gain", "gain_lag", "kept", "retained"]].mean()
+    widths = "; ".join(f"width {w}: gain {r.gain:.3g} at lag {r.gain_lag:.3g}, kept {r.kept:.3g} "
+                       f"(retained {r.retained:.2f})" for w, r in means.iterrows())
+    mine = summary[(summary.schedule == name) & (summary.measure == measure) & (summary.part != "all")]
+    by_part = "; ".join(f"events {part}: " + ", ".join(f"{w}: {v:.2f}" for w, v in r.groupby("width").retained.mean()
+                                                       .items())
+                        for part, r in mine.groupby("part", sort=False))
+    parts.append(f"{name} {measure} (kept at lag {int(rows.last_lag.max())}): {widths}; retained per width over "
+                 f"each quarter of the run: {by_part}")
+  return "Measured (a gain is an improvement: a fall of the loss, a rise of the signal): " + " | ".join(parts) + "."
+
+
 def _width_numbers(width: int, replay: pd.DataFrame, counterfactual: pd.DataFrame) -> str:
   r, c = replay.mean(numeric_only=True), counterfactual.mean(numeric_only=True)
   return (f"width {width}: signal {r.signal_start:.3g} -> peak {r.signal_peak:.3g} -> end {r.signal_end:.3g} "
@@ -78,6 +95,11 @@ FIGURES = [
                "dashed lines mark the injections. A spike is a fall at an injection, forgetting the climb after it.",
                ("signal", "events", "retention"),
                lambda t: plots.loss_near_events(retention.best_trajectories(t["signal"]), t["events"]), _loss_numbers),
+    FigureSpec("event_average", "Event-triggered average of each event schedule's task: the mean over its events "
+               "of the change in loss (and signal) since the level before each event, against the steps after it, "
+               "one line per width (mean over members). A spike-and-forget falls (rises) after the injection and "
+               "returns towards 0 before the next one; what is left at the last lag is what each event adds.",
+               ("event_average",), lambda t: plots.event_average(t["event_average"]), _average_numbers),
     FigureSpec("retention", "Retained share of the injected tasks' gain vs width, mean over events (event "
                "schedules and loss: (final - pre) / (peak - pre); signal of continuous schedules: final / peak); "
                "solid: loss, dashed: signal.",

@@ -115,6 +115,25 @@ def loss_near_events(trajectories: pd.DataFrame, events: pd.DataFrame, shown: in
   return fig
 
 
+def event_average(average: pd.DataFrame) -> Figure:
+  """Event-triggered mean change vs lag per event schedule and measure, one line per width (mean over members)."""
+  average = average[average.part == "all"]
+  panels = sorted(average.groupby(["schedule", "measure"]).groups)
+  fig, axes = new_figure(max(len(panels), 1), 6.0, 4.0)
+  colour, _ = _scale(average.width.unique())
+  for ax, (name, measure) in zip(axes, panels):
+    mine = average[(average.schedule == name) & (average.measure == measure)]
+    for width, rows in mine.groupby("width"):
+      mean = rows.groupby("lag").change.mean()
+      ax.plot(mean.index, mean.values, "o-", ms=2, color=colour(width), lw=1.2, label=f"width {width}")
+    ax.axhline(0.0, color="k", lw=0.6)
+    ax.set(title=f"{name} (task {int(mine.task.iloc[0])}): {measure}, {int(mine.events.max())} events",
+           xlabel="steps after the injection", ylabel=f"mean change of the {measure} since the event")
+    ax.legend(fontsize=8)
+  fig.suptitle("Event-triggered average: the injected task after each injection, per width")
+  return fig
+
+
 def final_signal_vs_width(final: pd.DataFrame) -> Figure:
   """Final signal vs width, one line per task, coloured by the task's frequency."""
   fig, (ax,) = new_figure()

@@ -22,6 +22,14 @@ task's loss, continuous), read with the sign turned so that a gain is a fall: pr
 are losses, peak the lowest in the window, half_life the steps until the loss climbs back halfway
 to pre, and retained = (pre - final) / (pre - peak) for every kind of schedule.
 
+The event-triggered average (`event_average_table`) reads every event of an event-like
+schedule at once: per lag k (steps after the event, up to the shortest gap between its events),
+the mean over the events of value(e + k) - pre. One event's change is within the noise of a
+32-example trace; the mean over hundreds of events is not. Its gain is the largest improvement
+of that mean (a fall for the loss), kept its improvement at the last lag, retained = kept / gain.
+Rows with part "all" average every event; the others the events of one quarter of the run's
+steps ("0-999": events at steps 0 to 999), so retention can be followed through training.
+
 Sources: the dense traces (traces.npz, for traced tasks) when a task has them, else the eval
 metrics; metrics rows earlier than a task's first trace (step 0) are kept in front of its traces.
 """
@@ -38,6 +46,8 @@ CONTINUOUS_KINDS = ("share", "per_batch")
 MEASURES = {"signal": 1.0, "loss": -1.0}  # measure -> the sign that makes a gain a rise
 TRACE_COLUMNS = ["step", "member", "width", "task", "signal", "loss", "source"]
 EVENT_COLUMNS = ["schedule", "task", "kind", "step", "count"]
+AVERAGE_COLUMNS = ["member", "width", "task", "schedule", "kind", "measure", "part", "lag", "change", "events"]
+AVERAGE_PARTS = 4  # the event-triggered average is also taken over each quarter of the run
 RETENTION_COLUMNS = ["member", "width", "task", "schedule", "kind", "measure", "event_step", "pre", "peak",
                      "peak_step", "steps_to_peak", "half_life", "final", "retained"]
 
@@ -181,3 +191,66 @@ def retention_table(run: Run, frame: pd.DataFrame | None = None) -> pd.DataFrame
   table = pd.DataFrame(rows, columns=[c for c in RETENTION_COLUMNS if c != "steps_to_peak"])
   table.insert(table.columns.get_loc("half_life"), "steps_to_peak", table.peak_step - table.event_step)
   return table
+
+
+def _span(event_S, last_step: float) -> float:
+  """Lags an event-triggered average covers: the shortest gap between events, else to the last observation."""
+  return float(np.diff(event_S).min()) if len(event_S) > 1 else last_step - float(event_S[0])
+
+
+def aligned_changes(step_N, value_N, event_S, span: float) -> pd.DataFrame:
+  """Per lag 1..span after each event: the mean over events of value - pre, and how many events had that lag."""
+  lags, changes = [], []
+  for e in event_S:
+    pre = _level_before(step_N, value_N, e)
+    inside = (step_N > e) & (step_N <= e + span)
+    lags.append(step_N[inside] - e)
+    changes.append(value_N[inside] - pre)
+  frame = pd.DataFrame({"lag": np.concatenate(lags), "change": np.concatenate(changes)}).dropna()
+  grouped = frame.groupby("lag").change
+  return pd.DataFrame({"change": grouped.mean(), "events": grouped.size()}).reset_index()
+
+
+def event_average_table(run: Run, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+  """Per (member, task, event schedule, measure, lag): the event-triggered mean change (module docstring)."""
+  events = event_frame(run)
+  best = best_trajectories(trace_frame(run) if frame is None else frame)
+  frames = []
+  for (name, task, kind), sched in events.groupby(["schedule", "task", "kind"], sort=True):
+    if kind in CONTINUOUS_KINDS:
+      continue
+    event_S = np.sort(sched.step.unique())
+    for (member, width), traj in best[best.task == task].groupby(["member", "width"]):
+      for measure in MEASURES:
+        kept = traj[np.isfinite(traj[measure].to_numpy(float))]
+        if kept.empty:
+          continue
+        step_N, value_N = kept.step.to_numpy(), kept[measure].to_numpy(float)
+        span = _span(event_S, float(step_N[-1]))
+        for part, events in _parts(event_S, int(run.config.train.steps)):
+          changes = aligned_changes(step_N, value_N, events, span)
+          frames.append(changes.assign(member=member, width=width, task=task, schedule=name, kind=kind,
+                                      measure=measure, part=part))
+  return pd.concat(frames, ignore_index=True)[AVERAGE_COLUMNS] if frames else pd.DataFrame(columns=AVERAGE_COLUMNS)
+
+
+def _parts(event_S, steps: int) -> list[tuple[str, np.ndarray]]:
+  """("all", every event), then ("a-b", the events at steps a..b) for each quarter of the run that has events."""
+  edges = np.linspace(0, steps, AVERAGE_PARTS + 1).round().astype(int)
+  quarters = [(f"{a}-{b - 1}", event_S[(event_S >= a) & (event_S < b)]) for a, b in zip(edges[:-1], edges[1:])]
+  return [("all", event_S)] + [(name, events) for name, events in quarters if len(events)]
+
+
+def average_summary(average: pd.DataFrame) -> pd.DataFrame:
+  """Per (member, width, schedule, measure, part) of an event_average table: gain, its lag, kept, retained."""
+  rows = []
+  for (member, width, schedule, measure, part), curve in average.groupby(["member", "width", "schedule", "measure",
+                                                                          "part"], sort=False):
+    gain_N = MEASURES[measure] * curve.change.to_numpy(float)
+    top = int(np.argmax(gain_N))
+    gain, kept = float(gain_N[top]), float(gain_N[-1])
+    rows.append(dict(member=member, width=width, schedule=schedule, task=int(curve.task.iloc[0]),
+                     kind=curve.kind.iloc[0], measure=measure, part=part, events=int(curve.events.max()), gain=gain,
+                     gain_lag=float(curve.lag.iloc[top]), last_lag=float(curve.lag.iloc[-1]), kept=kept,
+                     retained=_ratio(kept, gain)))
+  return pd.DataFrame(rows)

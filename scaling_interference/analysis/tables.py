@@ -62,6 +62,15 @@ TABLES = [
                "final": "signal at the window's last observation",
                "retained": "events, and loss: (final - pre) / (peak - pre); signal of continuous schedules: "
                            "final / peak"}),
+    TableSpec("event_average", "run", retention.event_average_table,
+              "Per (member, injected task, event schedule, measure, lag): the event-triggered average, the mean "
+              "over the schedule's events of the change since the level before each (definitions in retention.py).",
+              {**MEMBER, "task": TASK["task"], "schedule": "schedule name (burst or every)", "kind": "schedule kind",
+               "measure": "signal, or loss",
+               "part": "all (every event), or the quarter of the run whose events are averaged (\"0-999\")",
+               "lag": "steps after the event (1 .. the shortest gap between events)",
+               "change": "mean over the events of value(event + lag) - value before the event",
+               "events": "events with an observation at that lag"}),
     TableSpec("final", "run", scaling.final_table,
               "Per (width, task): loss and signal at the last eval, mean over the width's members.",
               {"width": "hidden width", "task": TASK["task"], "loss": "mean final eval loss",
