@@ -118,7 +118,7 @@ PRESETS = {"demo": _demo, "rates": _rates, "paper": _paper}
 
 def get_config(preset: str = "demo"):
   if preset not in PRESETS:
-    raise ValueError(f"preset: unknown {preset!r}; choose one of {sorted(PRESETS)}")
+    raise ValueError(f"preset: unknown {preset!r}; choose one of {', '.join(PRESETS)}")
   config = _base()
   PRESETS[preset](config)
   return config

@@ -101,7 +101,12 @@ def add_tasks_and_schedules(config, modulus: int, n_items: int, frequent: dict, 
     config.inject[f"{name}_{how}"] = dict(task=task_id, **(frequent if how == "frequent" else rare))
 
 
+PRESETS = ("demo", "rare", "complexity", "rates", "paper")
+
+
 def get_config(preset: str = "demo"):
+  if preset not in PRESETS:
+    raise ValueError(f"preset: unknown {preset!r}; choose one of {', '.join(PRESETS)}")
   config = defaults.language_config()
   if preset == "demo":
     config.data.update(source="synthetic", vocab_size=512, seq_len=32)
@@ -162,6 +167,4 @@ def get_config(preset: str = "demo"):
     config.train.update(steps=20_000, batch_size=512, eval_every=500, checkpoint_every=5000, keep_every=5000,
                         steps_per_dispatch=100, warmup_steps=1000, eval_examples_per_task=512,
                         trace_every=10, trace_tasks=(4, 5, 9, 10), trace_examples=256)
-  else:
-    raise ValueError(f"preset: unknown {preset!r}; choose demo, rare, complexity, rates or paper")
   return config

@@ -25,7 +25,12 @@ EXPECTED = {"demo": [
 ]}
 
 
+PRESETS = ("demo", "paper")
+
+
 def get_config(preset: str = "demo"):
+  if preset not in PRESETS:
+    raise ValueError(f"preset: unknown {preset!r}; choose one of {', '.join(PRESETS)}")
   config = defaults.base_config(defaults.regression_task())
   config.model.activation = "linear"
   config.model.use_bias = False
@@ -48,6 +53,4 @@ def get_config(preset: str = "demo"):
     config.train.update(steps=100_000, batch_size=4096, eval_every=1000, checkpoint_every=10_000,
                         keep_every=50_000, steps_per_dispatch=500, eval_examples_per_task=4096,
                         warmup_steps=1000)
-  else:
-    raise ValueError(f"preset: unknown {preset!r}; choose demo or paper")
   return config

@@ -61,7 +61,12 @@ EXPECTED = {"demo": [
 ]}
 
 
+PRESETS = ("demo", "paper", "reference")
+
+
 def get_config(preset: str = "demo"):
+  if preset not in PRESETS:
+    raise ValueError(f"preset: unknown {preset!r}; choose one of {', '.join(PRESETS)}")
   config = defaults.base_config(defaults.sparse_parity_task())
   config.model.activation = "relu"
   config.model.depth = 1
@@ -84,6 +89,4 @@ def get_config(preset: str = "demo"):
     config.sweep.lrs = (1e-3,)
     config.train.update(optimizer="adamw", weight_decay=0.0, steps=2000, batch_size=500, eval_every=100,
                         checkpoint_every=1000, steps_per_dispatch=100, eval_examples_per_task=1000)
-  else:
-    raise ValueError(f"preset: unknown {preset!r}; choose demo, paper or reference")
   return config

@@ -1,4 +1,6 @@
 """Prints the first batches of a config: python -m launch.preview_data --config=configs/NAME.py[:preset] [--steps=N]."""
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -17,4 +19,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  cli.check_config_argument(sys.argv)
   app.run(main)

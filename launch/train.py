@@ -1,5 +1,6 @@
 """Trains (or resumes) a sweep: python -m launch.train --config=configs/NAME.py[:preset] --workdir=DIR."""
 import gc
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -31,4 +32,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  cli.check_config_argument(sys.argv)
   app.run(main)

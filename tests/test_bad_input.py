@@ -79,6 +79,28 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, flag, message):
   assert not os.path.exists(tmp_path / "run")
 
 
+@pytest.mark.parametrize("config,message", [
+    ("configs/regression.py:nope", "error: --config: configs/regression.py has no preset 'nope'; "
+                                   "its presets: demo, paper"),
+    ("configs/nothere.py:demo", "error: --config: no config file 'configs/nothere.py'"),
+])
+def test_a_bad_config_flag_gets_one_line_not_the_flag_parser_traceback(tmp_path, config, message):
+  cmd = [sys.executable, "-m", "launch.train", f"--config={config}", f"--workdir={tmp_path / 'run'}"]
+  result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2 and result.stderr.strip().splitlines() == [message], result.stderr
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_launch_configs_lists_every_config_and_its_presets():
+  result = subprocess.run([sys.executable, "-m", "launch.configs"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr
+  for name in ("injection", "olmo_injection", "regression", "sparse_parity"):
+    assert f"configs/{name}.py: " in result.stdout
+  assert "presets: demo (checked), rare (checked), complexity (checked), rates, paper" in result.stdout
+  assert "presets: demo (checked), paper, reference (checked)" in result.stdout
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("model.init_scale", 0.0, r"model\.init_scale: must be a finite number > 0\.0, got 0\.0"),
     ("train.nonfinite", "skip", r"train\.nonfinite: must be one of \['halt', 'drop'\], got 'skip'"),

@@ -62,8 +62,8 @@ def test_tables_have_the_documented_columns(built):
     assert set(documented) <= set(frame.columns), f"{name}.csv lacks {set(documented) - set(frame.columns)}"
     for column in frame.columns:
       assert f"| {column} |" in readme, f"README.md does not document {name}.{column}"
-  for name in ("signal", "events", "retention", "event_average", "final", "power_law", "emergence", "learned", "oracle", "sizing",
-               "replay", "replay_steps", "counterfactual", "claims"):
+  for name in ("signal", "events", "retention", "event_average", "final", "power_law", "emergence", "learned",
+               "oracle", "sizing", "replay", "replay_steps", "counterfactual", "claims"):
     assert os.path.exists(os.path.join(folder, f"{name}.csv")), f"missing table {name}.csv"
 
 
