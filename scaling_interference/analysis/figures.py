@@ -90,9 +90,10 @@ FIGURES = [
                "dense traces where the run traced them); dashed lines mark burst/every injections.",
                ("signal", "events"),
                lambda t: plots.signal_vs_step(retention.best_trajectories(t["signal"]), t["events"]), _last_signal),
-    FigureSpec("injection_loss", "Loss of each injected task with event schedules (burst/every) over its last 6 "
-               "events, one line per width (mean over members; dense traces where the run traced them, log scale); "
-               "dashed lines mark the injections. A spike is a fall at an injection, forgetting the climb after it.",
+    FigureSpec("injection_loss", "Loss of each injected task with event schedules (burst/every) over 6 of its "
+               "events from the middle of the run, one panel per width with its own scale (mean over members; dense "
+               "traces where the run traced them); dashed lines mark the injections. A spike is a fall at an "
+               "injection, forgetting the climb after it.",
                ("signal", "events", "retention"),
                lambda t: plots.loss_near_events(retention.best_trajectories(t["signal"]), t["events"]), _loss_numbers),
     FigureSpec("event_average", "Event-triggered average of each event schedule's task: the mean over its events "

@@ -96,22 +96,26 @@ def signal_vs_step(trajectories: pd.DataFrame, events: pd.DataFrame, tasks=None)
 
 
 def loss_near_events(trajectories: pd.DataFrame, events: pd.DataFrame, shown: int = 6) -> Figure:
-  """Loss of the injected tasks with event schedules over their last `shown` events, one line per width (log y)."""
+  """Loss of each injected task with event schedules over `shown` events from the middle of the run, one panel
+  per (task, width) with its own y scale (mean over the width's members), the events marked."""
   timed = events[~events.kind.isin(CONTINUOUS_KINDS)]
-  tasks = sorted(timed.task.unique())
-  fig, axes = new_figure(max(len(tasks), 1), 6.5, 4.2)
-  colour, _ = _scale(trajectories.width.unique())
-  for ax, task in zip(axes, tasks):
-    first = np.sort(timed[timed.task == task].step.unique())[-shown:][0]
-    mine = trajectories[(trajectories.task == task) & (trajectories.step >= first) & trajectories.loss.notna()]
-    for width, rows in mine.groupby("width"):
-      mean = rows.groupby("step").loss.mean()
-      ax.plot(mean.index, mean.values, color=colour(width), lw=1.2, label=f"width {width}")
-    _mark_events(ax, task, timed[timed.step >= first])
-    ax.set_yscale("log")
-    ax.set(title=_event_title(task, events), xlabel="step", ylabel="task loss (mean over members)")
-    ax.legend(fontsize=8)
-  fig.suptitle(f"Injected tasks: loss over the last {shown} injection events per width")
+  traced = trajectories[trajectories.task.isin(timed.task.unique()) & trajectories.loss.notna()]
+  panels = sorted(traced.groupby(["task", "width"]).groups)
+  fig, axes = new_figure(max(len(panels), 1), 4.5, 3.2, max_cols=3)
+  for ax, (task, width) in zip(axes, panels):
+    event_S = np.sort(timed[timed.task == task].step.unique())
+    middle = max(len(event_S) // 2 - shown // 2, 0)
+    first = event_S[middle]
+    last = event_S[middle + shown] if middle + shown < len(event_S) else traced.step.max()
+    rows = traced[(traced.task == task) & (traced.width == width) & traced.step.between(first, last)]
+    mean = rows.groupby("step").loss.mean()
+    ax.plot(mean.index, mean.values, "o-", ms=2, lw=1.0)
+    for i, step in enumerate(event_S[middle:middle + shown]):
+      ax.axvline(step, color="crimson", lw=0.8, ls="--", alpha=0.7, label="injection" if i == 0 else None)
+    ax.set(title=f"task {task}, width {width}", xlabel="step", ylabel="task loss (mean over members)")
+  if panels:
+    axes[0].legend(fontsize=8)
+  fig.suptitle(f"Injected tasks: loss over {shown} injection events from the middle of the run")
   return fig
 
 
