@@ -91,6 +91,19 @@ def test_a_bad_config_flag_gets_one_line_not_the_flag_parser_traceback(tmp_path,
   assert not os.path.exists(tmp_path / "run")
 
 
+@pytest.mark.parametrize("inside", ["", "run"])
+def test_a_workdir_that_is_a_file_gets_one_line(tmp_path, inside):
+  a_file = tmp_path / "notes.txt"
+  a_file.write_text("mine")
+  workdir = a_file / inside if inside else a_file
+  result = run_cli(f"--workdir={workdir}", "--config.train.steps=10")
+  assert result.returncode == 2, result.stderr
+  what = "its parent " + str(a_file) if inside else "the workdir"
+  assert result.stderr.strip().splitlines() == [f"error: workdir {workdir}: {what} is a file, not a directory; "
+                                                "choose another --workdir"], result.stderr
+  assert a_file.read_text() == "mine"
+
+
 def test_launch_configs_lists_every_config_and_its_presets():
   result = subprocess.run([sys.executable, "-m", "launch.configs"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)

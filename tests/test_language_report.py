@@ -1,6 +1,11 @@
 """The report on a language-model run: learned per token task (trained and held-out tuples), probes
 against the seeded init, and the interference replay of a rare task's injection windows, each
 claim measured."""
+import os
+import re
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -61,3 +66,21 @@ def test_the_language_model_claims_are_measured(built):
   by_claim = result.claims.set_index("claim")
   for number in (3, 4, 6, 7):  # 1 needs a learned task: 30 steps learn none
     assert by_claim.loc[number, "status"] in (claims.HELD, claims.NOT_HELD), by_claim.loc[number, "evidence"]
+
+
+def test_summary_prints_each_token_task_per_size(built):
+  run, out, _ = built
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run([sys.executable, "-m", "analysis.summary", f"--workdir={run.path}"], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  assert lines[1].split() == ["name", "add", "cmp"] and lines[2].split() == ["split", "train", "heldout", "train",
+                                                                             "heldout"], lines[:3]
+  table = pd.read_csv(f"{out}/tables/token_tasks.csv").set_index(["size", "name", "split"])
+  for size in ("16/2/1", "32/4/1"):
+    row = next(line for line in lines if line.startswith(size))
+    accuracy = [float(v) for v in re.findall(r"(\d\.\d\d) \[", row)]  # each cell: mean [min, max], * if learned
+    expected = [table.loc[(size, n, s), "accuracy"] for n in ("add", "cmp") for s in ("train", "heldout")]
+    assert accuracy == [round(v, 2) for v in expected], (row, expected)
+  assert "Base-stream eval loss per size" in result.stdout

@@ -19,6 +19,9 @@ def test_notebook_is_valid_json_with_a_colab_install_cell():
   nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
   install = "".join(nb["cells"][1]["source"])
   assert "google.colab" in install and "pip install" in install and "REPO_URL" in install
+  every = "".join("".join(c["source"]) for c in nb["cells"])
+  assert every.count("REPO_URL = ") == 1 and "YOUR_ORG" not in every, "one place sets the URL; no placeholder"
+  assert "REPO_URL" in "".join(nb["cells"][0]["source"]), "the first cell says where to set it"
 
 
 def test_notebook_runs_on_a_small_run(injection_workdir, tmp_path, monkeypatch):

@@ -183,10 +183,11 @@ def test_claims_without_tables_are_not_measurable(workdir):
   assert (verdicts.status == claims.NOT_MEASURABLE).all()
 
 
-def test_progress_bar_counts_jobs():
+def test_progress_bar_counts_jobs_with_an_eta():
   stream = io.StringIO()
-  bar = report.Progress(4, stream=stream, width=8)
-  for i in range(4):
-    bar.advance(f"job {i}")
-  bar.close()
-  assert "[########] 4/4" in stream.getvalue() and stream.getvalue().endswith("\n")
+  with report.progress_bar(4, stream=stream) as bar:
+    for i in range(4):
+      bar.set_postfix_str(f"job {i}")
+      bar.update()
+  text = stream.getvalue()
+  assert "report: 100%" in text and "4/4" in text and "<00:00" in text, text  # elapsed<remaining: the ETA

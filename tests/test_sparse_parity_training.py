@@ -1,6 +1,12 @@
-"""A wide member learns the most frequent sparse-parity tasks in a short run."""
+"""A wide member learns the most frequent sparse-parity tasks in a short run; the summary prints them."""
+import os
+import subprocess
+import sys
+
 import scaling_interference as si
 from scaling_interference import defaults
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_wide_member_learns_frequent_parities(tmp_path):
@@ -17,3 +23,10 @@ def test_wide_member_learns_frequent_parities(tmp_path):
   assert (final.loc[[0, 1, 2], "signal"] > 0.9).all()
   untrained = metrics[(metrics.step == 0) & (metrics.task != "all")]
   assert untrained.accuracy.between(0.35, 0.65).all(), "chance accuracy before training"
+  summary = subprocess.run([sys.executable, "-m", "analysis.summary", f"--workdir={tmp_path / 'run'}"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+  assert summary.returncode == 0, summary.stderr
+  trained = next(line for line in summary.stdout.splitlines() if line.split()[:2] == ["128", "trained"])
+  printed = [float(v) for v in trained.split()[2:]]
+  assert printed == [round(v, 2) for v in final.signal.tolist()], "the printed row is the last eval's signal"
+  assert "oracle" not in summary.stdout.split("\n", 1)[1], "sparse parity has no analytic oracle"

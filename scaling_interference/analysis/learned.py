@@ -147,8 +147,38 @@ def population_losses(run: Run) -> pd.Series:
   return pd.Series(values).rename_axis(["width", "member"])
 
 
+def render_language(run: Run, step: int | None = None) -> str:
+  """A language run's printed summary: per size, each token task's answer accuracy on trained and held-out
+  tuples (mean over the size's members, [min, max]) against the task's frequency, and the base-stream loss."""
+  table = token_task_table(run, step)
+  if table.empty:
+    return "This run has no token tasks."
+  sizes = table.drop_duplicates("size").sort_values("width")["size"].tolist()
+  cell = table.assign(cell=[f"{a:.2f} [{lo:.2f}, {hi:.2f}]{' *' if l else ''}"
+                            for a, lo, hi, l in zip(table.accuracy, table.accuracy_min, table.accuracy_max,
+                                                    table.learned)])
+  grid = cell.pivot(index="size", columns=["name", "split"], values="cell").reindex(sizes)
+  grid = grid[sorted(grid.columns, key=lambda c: (c[0], c[1] != "train"))]  # per task: trained, then held-out
+  frequency = table.drop_duplicates("name").set_index("name").frequency
+  grid.loc["frequency"] = [f"{frequency[name]:.3g}" if split == "train" else "0 (never shown)"
+                           for name, split in grid.columns]
+  grid = grid.reindex(["frequency", *sizes])
+  base = final_task_metrics(run, step).merge(run.members[["id", "size"]], on="id")
+  base_loss = base[base.task == 0].groupby("size").loss.mean().reindex(sizes)
+  with pd.option_context("display.width", 250, "display.max_columns", 100):
+    return "\n".join([
+        f"Answer accuracy per token task at step {int(final_task_metrics(run, step).step.max())}, mean over a "
+        f"size's members [min, max]; * learned (mean signal >= 0.5); heldout: tuples never shown in training; "
+        f"frequency: injected examples per sequence", grid.to_string(), "",
+        "Base-stream eval loss per size (mean over members)", base_loss.to_string(float_format="{:.4g}".format)])
+
+
 def render(run: Run, step: int | None = None) -> str:
-  """The demo's printed report: task metadata, the width x task signal (and projection) table, total losses."""
+  """The demo's printed report: task metadata, the width x task signal (and projection) table, total losses.
+
+  Language runs get render_language."""
+  if "task" not in run.config:
+    return render_language(run, step)
   tasks = run.tasks.set_index("id")
   table, projection = signal_table(run, step), projection_table(run, step)
   if len(projection):

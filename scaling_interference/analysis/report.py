@@ -25,6 +25,7 @@ from typing import Callable
 
 import pandas as pd
 from etils import epath
+from tqdm import auto as tqdm
 
 from scaling_interference import storage
 from scaling_interference.analysis import claims, figures, html, scaling, tables
@@ -53,38 +54,6 @@ class Report:
   options: dict = dataclasses.field(default_factory=dict)  # table options, by TableSpec.options name
   seconds: float = 0.0
   table_seconds: dict = dataclasses.field(default_factory=dict)  # computing time per table
-
-
-class Progress:
-  """A progress bar on stderr: [#####.....] 5/10 label, redrawn in place on a terminal, a line per job elsewhere."""
-
-  def __init__(self, total: int, stream=None, width: int = 28):
-    self.total, self.done, self.width = max(total, 1), 0, width
-    self.stream = sys.stderr if stream is None else stream
-    self.live = bool(getattr(self.stream, "isatty", lambda: False)())
-    self.start = time.time()
-
-  def _line(self, label: str) -> str:
-    filled = int(self.width * self.done / self.total)
-    bar = "#" * filled + "." * (self.width - filled)
-    return f"[{bar}] {self.done}/{self.total} {time.time() - self.start:5.0f}s {label[:60]}"
-
-  def show(self, label: str) -> None:
-    """Names the job now running (terminal only)."""
-    if self.live:
-      self.stream.write("\r" + self._line(label).ljust(110))
-      self.stream.flush()
-
-  def advance(self, label: str) -> None:
-    """Counts a finished job."""
-    self.done += 1
-    self.stream.write(("\r" + self._line(label).ljust(110)) if self.live else self._line(label) + "\n")
-    self.stream.flush()
-
-  def close(self) -> None:
-    if self.live:
-      self.stream.write("\n")
-      self.stream.flush()
 
 
 def config_hash(run: Run) -> str:
@@ -183,17 +152,22 @@ def run_job(out: epath.Path, run: Run, job: Job, report: Report) -> pd.DataFrame
   return frame
 
 
+def progress_bar(total: int, stream=None):
+  """A tqdm bar over the report's jobs (with its ETA; a widget in notebooks), on stderr."""
+  return tqdm.tqdm(total=total, desc="report", unit="job", file=sys.stderr if stream is None else stream,
+                   dynamic_ncols=True)
+
+
 def collect(out: epath.Path, runs: list[Run], labels: list[str], jobs: list[Job], report: Report) -> dict:
   """Runs every job under a progress bar; returns {table: {label: concatenated frame}}."""
   parts: dict = {}
-  progress = Progress(len(jobs))
-  for job in jobs:
-    progress.show(f"{labels[job.run_index]} {job.table} step {job.step if job.step is not None else '-'}")
-    frame = run_job(out, runs[job.run_index], job, report)
-    progress.advance(f"{labels[job.run_index]} {job.table}")
-    if frame is not None:
-      parts.setdefault(job.table, {}).setdefault(labels[job.run_index], []).append(frame)
-  progress.close()
+  with progress_bar(len(jobs)) as progress:
+    for job in jobs:
+      progress.set_postfix_str(f"{labels[job.run_index]} {job.table} step {'-' if job.step is None else job.step}")
+      frame = run_job(out, runs[job.run_index], job, report)
+      progress.update()
+      if frame is not None:
+        parts.setdefault(job.table, {}).setdefault(labels[job.run_index], []).append(frame)
   return {table: {label: pd.concat(frames, ignore_index=True) for label, frames in by_run.items()}
           for table, by_run in parts.items()}
 

@@ -61,6 +61,10 @@ class Problem(abc.ABC):
     """(num_steps, ...) host data for the next dispatch; None for on-device problems."""
     return None
 
+  def host_block_spec(self, num_steps: int):
+    """jax.ShapeDtypeStruct of the global host block of num_steps steps; None for on-device problems."""
+    return None
+
   def host_state(self) -> dict | None:
     """The host iterator's position, saved in checkpoints; None when there is none."""
     return None

@@ -126,6 +126,11 @@ class LanguageProblem(Problem):
       return None
     return np.stack([self.stream.next() for _ in range(num_steps)])
 
+  def host_block_spec(self, num_steps: int):
+    if self.on_device:
+      return None
+    return jax.ShapeDtypeStruct((num_steps, self.batch_size, self.seq_len), jnp.int32)
+
   def host_state(self):
     """Every process's iterator state, in process order (a collective: every process calls it)."""
     if self.on_device:

@@ -55,6 +55,7 @@ class Engine:
     self.train_segment_on_device = jax.jit(self._train_segment, static_argnums=2, donate_argnums=0,
                                            out_shardings=(self.state_shardings, replicated, replicated))
     self.evaluate_on_device = jax.jit(self._evaluate, out_shardings=replicated)
+    self.compiled_segments: dict = {}  # num_steps -> the training program compiled ahead of time (compile_segment)
 
   # ---- state ---------------------------------------------------------------------------
   def _init_member(self, index: int, key, lr) -> GroupState:
@@ -133,7 +134,21 @@ class Engine:
 
   def train_segment(self, states, start_step, num_steps: int, host=None):
     """num_steps steps from start_step (see _train_segment); host: this process's rows of the host batches."""
+    program = self.compiled_segments.get(num_steps)
+    if program is not None:
+      return program(states, start_step, self.global_host(host))
     return self.train_segment_on_device(states, start_step, num_steps, self.global_host(host))
+
+  def compile_segment(self, num_steps: int, host_spec=None):
+    """The program of num_steps training steps, compiled ahead of time from abstract states (nothing is
+    allocated); train_segment runs it for segments of that length. host_spec: the host block's
+    ShapeDtypeStruct (global shape), or None for on-device problems."""
+    if host_spec is not None and self.host_sharding is not None:
+      host_spec = jax.ShapeDtypeStruct(host_spec.shape, host_spec.dtype, sharding=self.host_sharding)
+    lowered = self.train_segment_on_device.lower(self.placed_abstract_states(),
+                                                 jax.ShapeDtypeStruct((), jnp.int32), num_steps, host_spec)
+    self.compiled_segments[num_steps] = lowered.compile()
+    return self.compiled_segments[num_steps]
 
   def global_host(self, rows_SxRxL):
     """The global (steps, B, ...) host block, batch sharded over the devices, from each process's (steps, B/P, ...)."""

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -20,6 +21,7 @@ from scaling_interference.config import as_json
 from scaling_interference.errors import ConfigError, NonFiniteLossError
 from scaling_interference.models.kinds import model_kind
 from scaling_interference.sweep.checkpoint import Checkpoints
+from scaling_interference.sweep import memory
 from scaling_interference.sweep.engine import Engine
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.members import Member, all_members
@@ -37,6 +39,9 @@ def enable_compilation_cache(path: str | None = None) -> None:
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+PROGRESS_SECONDS = 30.0  # the longest gap between progress lines (more often at eval steps)
 
 
 def next_boundary(step: int, train) -> int:
@@ -231,6 +236,7 @@ class Trainer:
              len(self.members), len(self.groups), len(self.problem.tasks), self.train.steps, self.train.batch_size)
     for line in memory_lines(self.groups, self.train.batch_size, self.config):
       log.info(line)
+    self._compile_and_check_memory()  # before the workdir is claimed: a program that does not fit writes nothing
     checkpoints = Checkpoints(self.workdir.checkpoint_dir, len(self.groups),
                               self.train.max_to_keep, self.train.keep_every)
     try:
@@ -242,6 +248,17 @@ class Trainer:
       checkpoints.close()
     dropped = {self.members[m].id: s for m, s in self.dropped.items()}
     return RunResult(str(self.workdir.path), step, self.members, resumed_from, stopped_by, dropped or None)
+
+  def _compile_and_check_memory(self) -> None:
+    """Compiles the usual segment's program ahead of time and stops (ConfigError) if one device cannot hold it."""
+    num_steps = next_boundary(0, self.train)
+    log.info("compiling the training program (%d steps per dispatch) ...", num_steps)
+    t0 = time.time()
+    compiled = self.engine.compile_segment(num_steps, self.problem.host_block_spec(num_steps))
+    device = self.engine.mesh.devices.flat[0]
+    needed, available = memory.program_bytes(compiled), memory.available_bytes(device)
+    log.info("compiled in %.1fs; it needs %s per device (%s free)", time.time() - t0, _gib(needed), _gib(available))
+    memory.check_fits(needed, available, self.groups, self.engine.abstract_states(), device)
 
   def _save(self, checkpoints: Checkpoints, step: int, states, tracker: TrainLossTracker) -> None:
     self.traces.save()
@@ -264,6 +281,7 @@ class Trainer:
             preemption) -> tuple[int, str | None]:
     """Trains to the last step, or until a signal asks to stop; returns the step reached and the signal."""
     t0, first = time.time(), step
+    last_line = t0
     while step < self.train.steps:
       end = next_boundary(step, self.train)
       host = self.problem.host_batches(end - step)
@@ -280,6 +298,10 @@ class Trainer:
         mean_M = tracker.take_mean()
         self._write_eval(step, states, mean_M)
         self._log_progress(step, first, t0, mean_M)
+        last_line = time.time()
+      elif time.time() - last_line >= PROGRESS_SECONDS:  # a line at a steady cadence between evals too
+        self._log_progress(step, first, t0, np.nanmean(losses_SxM, axis=0))
+        last_line = time.time()
       stop = preemption.agreed()
       if is_checkpoint_step(step, self.train) or stop:
         self._save(checkpoints, step, states, tracker)
@@ -295,6 +317,10 @@ class Trainer:
                  100 * step / max(self.train.steps, 1), rate, eta, stats_line(loss_M))
 
 
+def _gib(n: int | None) -> str:
+  return "? GiB" if n is None else f"{n / memory.GIB:.2f} GiB"
+
+
 def memory_lines(groups, batch_size: int, config) -> list[str]:
   """Per-group training memory estimate where the model kind gives one (language models)."""
   kind = model_kind(config.model.name)
@@ -302,7 +328,21 @@ def memory_lines(groups, batch_size: int, config) -> list[str]:
   return [line for line in lines if line]
 
 
+def show_progress_lines() -> None:
+  """Lets our INFO progress lines through where nobody chose otherwise (a notebook, a plain script): the
+  package's logger at INFO when its level is unset, and a stderr handler when no logger has one (a notebook
+  shows them through the handler Orbax's import gives the root logger)."""
+  package = logging.getLogger("scaling_interference")
+  if package.level == logging.NOTSET:
+    package.setLevel(logging.INFO)
+  if not package.handlers and not logging.getLogger().handlers:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    package.addHandler(handler)
+
+
 def train(config, workdir: str) -> RunResult:
   """Trains (or resumes) the sweep `config` describes in `workdir`."""
+  show_progress_lines()
   enable_compilation_cache()  # before Trainer: building the problem compiles its data keys
   return Trainer(config, workdir).run()

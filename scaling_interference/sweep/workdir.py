@@ -67,6 +67,7 @@ class Workdir:
 
   def check_config(self, config_dict: dict) -> bool:
     """True when the workdir already holds this config (a resume); raises if it holds another."""
+    self._check_is_folder()
     path = self.file(CONFIG)
     if not path.exists():
       if self.path.is_dir() and next(iter(self.path.iterdir()), None) is not None:
@@ -78,6 +79,15 @@ class Workdir:
       raise WorkdirError(f"workdir {self.path} holds a different run (fields differ: {shown}); "
                          "use a new --workdir or the saved config")
     return True
+
+  def _check_is_folder(self) -> None:
+    """Raises when the workdir, or the nearest of its parents that exists, is a file."""
+    for path in (self.path, *self.path.parents):
+      if path.exists():
+        if not path.is_dir():
+          what = "the workdir" if path == self.path else f"its parent {path}"
+          raise WorkdirError(f"workdir {self.path}: {what} is a file, not a directory; choose another --workdir")
+        return
 
   def claim(self, config_dict: dict, members, tasks, schedule: dict) -> None:
     """Writes config.json, members.json, tasks.json and schedule.npz of a new run."""
