@@ -49,6 +49,7 @@ def validate_train(train) -> None:
   require_int(train, "train.trace_examples", 1)
   require_choice(train, "train.nonfinite", ("halt", "drop"))
   require_choice(train, "train.pack", PACK_MODES)
+  require_choice(train, "train.tensorboard", (True, False))
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -50,6 +50,7 @@ def train_config() -> ml_collections.ConfigDict:
       fsdp=False,  # also shard parameter and optimizer-state matrices over the data axis
       pack="auto",  # MLP members' first layers as one matmul: off | on | auto (sweep/packed.py)
       nonfinite="halt",  # a member's non-finite loss: halt (checkpoint, exit naming it) or drop (freeze it)
+      tensorboard=True,  # event files in WORKDIR/tensorboard, one run per member (sweep/tensorboard.py)
   ))
 
 

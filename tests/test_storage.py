@@ -65,6 +65,14 @@ def run(module: str, *flags, env=None, cwd=ROOT) -> subprocess.CompletedProcess:
   return result
 
 
+def event_files(folder: epath.Path) -> list:
+  """The TensorBoard event files under a gs:// folder (epath's rglob refuses buckets)."""
+  found = []
+  for path in folder.iterdir():
+    found += event_files(path) if path.is_dir() else [path] if path.name.startswith("events.out.tfevents.") else []
+  return found
+
+
 def test_a_gs_workdir_trains_resumes_and_is_analysed_like_a_local_one(gcs, tmp_path):
   local, remote = str(tmp_path / "r1"), f"gs://{BUCKET}/r1"  # one name: the report labels runs by it
   for workdir in (local, remote):
@@ -83,6 +91,11 @@ def test_a_gs_workdir_trains_resumes_and_is_analysed_like_a_local_one(gcs, tmp_p
   assert metrics_text(remote) == metrics_text(local), "the resumed gs:// run differs from the local run"
   pd.testing.assert_frame_equal(si.load_run(remote).metrics, si.load_run(local).metrics)
   assert si.load_run(remote).steps() == [100, 200]
+  local_events = sorted(p.parent.relative_to(tmp_path / "r1").as_posix()
+                        for p in (tmp_path / "r1" / "tensorboard").rglob("events.out.tfevents.*"))
+  remote_events = sorted(str(p.parent).split("/r1/", 1)[1] for p in event_files(bucket_run / "tensorboard"))
+  assert set(remote_events) == set(local_events) and len(remote_events) >= len(local_events), \
+      "the gs:// run's event files are copied into the bucket, one folder per member"
 
   reports = {}
   for name, workdir, out in (("local", local, str(tmp_path / "report")), ("remote", remote, f"{remote}/report")):

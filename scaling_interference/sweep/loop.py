@@ -23,6 +23,7 @@ from scaling_interference.models.kinds import model_kind
 from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep import memory
 from scaling_interference.sweep.engine import Engine
+from scaling_interference.sweep.tensorboard import TensorBoardLog
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.members import Member, all_members
 from scaling_interference.data.schedules import realised_counts
@@ -195,6 +196,7 @@ class Trainer:
     self.traces = TraceLog(self.workdir.file(TRACES), self.engine.trace_every, self.problem.trace_T,
                            [m.id for m in self.members])
     self.dropped: dict[int, int] = {}  # member index -> first non-finite step
+    self.tensorboard: TensorBoardLog | None = None  # process 0's event files, opened once the workdir is claimed
 
   def _write_eval(self, step: int, states, train_loss_M) -> None:
     results = self.engine.evaluate(states)
@@ -204,6 +206,8 @@ class Trainer:
       group_loss_M = None if train_loss_M is None else train_loss_M[ids]
       rows += metric_rows(step, ids, task_ids, result, group_loss_M)
     self.workdir.write_metrics(step, rows)
+    if self.tensorboard is not None:
+      self.tensorboard.eval_rows(rows)
 
   def _schedule(self) -> dict:
     """The realised schedule: injected examples per schedule at every step that has any."""
@@ -219,10 +223,12 @@ class Trainer:
     if found is None:
       self.workdir.claim(as_json(self.config), self.members, self.problem.tasks, self._schedule())
       self.workdir.drop_metrics_after(-1)
+      self._open_tensorboard(None)
       states = self.engine.init_states()
       self._write_eval(0, states, None)
       return states, 0, tracker
     latest, states, meta = found
+    self._open_tensorboard(latest)
     tracker.sums, tracker.count = np.asarray(meta["train_loss_sums"]), meta["train_loss_count"]
     self.dropped = {int(k): v for k, v in meta.get("dropped", {}).items()}
     self.problem.restore_host_state(meta.get("data"))
@@ -246,8 +252,14 @@ class Trainer:
         step, stopped_by = self._loop(states, step, tracker, checkpoints, preemption)
     finally:
       checkpoints.close()
+      if self.tensorboard is not None:
+        self.tensorboard.close()
     dropped = {self.members[m].id: s for m, s in self.dropped.items()}
     return RunResult(str(self.workdir.path), step, self.members, resumed_from, stopped_by, dropped or None)
+
+  def _open_tensorboard(self, resumed_from: int | None) -> None:
+    if self.train.tensorboard and self.workdir.writer:
+      self.tensorboard = TensorBoardLog(self.workdir.path, self.members, self.problem.tasks, resumed_from)
 
   def _compile_and_check_memory(self) -> None:
     """Compiles the usual segment's program ahead of time and stops (ConfigError) if one device cannot hold it."""
@@ -292,6 +304,8 @@ class Trainer:
       tracker.add(losses_SxM)
       self.traces.add(step, traces)
       step = end
+      if self.tensorboard is not None:
+        self.tensorboard.train_loss(step, dispatch_mean(losses_SxM))
       if found:
         self._handle_non_finite(found, step, states, tracker, checkpoints)
       if is_eval_step(step, self.train):
@@ -300,7 +314,7 @@ class Trainer:
         self._log_progress(step, first, t0, mean_M)
         last_line = time.time()
       elif time.time() - last_line >= PROGRESS_SECONDS:  # a line at a steady cadence between evals too
-        self._log_progress(step, first, t0, np.nanmean(losses_SxM, axis=0))
+        self._log_progress(step, first, t0, dispatch_mean(losses_SxM))
         last_line = time.time()
       stop = preemption.agreed()
       if is_checkpoint_step(step, self.train) or stop:
@@ -315,6 +329,13 @@ class Trainer:
     eta = (self.train.steps - step) / max(rate, 1e-9)
     log.info("step %d/%d (%.0f%%) | %.1f steps/s | ETA %.0fs | train loss %s", step, self.train.steps,
                  100 * step / max(self.train.steps, 1), rate, eta, stats_line(loss_M))
+
+
+def dispatch_mean(losses_SxM) -> np.ndarray:
+  """Each member's mean finite training loss over a dispatch; NaN for a member with none (frozen)."""
+  finite_SxM = np.isfinite(losses_SxM)
+  count_M = finite_SxM.sum(axis=0)
+  return np.where(count_M > 0, np.where(finite_SxM, losses_SxM, 0.0).sum(axis=0) / np.maximum(count_M, 1), np.nan)
 
 
 def _gib(n: int | None) -> str:
