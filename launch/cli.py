@@ -4,6 +4,7 @@ import logging
 import os
 import sys
 
+from absl import flags
 from absl import logging as absl_logging
 
 from scaling_interference.errors import CheckpointError, ConfigError, NonFiniteLossError, StorageError, WorkdirError
@@ -11,14 +12,17 @@ from scaling_interference.errors import CheckpointError, ConfigError, NonFiniteL
 
 def show_progress() -> None:
   """Our progress lines on stderr (set up once; a process other than 0 keeps only warnings, see
-  distributed.initialize); libraries' INFO chatter (Orbax) stays quiet."""
-  absl_logging.set_verbosity(absl_logging.WARNING)
+  distributed.initialize). Without --verbosity: our INFO lines, and libraries' INFO chatter (Orbax)
+  stays quiet; with it, absl's level applies to every logger, ours included (-1: warnings only)."""
+  chosen = flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present
+  if not chosen:
+    absl_logging.set_verbosity(absl_logging.WARNING)
   log = logging.getLogger("scaling_interference")
   if not log.handlers:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     log.addHandler(handler)
-    log.setLevel(logging.INFO)
+  log.setLevel(absl_logging.converter.absl_to_standard(absl_logging.get_verbosity()) if chosen else logging.INFO)
   log.propagate = False
 
 

@@ -27,3 +27,16 @@ def test_a_plain_script_shows_compilation_and_progress_between_evals(tmp_path):
   assert any("compiled in " in l and "per device" in l for l in lines), result.stderr
   for step in (10, 20, 30, 40):  # eval only at 40: the others are the steady-cadence lines
     assert any(f"step {step}/40 " in l and "ETA" in l and "train loss" in l for l in lines), (step, result.stderr)
+
+
+def test_the_command_line_honours_verbosity(tmp_path):
+  def train(*flags):
+    cmd = [sys.executable, "-m", "launch.train", "--config=configs/regression.py:demo", "--config.train.steps=20",
+           "--config.train.eval_every=10", "--config.model.widths=4,", "--config.sweep.seeds=0,", *flags]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  default = train(f"--workdir={tmp_path / 'a'}")
+  quiet = train(f"--workdir={tmp_path / 'b'}", "--verbosity=-1")
+  assert default.returncode == quiet.returncode == 0, default.stderr + quiet.stderr
+  assert "step 20/20" in default.stderr and "compiling the training program" in default.stderr
+  assert "step 20/20" not in quiet.stderr and "compiling" not in quiet.stderr, quiet.stderr
