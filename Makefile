@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: demo test bench check-recipes clean
+.PHONY: demo test test-floors bench check-recipes clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# The suite at the oldest versions setup.cfg allows (constraints-floors.txt), in its own venv.
+FLOORS_VENV ?= .venv-floors
+test-floors:
+	test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install -q -c constraints-floors.txt -e '.[test]'
+	$(FLOORS_VENV)/bin/python -m pytest -q tests
+
 bench: $(STAMP)
 	$(PY) -m benchmarks.sweep_speed
 	$(PY) -m benchmarks.lm_speed
@@ -35,4 +42,4 @@ check-recipes: $(STAMP)
 	$(PY) -m launch.check_recipes
 
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) $(FLOORS_VENV) runs *.egg-info
