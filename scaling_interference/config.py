@@ -50,6 +50,8 @@ def validate_train(train) -> None:
   require_choice(train, "train.nonfinite", ("halt", "drop"))
   require_choice(train, "train.pack", PACK_MODES)
   require_choice(train, "train.tensorboard", (True, False))
+  if not isinstance(train.wandb_project, str):
+    raise ConfigError(f"train.wandb_project: must be a W&B project name (\"\": off), got {train.wandb_project!r}")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

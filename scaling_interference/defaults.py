@@ -51,6 +51,7 @@ def train_config() -> ml_collections.ConfigDict:
       pack="auto",  # MLP members' first layers as one matmul: off | on | auto (sweep/packed.py)
       nonfinite="halt",  # a member's non-finite loss: halt (checkpoint, exit naming it) or drop (freeze it)
       tensorboard=True,  # event files in WORKDIR/tensorboard, one run per member (sweep/tensorboard.py)
+      wandb_project="",  # also log to this W&B project, one run per member (sweep/wandb_log.py); "": off
   ))
 
 

@@ -24,6 +24,7 @@ from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep import memory
 from scaling_interference.sweep.engine import Engine
 from scaling_interference.sweep.tensorboard import TensorBoardLog
+from scaling_interference.sweep.wandb_log import WandbLog
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.members import Member, all_members
 from scaling_interference.data.schedules import realised_counts
@@ -196,7 +197,7 @@ class Trainer:
     self.traces = TraceLog(self.workdir.file(TRACES), self.engine.trace_every, self.problem.trace_T,
                            [m.id for m in self.members])
     self.dropped: dict[int, int] = {}  # member index -> first non-finite step
-    self.tensorboard: TensorBoardLog | None = None  # process 0's event files, opened once the workdir is claimed
+    self.loggers: list = []  # process 0's TensorBoard files and W&B runs, opened once the workdir is claimed
 
   def _write_eval(self, step: int, states, train_loss_M) -> None:
     results = self.engine.evaluate(states)
@@ -206,8 +207,8 @@ class Trainer:
       group_loss_M = None if train_loss_M is None else train_loss_M[ids]
       rows += metric_rows(step, ids, task_ids, result, group_loss_M)
     self.workdir.write_metrics(step, rows)
-    if self.tensorboard is not None:
-      self.tensorboard.eval_rows(rows)
+    for logger in self.loggers:
+      logger.eval_rows(rows)
 
   def _schedule(self) -> dict:
     """The realised schedule: injected examples per schedule at every step that has any."""
@@ -223,12 +224,12 @@ class Trainer:
     if found is None:
       self.workdir.claim(as_json(self.config), self.members, self.problem.tasks, self._schedule())
       self.workdir.drop_metrics_after(-1)
-      self._open_tensorboard(None)
+      self._open_loggers(None)
       states = self.engine.init_states()
       self._write_eval(0, states, None)
       return states, 0, tracker
     latest, states, meta = found
-    self._open_tensorboard(latest)
+    self._open_loggers(latest)
     tracker.sums, tracker.count = np.asarray(meta["train_loss_sums"]), meta["train_loss_count"]
     self.dropped = {int(k): v for k, v in meta.get("dropped", {}).items()}
     self.problem.restore_host_state(meta.get("data"))
@@ -252,14 +253,18 @@ class Trainer:
         step, stopped_by = self._loop(states, step, tracker, checkpoints, preemption)
     finally:
       checkpoints.close()
-      if self.tensorboard is not None:
-        self.tensorboard.close()
+      for logger in self.loggers:
+        logger.close()
     dropped = {self.members[m].id: s for m, s in self.dropped.items()}
     return RunResult(str(self.workdir.path), step, self.members, resumed_from, stopped_by, dropped or None)
 
-  def _open_tensorboard(self, resumed_from: int | None) -> None:
-    if self.train.tensorboard and self.workdir.writer:
-      self.tensorboard = TensorBoardLog(self.workdir.path, self.members, self.problem.tasks, resumed_from)
+  def _open_loggers(self, resumed_from: int | None) -> None:
+    if not self.workdir.writer:
+      return
+    if self.train.tensorboard:
+      self.loggers.append(TensorBoardLog(self.workdir.path, self.members, self.problem.tasks, resumed_from))
+    if self.train.wandb_project:
+      self.loggers.append(WandbLog(self.train.wandb_project, self.workdir.path, self.members, self.problem.tasks))
 
   def _compile_and_check_memory(self) -> None:
     """Compiles the usual segment's program ahead of time and stops (ConfigError) if one device cannot hold it."""
@@ -304,8 +309,8 @@ class Trainer:
       tracker.add(losses_SxM)
       self.traces.add(step, traces)
       step = end
-      if self.tensorboard is not None:
-        self.tensorboard.train_loss(step, dispatch_mean(losses_SxM))
+      for logger in self.loggers:
+        logger.train_loss(step, dispatch_mean(losses_SxM))
       if found:
         self._handle_non_finite(found, step, states, tracker, checkpoints)
       if is_eval_step(step, self.train):
