@@ -220,6 +220,10 @@ def test_injection_claim_reads_the_event_triggered_average():
   assert status == NOT_HELD and "Spearman vs width -1.00" in evidence, evidence
   status, evidence = check(7, {**per_event, "event_average": averages({8: -0.1, 16: 0.1}, {8: -0.2, 16: 0.01})})
   assert status == NOT_HELD and "no spike" in evidence, evidence
+  sparse = averages({8: 0.1, 16: 0.1}, {8: 0.01, 16: 0.05})
+  status, evidence = check(7, {**per_event, "event_average": sparse[sparse.lag == 10]})
+  assert status == NOT_HELD and "not judged: 1 observation(s) between events" in evidence, \
+      "a trace sparser than the events cannot show a spike: one lag is no evidence either way"
 
 
 @pytest.mark.parametrize("number", sorted(claims.CLAIMS))

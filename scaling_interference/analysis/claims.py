@@ -11,6 +11,7 @@ from scaling_interference.reader import Run
 
 HELD, NOT_HELD, NOT_MEASURABLE = "held", "did not hold", "not measurable"
 RETAIN_MIN = 0.1  # an injected task counts as kept by a width whose retained share reaches this
+MIN_LAGS = 3  # observations between events the event-triggered average needs to show a spike and its decay
 CLAIMS = {
     1: "Larger widths learn rarer and more complex tasks: emergence width falls with task frequency and, where task "
        "complexities differ, rises with complexity; the number of tasks learned grows with width.",
@@ -289,6 +290,9 @@ def _average_verdict(rows: pd.DataFrame, measure: str) -> tuple[int, str]:
           f"mean change over the events: members whose {measure} improves after them per width: {spikes}; gain "
           f"{_by_width(per_member.gain)} at lag {_by_width(per_member.gain_lag)}; kept at lag "
           f"{int(first.last_lag)} {_by_width(per_member.kept)}; retained {_by_width(retained)}")
+  if rows.lags.min() < MIN_LAGS:
+    return 0, text + (f" (not judged: {int(rows.lags.min())} observation(s) between events, too few to see a "
+                      "spike and its decay; trace the task more densely, train.trace_every)")
   if flat:
     return -1, text + f" (at width(s) {flat} the mean change shows no improvement: no spike)"
   if retained.groupby(level="width").mean().max() < RETAIN_MIN:

@@ -242,7 +242,8 @@ def _parts(event_S, steps: int) -> list[tuple[str, np.ndarray]]:
 
 
 def average_summary(average: pd.DataFrame) -> pd.DataFrame:
-  """Per (member, width, schedule, measure, part) of an event_average table: gain, its lag, kept, retained."""
+  """Per (member, width, schedule, measure, part) of an event_average table: gain, its lag, the lags observed,
+  kept, retained."""
   rows = []
   for (member, width, schedule, measure, part), curve in average.groupby(["member", "width", "schedule", "measure",
                                                                           "part"], sort=False):
@@ -251,6 +252,6 @@ def average_summary(average: pd.DataFrame) -> pd.DataFrame:
     gain, kept = float(gain_N[top]), float(gain_N[-1])
     rows.append(dict(member=member, width=width, schedule=schedule, task=int(curve.task.iloc[0]),
                      kind=curve.kind.iloc[0], measure=measure, part=part, events=int(curve.events.max()), gain=gain,
-                     gain_lag=float(curve.lag.iloc[top]), last_lag=float(curve.lag.iloc[-1]), kept=kept,
-                     retained=_ratio(kept, gain)))
+                     gain_lag=float(curve.lag.iloc[top]), last_lag=float(curve.lag.iloc[-1]), lags=len(curve),
+                     kept=kept, retained=_ratio(kept, gain)))
   return pd.DataFrame(rows)
