@@ -22,7 +22,8 @@ def show_progress() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     log.addHandler(handler)
-  log.setLevel(absl_logging.converter.absl_to_standard(absl_logging.get_verbosity()) if chosen else logging.INFO)
+  if log.level == logging.NOTSET:  # set once: distributed.initialize then quiets processes other than 0
+    log.setLevel(absl_logging.converter.absl_to_standard(absl_logging.get_verbosity()) if chosen else logging.INFO)
   log.propagate = False
 
 
