@@ -23,7 +23,7 @@ def tiny_lm(**data):
   config.model.sizes = ("32/4/1",)
   config.sweep.update(seeds=(0, 1), lrs=(1e-2, 3e-3))
   config.train.update(steps=20, batch_size=32, eval_every=10, checkpoint_every=10, steps_per_dispatch=10,
-                      warmup_steps=5, eval_examples_per_task=32)
+                      warmup_steps=5, eval_examples_per_task=32, tensorboard=False)
   return config
 
 

@@ -18,9 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_a_sweep_too_large_for_the_machine_gets_one_line_and_no_workdir(tmp_path):
-  # width 2^24 on 1024 -> 1024 maps: 128 GiB of parameters per member, more than any machine the suite runs on
+  # width 2^24 on 1024 -> 4 maps: 64 GiB of parameters per member, more than any machine the suite runs on
   flags = ["--config=configs/regression.py:demo", f"--workdir={tmp_path / 'run'}", "--config.model.widths=16777216",
-           "--config.task.input_dim=1024", "--config.task.output_dim=1024", "--config.sweep.seeds=0,"]
+           "--config.task.input_dim=1024", "--config.task.output_dim=4", "--config.sweep.seeds=0,"]
   result = subprocess.run([sys.executable, "-m", "launch.train", *flags], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert result.returncode == 2, result.stderr

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def config():
   c = small_regression()
   c.sweep.update(seeds=(0,), lrs=(1e-2, 3e-3))
-  c.train.update(steps=40, eval_every=20, checkpoint_every=20)
+  c.train.update(steps=40, eval_every=20, checkpoint_every=20, tensorboard=True)
   return c
 
 

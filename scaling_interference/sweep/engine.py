@@ -44,7 +44,8 @@ class Engine:
     self.optimizers = [member_optimizer(config.train, g.model) for g in groups]
     self.packed_G = packed.packed_groups(config.train.pack, problem, groups, self.mesh.devices.size)
     fsdp = config.train.fsdp
-    self.init_on_device = jax.jit(self._init_groups)  # traced once, by abstract_states below
+    self.init_on_device = jax.jit(self._init_groups)
+    self._abstract_states = jax.eval_shape(self.init_on_device, *self._seeds_and_lrs())
     self.state_shardings = [sharding.state_shardings(self.mesh, g.size, a, fsdp)
                             for g, a in zip(groups, self.abstract_states())]
     replicated = sharding.replicated(self.mesh)
@@ -85,8 +86,8 @@ class Engine:
             for abstract, shardings in zip(self.abstract_states(), self.state_shardings)]
 
   def abstract_states(self) -> list[GroupState]:
-    """Shapes and dtypes of the states, for restoring checkpoints without computing inits."""
-    return jax.eval_shape(self.init_on_device, *self._seeds_and_lrs())
+    """Shapes and dtypes of the states, for restoring checkpoints without computing inits (traced once)."""
+    return self._abstract_states
 
   # ---- training ------------------------------------------------------------------------
   def _member_step(self, index: int, state: GroupState, batch):

@@ -11,20 +11,23 @@ and the member's hyperparameters (width, size, depth, seed, lr) for the HParams 
 A resumed run opens its writers with purge_step = the step it resumed from + 1, so TensorBoard hides
 what an interrupted process wrote past its last checkpoint: no step appears twice. Written with
 tensorboardX (protobuf only, no TensorFlow; it also writes the purge marker and the hparams summary).
-On cloud storage the files are written to a local folder and copied into the workdir at every eval
-and at the end (an object store cannot append).
+Each eval is one event per member holding all its scalars. On cloud storage the files are written to
+a local folder and copied into the workdir at an eval at most every minute, and at the end (an
+object store cannot append).
 """
 import dataclasses
 import math
 import pathlib
 import shutil
 import tempfile
+import time
 
 from etils import epath
 
 from scaling_interference import storage
 
 FOLDER = "tensorboard"
+COPY_SECONDS = 60.0  # on cloud storage: the longest wait between copies of the event files (and at the end)
 
 
 def run_name(member) -> str:
@@ -49,7 +52,9 @@ class TensorBoardLog:
 
   def __init__(self, workdir: epath.Path, members, tasks, resumed_from: int | None):
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import summary_pb2  # pylint: disable=g-import-not-at-top
     from tensorboardX.summary import hparams as hparams_summary  # pylint: disable=g-import-not-at-top
+    self._summary_pb2, self.copied = summary_pb2, time.time()
     self.remote = workdir / FOLDER if storage.is_remote(workdir) else None
     self.root = pathlib.Path(tempfile.mkdtemp(prefix="tensorboard_")) if self.remote else workdir / FOLDER
     self.members, self.tags = list(members), {t.id: task_tag(t) for t in tasks}
@@ -68,31 +73,38 @@ class TensorBoardLog:
         self.writers[member.id].add_scalar("train/loss", float(loss), step)
 
   def eval_rows(self, rows: list[dict], train_loss: bool = False) -> None:
-    """Metric rows (workdir.metric_rows); train_loss: also write the "all" rows' loss as train/loss."""
-    signals: dict = {}
+    """Metric rows (workdir.metric_rows), one event per (member, step) holding all its scalars; train_loss: also
+    write the "all" rows' loss as train/loss."""
+    scalars: dict = {}
     for row in rows:
-      writer, step = self.writers[row["member"]], int(row["step"])
+      values = scalars.setdefault((row["member"], int(row["step"])), {})
       if row["task"] == "all":
         if train_loss and row["loss"] is not None:
-          writer.add_scalar("train/loss", row["loss"], step)
+          values["train/loss"] = row["loss"]
         continue
       tag = self.tags[int(row["task"])]
-      for field in ("loss", "signal", "accuracy"):
-        if row[field] is not None:
-          writer.add_scalar(f"eval/{field}/{tag}", row[field], step)
+      values.update({f"eval/{f}/{tag}": row[f] for f in ("loss", "signal", "accuracy") if row[f] is not None})
       if row["signal"] is not None:
-        signals.setdefault((row["member"], step), []).append(row["signal"])
-    for (member, step), values in signals.items():
-      self.writers[member].add_scalar("eval/mean_signal", sum(values) / len(values), step)
-    self.flush()
+        values.setdefault("_signals", []).append(row["signal"])
+    for (member, step), values in scalars.items():
+      signals = values.pop("_signals", [])
+      if signals:
+        values["eval/mean_signal"] = sum(signals) / len(signals)
+      summary = self._summary_pb2.Summary(value=[self._summary_pb2.Summary.Value(tag=k, simple_value=float(v))
+                                                 for k, v in values.items()])
+      self.writers[member].file_writer.add_summary(summary, step)
+    if self.remote is not None and time.time() - self.copied >= COPY_SECONDS:
+      self.flush()
 
   def flush(self) -> None:
+    """Writes the buffered events; on cloud storage also copies the files into the workdir."""
     for writer in self.writers.values():
       writer.flush()
     if self.remote is not None:
       for path in self.root.rglob("*"):  # a local folder
         if path.is_file():
           storage.write_bytes(self.remote / path.relative_to(self.root).as_posix(), path.read_bytes())
+      self.copied = time.time()
 
   def close(self) -> None:
     for writer in self.writers.values():
