@@ -59,8 +59,11 @@ class TensorBoardLog:
     self.root = pathlib.Path(tempfile.mkdtemp(prefix="tensorboard_")) if self.remote else workdir / FOLDER
     self.members, self.tags = list(members), {t.id: task_tag(t) for t in tasks}
     purge = None if resumed_from is None else resumed_from + 1
-    self.writers = {m.id: SummaryWriter(str(self.root / run_name(m)), purge_step=purge, flush_secs=30)
-                    for m in self.members}
+    # tensorboardX names a file by the second it opened and the host: two processes within one second
+    # (a quick resume) would write one file, so each process adds its own start time in nanoseconds.
+    suffix = f".{time.time_ns()}"
+    self.writers = {m.id: SummaryWriter(str(self.root / run_name(m)), purge_step=purge, flush_secs=30,
+                                        filename_suffix=suffix) for m in self.members}
     if resumed_from is None:
       for m in self.members:
         for summary in hparams_summary(hparams(m), {"eval/mean_signal": 0.0}):
