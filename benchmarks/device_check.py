@@ -5,8 +5,9 @@
 
 Rows:
   matmul      the device's bfloat16 and float32 rate on an n x n matmul (2 n^3 FLOPs; n = 8192, smoke 256)
-  regression  configs/regression.py:paper's first steps (widths 8..512 x 3 seeds, batch 4096, float32):
-              steps/s and training FLOP/s (6 x batch x parameters) as a share of the float32 matmul
+  regression  configs/regression.py:paper's first steps (widths 8..512 x 3 seeds, batch 4096), in float32
+              and in bfloat16 (model.compute_dtype; first layers packed where train.pack chooses):
+              steps/s and training FLOP/s (6 x batch x parameters) as a share of the same dtype's matmul
   tiny        64 tiny MLPs (widths 8, 16, .., 64 x 8 seeds) in one program against the same 64 members
               trained one at a time (one compiled program per width, members in turn): goal >= 20x
   ladder      OLMo ladder sizes 20M, 60M, 90M, 150M, 300M in bfloat16, one member each, batch 16 x 2049
@@ -58,8 +59,9 @@ def engine_program(name: str, config, steps: int) -> tuple[Timed, Engine]:
                models=models), engine
 
 
-def regression_config():
+def regression_config(compute_dtype: str):
   config = regression.get_config("paper")
+  config.model.compute_dtype = compute_dtype
   if _SMOKE.value:
     config.model.widths, config.train.batch_size = (8, 16), 256
   return config
@@ -89,7 +91,8 @@ def ladder_config(size: str, sizes: dict):
 def measure() -> dict:
   sizes = SMOKE if _SMOKE.value else FULL
   matmuls = {d: matmul_program(sizes["matmul_n"], d) for d in ("bfloat16", "float32")}
-  reg, _ = engine_program("regression paper", regression_config(), sizes["regression_steps"])
+  regs = {d: engine_program(f"regression paper {d}", regression_config(d), sizes["regression_steps"])[0]
+          for d in ("float32", "bfloat16")}
   tiny_config, single_configs = tiny_configs(sizes)
   tiny, _ = engine_program(f"{len(tiny_config.model.widths) * len(tiny_config.sweep.seeds)} tiny members",
                            tiny_config, sizes["tiny_steps"])
@@ -103,14 +106,15 @@ def measure() -> dict:
                            estimate_bytes=ladder.memory_bytes(group.model, config.train.batch_size,
                                                               group.model.max_seq_len))
     lms.append((program, config))
-  programs = list(matmuls.values()) + [reg, tiny, *singles] + [p for p, _ in lms] + list(matmuls.values())
+  programs = list(matmuls.values()) + [*regs.values(), tiny, *singles] + [p for p, _ in lms] + list(matmuls.values())
   time_interleaved(programs, _REPEATS.value)
   rate = {d: m.flops / m.best_s for d, m in matmuls.items()}
   per_member = len(tiny_config.sweep.seeds)
   one_at_a_time_s = sum(p.best_s for p in singles) * per_member  # every seed of a width runs that width's program
   rows = dict(
       matmul={d: dict(tflop_per_s=r / 1e12) for d, r in rate.items()},
-      regression=dict(steps_per_s=reg.steps / reg.best_s, matmul_fraction=_flop_rate(reg) / rate["float32"]),
+      regression={d: dict(steps_per_s=p.steps / p.best_s, matmul_fraction=_flop_rate(p) / rate[d])
+                  for d, p in regs.items()},
       tiny=dict(members=len(tiny.models), program_s=tiny.best_s,
                 one_at_a_time_s=one_at_a_time_s, speedup=one_at_a_time_s / tiny.best_s, goal=TINY_GOAL),
       ladder=[dict(size=p.name, params=p.models[0].n_params,
@@ -136,8 +140,8 @@ def report(results: dict) -> str:
   head = " ".join(f"{k}={v}" for k, v in results["machine"].items()) + (" (smoke sizes)" if results["smoke"] else "")
   lines = [head, "", "| check | measured | goal |", "|---|---|---|"]
   lines += [f"| {d} matmul | {m['tflop_per_s']:.2f} TFLOP/s | |" for d, m in r["matmul"].items()]
-  lines.append(f"| regression paper, first steps | {r['regression']['steps_per_s']:.1f} steps/s, "
-               f"{100 * r['regression']['matmul_fraction']:.1f}% of the float32 matmul | |")
+  lines += [f"| regression paper, first steps, {d} | {g['steps_per_s']:.1f} steps/s, "
+            f"{100 * g['matmul_fraction']:.1f}% of the {d} matmul | |" for d, g in r["regression"].items()]
   t = r["tiny"]
   lines.append(f"| {t['members']} tiny MLPs in one program vs one at a time | {t['speedup']:.1f}x "
                f"({t['program_s']:.3f} s vs {t['one_at_a_time_s']:.3f} s) | >= {t['goal']:.0f}x |")

@@ -1,7 +1,7 @@
 """Sweep engine speed: all members in one program (plain and packed) vs one at a time, FLOP/s vs a matmul.
 
   JAX_PLATFORMS=cpu python -m benchmarks.sweep_speed [--steps=N] [--wide_steps=N] [--parity_steps=N]
-      [--repeats=R] [--out=FILE.json]
+      [--repeats=R] [--compute_dtype=bfloat16] [--out=FILE.json]
 
 Everything runs in one process. Every timed program is compiled first, then the repeats are
 interleaved (one round times each program once) and each keeps its best time, so a noisy
@@ -10,7 +10,8 @@ parameters per step and compared with a large float32 matmul timed in the same r
 sweeps: the regression demo, wide members (512, 1024), and the sparse parity sweep the reference
 script is compared on (widths 32..512, batch 2000); each by the engine with plain vmapped groups,
 by the engine with the MLP members' first layers packed into one matmul (train.pack="on",
-sweep/packed.py), and one member at a time.
+sweep/packed.py), and one member at a time. --compute_dtype=bfloat16 (for accelerators) runs the
+members' matmuls and the reference matmul in bf16.
 """
 
 import jax
@@ -26,6 +27,8 @@ _STEPS = flags.DEFINE_integer("steps", 400, "Timed steps of the demo sweep (a mu
 _WIDE_STEPS = flags.DEFINE_integer("wide_steps", 20, "Timed steps of the wide sweep (a multiple of 10).")
 _PARITY_STEPS = flags.DEFINE_integer("parity_steps", 20, "Timed steps of the sparse parity sweep (a multiple of 10).")
 _REPEATS = flags.DEFINE_integer("repeats", 8, "Timing rounds; each program keeps its best.")
+_DTYPE = flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"],
+                           "The members' matmul dtype (model.compute_dtype) and the reference matmul's.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
 MATMUL_N = 2048
@@ -101,12 +104,17 @@ def summarize(name: str, programs: list[Timed], peak_flops: float) -> dict:
               matmul_fraction=flops / peak_flops, cores=sum(p.cores * p.best_s for p in programs) / seconds)
 
 
-def measure(repeats: int, steps: int, wide_steps: int, parity_steps: int) -> dict:
+def with_dtype(config, compute_dtype: str):
+  config.model.compute_dtype = compute_dtype
+  return config
+
+
+def measure(repeats: int, steps: int, wide_steps: int, parity_steps: int, compute_dtype: str = "float32") -> dict:
   """Compiles everything, times it in interleaved rounds, and returns the results."""
-  sweeps = {"demo": sweep_programs(demo_config(), steps),
-            "wide 512/1024": sweep_programs(wide_config(), wide_steps),
-            "parity 32..512": sweep_programs(parity_config(), parity_steps)}
-  matmul = matmul_program(MATMUL_N, "float32")
+  sweeps = {"demo": sweep_programs(with_dtype(demo_config(), compute_dtype), steps),
+            "wide 512/1024": sweep_programs(with_dtype(wide_config(), compute_dtype), wide_steps),
+            "parity 32..512": sweep_programs(with_dtype(parity_config(), compute_dtype), parity_steps)}
+  matmul = matmul_program(MATMUL_N, compute_dtype)
   programs = [matmul]  # timed before each sweep too, for more chances at an uncontended peak
   for s in sweeps.values():
     programs += [p for ps in s.values() for p in ps] + [matmul]
@@ -120,14 +128,14 @@ def measure(repeats: int, steps: int, wide_steps: int, parity_steps: int) -> dic
     rows += [engine, packed, single]
     speedup[name] = engine["steps_per_s"] / single["steps_per_s"]
     packing[name] = packed["steps_per_s"] / engine["steps_per_s"]
-  return dict(machine=machine(), matmul_gflop_per_s=peak / 1e9, matmul_cores=matmul.cores,
+  return dict(machine=machine(), compute_dtype=compute_dtype, matmul_gflop_per_s=peak / 1e9, matmul_cores=matmul.cores,
               rows=rows, speedup=speedup, packing=packing)
 
 
 def report(results: dict) -> str:
   """A markdown table, with the machine above and the speedups below."""
   head = " ".join(f"{k}={v}" for k, v in results["machine"].items())
-  lines = [head, f"float32 matmul {MATMUL_N}x{MATMUL_N} @ {MATMUL_N}x{MATMUL_N}: "
+  lines = [head, f"{results['compute_dtype']} matmul {MATMUL_N}x{MATMUL_N} @ {MATMUL_N}x{MATMUL_N}: "
            f"{results['matmul_gflop_per_s']:.1f} GFLOP/s on {results['matmul_cores']:.1f} cores", "",
            "| sweep | steps/s | train GFLOP/s | % of matmul | cores used |", "|---|---:|---:|---:|---:|"]
   lines += [f"| {r['name']} | {r['steps_per_s']:.1f} | {r['gflop_per_s']:.2f} | "
@@ -140,7 +148,7 @@ def report(results: dict) -> str:
 
 def main(argv):
   del argv
-  results = measure(_REPEATS.value, _STEPS.value, _WIDE_STEPS.value, _PARITY_STEPS.value)
+  results = measure(_REPEATS.value, _STEPS.value, _WIDE_STEPS.value, _PARITY_STEPS.value, _DTYPE.value)
   publish(results, report(results), _OUT.value)
 
 

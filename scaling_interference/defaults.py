@@ -15,6 +15,7 @@ def model_config() -> ml_collections.ConfigDict:
       use_bias=True,
       init="lecun",  # lecun: LeCun-normal kernels, zero biases; torch: PyTorch nn.Linear's, all U(+-1/sqrt(fan_in))
       init_scale=1.0,  # multiplies the init of every parameter
+      compute_dtype="float32",  # or bfloat16: matmuls in bf16 (parameters and the loss stay float32)
   ))
 
 

@@ -15,7 +15,8 @@ def test_device_check_smoke_measures_every_row(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   rows = json.loads(out.read_text())["rows"]
   assert set(rows["matmul"]) == {"bfloat16", "float32"} and all(m["tflop_per_s"] > 0 for m in rows["matmul"].values())
-  assert rows["regression"]["steps_per_s"] > 0 and 0 < rows["regression"]["matmul_fraction"]
+  assert set(rows["regression"]) == {"bfloat16", "float32"}
+  assert all(r["steps_per_s"] > 0 and r["matmul_fraction"] > 0 for r in rows["regression"].values())
   assert rows["tiny"]["members"] == 4 and rows["tiny"]["speedup"] > 0
   assert [r["size"] for r in rows["ladder"]] == ["tiny-a"]
   for row in rows["ladder"]:

@@ -62,6 +62,23 @@ def test_a_packed_member_equals_the_member_trained_alone():
     assert relative(member, jax.tree.map(lambda x: x[0], single)) < 1e-5, (width, seed)
 
 
+def test_a_packed_bfloat16_member_equals_the_bfloat16_member_trained_alone():
+  config = packed_config()
+  config.model.compute_dtype = "bfloat16"
+  engine, packed = trained_params(config)
+  assert engine.packed_G == (0, 1, 2)
+  assert {x.dtype for x in jax.tree.leaves(packed)} == {np.dtype(np.float32)}  # parameters stay float32
+  _, float32 = trained_params(packed_config())
+  assert 1e-4 < relative(packed, float32) < 5e-2  # the matmuls ran in bf16, and trained the same members
+  for g, (width, seed) in enumerate(((4, 0), (8, 1), (16, 0))):
+    alone = packed_config("off")
+    alone.model.update(widths=(width,), compute_dtype="bfloat16")
+    alone.sweep.seeds = (seed,)
+    _, (single,) = trained_params(alone)
+    member = jax.tree.map(lambda x, m=seed: x[m], packed[g])
+    assert relative(member, jax.tree.map(lambda x: x[0], single)) < 1e-5, (width, seed)
+
+
 def test_a_stopped_and_resumed_packed_run_equals_an_uninterrupted_one(whole, tmp_path, monkeypatch):
   real = Engine.train_segment
 
@@ -105,6 +122,10 @@ def test_the_engine_packs_only_mlp_groups_of_a_shared_input():
 def test_a_bad_pack_mode_is_named():
   config = packed_config("maybe")
   with pytest.raises(ConfigError, match=r"train.pack: must be one of"):
+    build(config)
+  config = packed_config()
+  config.model.compute_dtype = "float16"
+  with pytest.raises(ConfigError, match=r"model.compute_dtype: must be one of"):
     build(config)
 
 

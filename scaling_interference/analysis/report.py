@@ -29,6 +29,7 @@ from tqdm import auto as tqdm
 
 from scaling_interference import storage
 from scaling_interference.analysis import claims, figures, html, scaling, tables
+from scaling_interference.compile_cache import enable_compilation_cache
 from scaling_interference.reader import Run, load_run
 
 ANALYSIS = "scaling_interference.analysis"
@@ -223,6 +224,7 @@ def build(workdirs, out: str, steps: str = "all", skip=(), options: dict | None 
   known = sorted({s.options for s in tables.SPECS.values() if s.options})
   if set(options or {}) - set(known):
     raise ValueError(f"options: unknown names {sorted(set(options) - set(known))}; choose from {known}")
+  enable_compilation_cache()  # a rebuilt report, or a second run of the same shapes, loads its programs
   start, out = time.time(), storage.as_path(out, "report folder")
   storage.check_reachable(out, "report folder")
   report = Report(out=str(out), index=str(out / "index.html"), options=dict(options or {}))

@@ -10,7 +10,7 @@ import re
 from scaling_interference import checks
 from scaling_interference.errors import ConfigError
 from scaling_interference.models import ladder
-from scaling_interference.models.mlp import ACTIVATIONS, INITS, MLPDef
+from scaling_interference.models.mlp import ACTIVATIONS, COMPUTE_DTYPES, INITS, MLPDef
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +33,14 @@ class MLPKind:
     checks.require_choice(model, "model.activation", ACTIVATIONS)
     checks.require_choice(model, "model.init", INITS)
     checks.require_number(model, "model.init_scale", 0.0, strict=True)
+    checks.require_choice(model, "model.compute_dtype", COMPUTE_DTYPES)
 
   @staticmethod
   def shapes(config, problem) -> list[Shape]:
     m = config.model
     defs = [MLPDef(input_dim=problem.input_dim, width=width, output_dim=problem.output_dim, depth=m.depth,
-                   activation=m.activation, use_bias=m.use_bias, initializer=m.init, init_scale=m.init_scale)
+                   activation=m.activation, use_bias=m.use_bias, initializer=m.init, init_scale=m.init_scale,
+                   compute_dtype=m.compute_dtype)
             for width in m.widths]
     return [Shape("", d, d.width, d.depth) for d in defs]
 

@@ -32,19 +32,28 @@ INITS = {
     "torch": torch_init,
 }
 
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # model.compute_dtype
+
 
 class MLP(nnx.Module):
-  """`depth` hidden layers of `width` units, then a linear readout."""
+  """`depth` hidden layers of `width` units, then a linear readout.
 
-  def __init__(self, input_dim, width, output_dim, *, depth, activation, use_bias, init="lecun", rngs):
+  `dtype` is the matmuls' dtype (bfloat16 on accelerators); parameters stay float32 and the output
+  is returned in float32, so losses and metrics are float32 either way."""
+
+  def __init__(self, input_dim, width, output_dim, *, depth, activation, use_bias, init="lecun",
+               dtype=jnp.float32, rngs):
     dims = [input_dim] + [width] * depth
-    self.hidden = nnx.List([nnx.Linear(a, b, use_bias=use_bias, rngs=rngs, **INITS[init](a))
+    self.hidden = nnx.List([nnx.Linear(a, b, use_bias=use_bias, dtype=dtype, rngs=rngs, **INITS[init](a))
                             for a, b in zip(dims[:-1], dims[1:])])
-    self.readout = nnx.Linear(dims[-1], output_dim, use_bias=use_bias, rngs=rngs, **INITS[init](dims[-1]))
+    self.readout = nnx.Linear(dims[-1], output_dim, use_bias=use_bias, dtype=dtype, rngs=rngs,
+                              **INITS[init](dims[-1]))
     self.activation = activation
 
   def __call__(self, x_BxI):
-    return self.from_first(self.hidden[0](x_BxI)) if len(self.hidden) else self.readout(x_BxI)
+    if not len(self.hidden):
+      return self.readout(x_BxI).astype(jnp.float32)
+    return self.from_first(self.hidden[0](x_BxI))
 
   def from_first(self, pre_BxH):
     """The output from the first hidden layer's pre-activations (packed members: sweep/packed.py)."""
@@ -52,15 +61,15 @@ class MLP(nnx.Module):
     h = act(pre_BxH)
     for i in range(1, len(self.hidden)):
       h = act(self.hidden[i](h))
-    return self.readout(h)
+    return self.readout(h).astype(jnp.float32)
 
   def hidden_states(self, x_BxI):
-    """The post-activation representation after every hidden layer."""
+    """The post-activation representation after every hidden layer (float32)."""
     act = ACTIVATIONS[self.activation]
     states, h = [], x_BxI
     for layer in self.hidden:
       h = act(layer(h))
-      states.append(h)
+      states.append(h.astype(jnp.float32))
     return states
 
 
@@ -75,10 +84,15 @@ class MLPDef:
   use_bias: bool = True
   initializer: str = "lecun"  # a key of INITS (config: model.init)
   init_scale: float = 1.0  # multiplies the init (small values: the rich, saddle-to-saddle regime)
+  compute_dtype: str = "float32"  # a key of COMPUTE_DTYPES: the matmuls' dtype
+
+  @property
+  def dtype(self):
+    return COMPUTE_DTYPES[self.compute_dtype]
 
   def _module(self, key):
     return MLP(self.input_dim, self.width, self.output_dim, depth=self.depth, activation=self.activation,
-               use_bias=self.use_bias, init=self.initializer, rngs=nnx.Rngs(params=key))
+               use_bias=self.use_bias, init=self.initializer, dtype=self.dtype, rngs=nnx.Rngs(params=key))
 
   def init(self, key) -> dict:
     params = nnx.to_pure_dict(nnx.state(self._module(key), nnx.Param))

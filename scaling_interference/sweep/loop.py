@@ -5,7 +5,6 @@ apart), so a resumed run walks exactly the segments an uninterrupted run walks.
 """
 import dataclasses
 import logging
-import os
 import signal
 import sys
 import threading
@@ -17,6 +16,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 from etils import epath
 
+from scaling_interference.compile_cache import enable_compilation_cache
 from scaling_interference.config import as_json
 from scaling_interference.errors import ConfigError, NonFiniteLossError
 from scaling_interference.models.kinds import model_kind
@@ -31,17 +31,7 @@ from scaling_interference.data.schedules import realised_counts
 from scaling_interference import storage
 from scaling_interference.sweep.workdir import TRACES, Workdir, metric_rows, stats_line
 
-DEFAULT_CACHE = os.path.join("~", ".cache", "scaling_interference", "jax")
 log = logging.getLogger("scaling_interference")
-
-
-def enable_compilation_cache(path: str | None = None) -> None:
-  """Turns on JAX's persistent compilation cache, small programs included."""
-  path = os.path.expanduser(path or os.environ.get("SCALING_INTERFERENCE_JAX_CACHE", DEFAULT_CACHE))
-  jax.config.update("jax_compilation_cache_dir", path)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
 
 PROGRESS_SECONDS = 30.0  # the longest gap between progress lines (more often at eval steps)
 

@@ -5,7 +5,8 @@ first-layer pre-activations at once, x @ [W_1 | W_2 | ...] over the U = sum of m
 units, then each member's remaining layers and loss on its own slice (vmapped per group, as
 unpacked). The gradient of the summed losses is each member's own gradient (members share no
 parameter), its first-layer part one matmul x^T @ dpre_BxU. States and checkpoints keep the
-per-group layout; only the training step's arithmetic is arranged differently.
+per-group layout; only the training step's arithmetic is arranged differently. With
+model.compute_dtype "bfloat16" the packed matmul runs in bf16 like the members' own layers.
 
 `train.pack` chooses: "off", "on" (every MLP group of a problem with a shared model input), or
 "auto" (the default): on where there are at least two such groups reading at least AUTO_MIN_INPUT
@@ -51,13 +52,14 @@ def packed_groups(mode: str, problem, groups, num_devices: int = 1) -> tuple[int
 def packed_grads(problem, groups, params_list, batch):
   """(grads, losses) of every packed group's members, each (M, ...) / (M,) as the group's params."""
   def total(params_list):
-    x_BxI = problem.model_input(batch)
+    dtype = groups[0].model.dtype  # one compute dtype per sweep (model.compute_dtype)
+    x_BxI = problem.model_input(batch).astype(dtype)
     first = [g.model.first_layer(p) for g, p in zip(groups, params_list)]  # ((M, I, H), (M, H) or None)
     w_IxU = jnp.concatenate([jnp.moveaxis(k, 0, 1).reshape(k.shape[1], -1) for k, _ in first], axis=1)
-    pre_BxU = x_BxI @ w_IxU
+    pre_BxU = x_BxI @ w_IxU.astype(dtype)
     if any(b is not None for _, b in first):
       pre_BxU = pre_BxU + jnp.concatenate([jnp.zeros(k.shape[0] * k.shape[2]) if b is None else b.reshape(-1)
-                                           for k, b in first])
+                                           for k, b in first]).astype(dtype)
     losses, start = [], 0
     for g, p, (k, _) in zip(groups, params_list, first):
       size = k.shape[0] * k.shape[2]
