@@ -76,12 +76,12 @@ import scaling_interference as si
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
 config = tiny_lm()
-config.model.sizes = ("32/4/1", "64/4/2")
+config.model.sizes = ("64/4/2",)  # one group: each size compiles its own program, and one shows the sharding
 config.sweep.update(seeds=(0, 1), lrs=(1e-3,))
 if len(sys.argv) > 2:
   config.train.update(mesh=(2, 4), fsdp=True)
   problem, groups = build(config)
-  state = Engine(config, problem, groups).init_states()[1]
+  state = Engine(config, problem, groups).init_states()[0]
   print("SPEC", state["params"]["blocks"][0]["mlp"]["up"]["kernel"].sharding.spec)
 si.train(config, sys.argv[1])
 """
