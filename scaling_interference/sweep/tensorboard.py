@@ -87,10 +87,8 @@ class TensorBoardLog:
         continue
       tag = self.tags[int(row["task"])]
       values.update({f"eval/{f}/{tag}": row[f] for f in ("loss", "signal", "accuracy") if row[f] is not None})
-      if row["signal"] is not None:
-        values.setdefault("_signals", []).append(row["signal"])
     for (member, step), values in scalars.items():
-      signals = values.pop("_signals", [])
+      signals = [v for k, v in values.items() if k.startswith("eval/signal/")]
       if signals:
         values["eval/mean_signal"] = sum(signals) / len(signals)
       summary = self._summary_pb2.Summary(value=[self._summary_pb2.Summary.Value(tag=k, simple_value=float(v))
