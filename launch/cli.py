@@ -7,7 +7,7 @@ import sys
 from absl import flags
 from absl import logging as absl_logging
 
-from scaling_interference.errors import CheckpointError, ConfigError, NonFiniteLossError, StorageError, WorkdirError
+from scaling_interference.errors import ConfigError, NonFiniteLossError, StorageError, WorkdirError, WriteError
 
 
 def show_progress() -> None:
@@ -28,7 +28,7 @@ def show_progress() -> None:
 
 
 def run_or_exit(fn, *args):
-  """Calls fn; a bad config, path or workdir exits 2, a diverged member 3, a failed save 4, each with one line."""
+  """Calls fn; a bad config, path or workdir exits 2, a diverged member 3, a failed write or save 4, each with one line."""
   show_progress()
   try:
     return fn(*args)
@@ -38,7 +38,7 @@ def run_or_exit(fn, *args):
   except NonFiniteLossError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(3)
-  except CheckpointError as e:
+  except WriteError as e:  # a checkpoint, a metrics file, a table, ...
     print(f"error: {e}", file=sys.stderr)
     sys.exit(4)
   except FileNotFoundError as e:  # e.g. a --workdir that holds no run

@@ -13,7 +13,11 @@ class NonFiniteLossError(FloatingPointError):
   """A member's training loss became NaN or infinite; the message names member and step."""
 
 
-class CheckpointError(RuntimeError):
+class WriteError(RuntimeError):
+  """A file could not be written (full disk, unwritable directory, ...); the message names the file and why."""
+
+
+class CheckpointError(WriteError):
   """A checkpoint could not be written (full disk, unwritable directory, ...)."""
 
 

@@ -12,12 +12,13 @@ import io
 import json
 import logging
 import os
+import re
 import threading
 
 import numpy as np
 from etils import epath
 
-from scaling_interference.errors import StorageError
+from scaling_interference.errors import StorageError, WriteError
 
 TIMEOUT_ENV = "SCALING_INTERFERENCE_STORAGE_TIMEOUT"  # seconds `check_reachable` waits (default 20)
 CLIENT_LOGGERS = ("gcsfs", "fsspec", "s3fs", "google", "urllib3")
@@ -106,14 +107,42 @@ def quiet_clients():
       log.setLevel(level)
 
 
+def describe_error(e: BaseException) -> str:
+  """A write error in one short phrase: 'No space left on device [errno 28]' where the OS error is known."""
+  if isinstance(e, OSError) and e.errno:
+    return f"{e.strerror or os.strerror(e.errno)} [errno {e.errno}]"
+  found = re.search(r"os_error_code='?(\d+)", str(e))  # TensorStore's errors (Orbax) carry the OS error code
+  if found:
+    return f"{os.strerror(int(found[1]))} [errno {found[1]}]"
+  text = str(e).splitlines()[0][:300] if str(e) else "no message"
+  return f"{type(e).__name__}: {text}"
+
+
 def write_bytes(path: epath.Path, data: bytes) -> None:
-  """Writes a whole file that readers see complete or not at all."""
-  if is_remote(path):
-    path.write_bytes(data)  # an object upload is atomic
-    return
-  tmp = path.parent / (path.name + ".tmp")
-  tmp.write_bytes(data)
-  tmp.replace(path)
+  """Writes a whole file that readers see complete or not at all; a failed write is a WriteError naming it.
+
+  On local disks the bytes go to NAME.tmp, renamed over NAME once complete; a failed write removes
+  NAME.tmp and leaves NAME as it was.
+  """
+  tmp = None if is_remote(path) else path.parent / (path.name + ".tmp")
+  try:
+    if tmp is None:
+      path.write_bytes(data)  # an object upload is atomic
+    else:
+      tmp.write_bytes(data)
+      tmp.replace(path)
+  except OSError as e:
+    if tmp is not None:
+      tmp.unlink(missing_ok=True)
+    raise WriteError(f"could not write {path}: {describe_error(e)}") from e
+
+
+def make_folder(path: epath.Path) -> None:
+  """mkdir -p; a failure is a WriteError naming the folder."""
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise WriteError(f"could not make the folder {path}: {describe_error(e)}") from e
 
 
 def write_text(path: epath.Path, text: str) -> None:

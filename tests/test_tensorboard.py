@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import types
 
 import numpy as np
@@ -63,9 +64,9 @@ def test_training_writes_every_members_series_equal_to_the_metrics(tmp_path):
 
 
 def test_a_resumed_run_writes_no_step_twice(tmp_path, monkeypatch):
-  # tensorboardX names its files by the second they opened: hold that second still, as on a fast machine
-  # where the resumed process opens its files within the same second as the first.
-  monkeypatch.setattr("tensorboardX.event_file_writer.time", types.SimpleNamespace(time=lambda: 1.8e9))
+  # hold the clock's second still, as on a fast machine where the resumed process opens its files within the
+  # same second as the first: a file named by the second alone would be written over
+  monkeypatch.setattr(tensorboard, "time", types.SimpleNamespace(time=lambda: 1.8e9, time_ns=time.time_ns))
   workdir = tmp_path / "run"
   si.train(config(), str(workdir))
   shutil.rmtree(workdir / "checkpoints" / "40")  # as if killed after step 40's events, before its checkpoint

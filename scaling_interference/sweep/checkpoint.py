@@ -8,6 +8,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from scaling_interference.errors import CheckpointError
+from scaling_interference.storage import describe_error
 
 log = logging.getLogger("scaling_interference")
 
@@ -28,6 +29,8 @@ class Checkpoints:
         enable_async_checkpointing=True)
     names = tuple(group_item(i) for i in range(num_groups)) + (META,)
     self.manager = ocp.CheckpointManager(directory, options=options, item_names=names)
+    self.saving: int | None = None  # the step of the newest save started
+    self._unchecked = False  # whether that save's outcome is still to be checked
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -35,16 +38,47 @@ class Checkpoints:
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())
 
+  def newest_complete(self) -> int | None:
+    """The newest checkpoint on disk that a resume would restore (a failed save's temporary folder is not one)."""
+    try:
+      self.manager.reload()
+    except Exception:  # noqa: BLE001 - a directory that cannot be listed holds no checkpoint we can name
+      return None
+    return self.manager.latest_step()
+
+  def _failed(self, step: int | None, e: Exception) -> CheckpointError:
+    return CheckpointError(f"could not write the checkpoint of step {step} in {self.directory}: {describe_error(e)}")
+
   def save(self, step: int, states, meta: dict) -> None:
     """Starts an async save; Orbax writes to a temporary directory and renames it when complete."""
+    self.check_for_errors()
     items = {group_item(i): ocp.args.StandardSave(s) for i, s in enumerate(states)}
     items[META] = ocp.args.JsonSave(meta)
     try:
       self.manager.save(step, args=ocp.args.Composite(**items), force=True)
-    except Exception as e:  # the save or an earlier async one failed
-      raise CheckpointError(f"could not save the checkpoint of step {step} in {self.directory}: "
-                            f"{type(e).__name__}: {e}; the newest complete checkpoint is still "
-                            f"{self.latest_step()}") from e
+    except Exception as e:  # noqa: BLE001 - whatever the writer raised, the save failed
+      raise self._failed(step, e) from e
+    self.saving, self._unchecked = step, True
+
+  def check_for_errors(self) -> None:
+    """Raises CheckpointError when an asynchronous save has failed (on any process); never waits for one.
+
+    Called at every dispatch boundary, so a failed save stops the run within a dispatch of failing.
+    """
+    error = self._finished_save_error()
+    if any_process(error is not None):
+      raise self._failed(self.saving, error or RuntimeError("another process could not write its part")) from error
+
+  def _finished_save_error(self) -> Exception | None:
+    if not self._unchecked or self.manager.is_saving_in_progress():
+      return None
+    try:
+      self.manager.wait_until_finished()  # the save is over: returns at once, or raises its error
+      self.manager.check_for_errors()
+    except Exception as e:  # noqa: BLE001 - the background save's error, whatever its type
+      return e
+    self._unchecked = False
+    return None
 
   def restore(self, step: int, abstract_states):
     """All groups' states (shaped like abstract_states) and the metadata at `step`."""
@@ -88,11 +122,12 @@ class Checkpoints:
     self.manager.reload()
 
   def close(self) -> None:
+    """Waits for the pending save; raises CheckpointError when it failed."""
     try:
       self.manager.wait_until_finished()
-    except Exception as e:
-      raise CheckpointError(f"an asynchronous checkpoint save in {self.directory} failed: {type(e).__name__}: {e}; "
-                            f"the newest complete checkpoint is {self.latest_step()}") from e
+      self.manager.check_for_errors()
+    except Exception as e:  # noqa: BLE001 - the background save's error, whatever its type
+      raise self._failed(self.saving, e) from e
     finally:
       self.manager.close()
 

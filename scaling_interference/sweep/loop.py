@@ -18,10 +18,10 @@ from etils import epath
 
 from scaling_interference.compile_cache import enable_compilation_cache
 from scaling_interference.config import as_json
-from scaling_interference.errors import ConfigError, NonFiniteLossError
+from scaling_interference.errors import ConfigError, NonFiniteLossError, WriteError
 from scaling_interference.models.kinds import model_kind
 from scaling_interference.sweep.checkpoint import Checkpoints
-from scaling_interference.sweep import memory
+from scaling_interference.sweep import background, memory
 from scaling_interference.sweep.engine import Engine
 from scaling_interference.sweep.tensorboard import TensorBoardLog
 from scaling_interference.sweep.wandb_log import WandbLog
@@ -214,6 +214,7 @@ class Trainer:
     if found is None:
       self.workdir.claim(as_json(self.config), self.members, self.problem.tasks, self._schedule())
       self.workdir.drop_metrics_after(-1)
+      self.workdir.drop_tensorboard()  # an earlier start's events, from a run that never completed a checkpoint
       self._open_loggers(None)
       states = self.engine.init_states()
       self._write_eval(0, states, None)
@@ -236,17 +237,30 @@ class Trainer:
     self._compile_and_check_memory()  # before the workdir is claimed: a program that does not fit writes nothing
     checkpoints = Checkpoints(self.workdir.checkpoint_dir, len(self.groups),
                               self.train.max_to_keep, self.train.keep_every)
+    background.divert_background_errors()  # a failed save is one line of ours, not Orbax's tracebacks
+    failure = None
     try:
       with Preemption() as preemption:
         states, step, tracker = self._start(checkpoints)
         resumed_from = step if step else None
         step, stopped_by = self._loop(states, step, tracker, checkpoints, preemption)
+    except WriteError as e:
+      failure = e
     finally:
-      checkpoints.close()
-      for logger in self.loggers:
-        logger.close()
+      failure = self._close(checkpoints, failure)
+    if failure is not None:
+      raise type(failure)(f"{failure}; {_resume_hint(checkpoints.newest_complete())}") from failure
     dropped = {self.members[m].id: s for m, s in self.dropped.items()}
     return RunResult(str(self.workdir.path), step, self.members, resumed_from, stopped_by, dropped or None)
+
+  def _close(self, checkpoints: Checkpoints, failure: WriteError | None) -> WriteError | None:
+    """Waits for the pending save and closes the loggers; returns the first write error (`failure` if given)."""
+    for close in [checkpoints.close, *(logger.close for logger in self.loggers)]:
+      try:
+        close()
+      except WriteError as e:
+        failure = failure or e
+    return failure
 
   def _open_loggers(self, resumed_from: int | None) -> None:
     if not self.workdir.writer:
@@ -294,6 +308,7 @@ class Trainer:
       host = self.problem.host_batches(end - step)
       states, losses, traces = self.engine.train_segment(states, jnp.int32(step), end - step, host)
       losses, traces = jax.device_get((losses, traces))
+      checkpoints.check_for_errors()  # a failed asynchronous save stops the run here, not at the next save
       losses_SxM = np.concatenate([np.asarray(l) for l in losses], axis=1)
       found = first_non_finite(losses_SxM, step, set(self.dropped))
       tracker.add(losses_SxM)
@@ -324,6 +339,13 @@ class Trainer:
     eta = (self.train.steps - step) / max(rate, 1e-9)
     log.info("step %d/%d (%.0f%%) | %.1f steps/s | ETA %.0fs | train loss %s", step, self.train.steps,
                  100 * step / max(self.train.steps, 1), rate, eta, stats_line(loss_M))
+
+
+def _resume_hint(newest: int | None) -> str:
+  if newest is None:
+    return "no checkpoint is complete yet: once the write can succeed (free space), the same command starts afresh"
+  return (f"the newest complete checkpoint is step {newest}: once the write can succeed (free space), "
+          "the same command resumes from it")
 
 
 def dispatch_mean(losses_SxM) -> np.ndarray:

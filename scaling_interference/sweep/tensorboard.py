@@ -8,25 +8,31 @@ Series per member:
   eval/loss/TASK, eval/signal/TASK, eval/accuracy/TASK   every eval; TASK = "task_004" plus the task's name
                       and "_heldout" for held-out tuples of token tasks
 and the member's hyperparameters (width, size, depth, seed, lr) for the HParams dashboard.
-A resumed run opens its writers with purge_step = the step it resumed from + 1, so TensorBoard hides
-what an interrupted process wrote past its last checkpoint: no step appears twice. Written with
-tensorboardX (protobuf only, no TensorFlow; it also writes the purge marker and the hparams summary).
-Each eval is one event per member holding all its scalars. On cloud storage the files are written to
-a local folder and copied into the workdir at an eval at most every minute, and at the end (an
-object store cannot append).
+A resumed run's files start with a session-start event at the step it resumed from + 1 (a purge
+step), so TensorBoard hides what an interrupted process wrote past its last checkpoint: no step
+appears twice. The events are tensorboardX's protos (protobuf only, no TensorFlow; its hparams
+summary too), written and flushed at every eval in the trainer's own thread, so a full disk is one
+error the trainer reports, not a background thread's traceback. Each eval is one event per member
+holding all its scalars. On cloud storage the files are written to a local folder and copied into
+the workdir at an eval at most every minute, and at the end (an object store cannot append).
 """
+import contextlib
 import dataclasses
 import math
 import pathlib
 import shutil
+import socket
+import struct
 import tempfile
 import time
 
 from etils import epath
 
 from scaling_interference import storage
+from scaling_interference.errors import WriteError
+from scaling_interference.sweep.workdir import TENSORBOARD
 
-FOLDER = "tensorboard"
+FOLDER = TENSORBOARD
 COPY_SECONDS = 60.0  # on cloud storage: the longest wait between copies of the event files (and at the end)
 
 
@@ -47,37 +53,68 @@ def hparams(member) -> dict:
   return {**found, "size": member.size} if member.size else found
 
 
+class EventFile:
+  """One TensorBoard run's event file, written in the calling thread (no background writer, no exit hook), so a
+  failed write raises where the trainer can report it. Records are TFRecord-framed Event protos."""
+
+  def __init__(self, folder: pathlib.Path, event_pb2, masked_crc32c):
+    folder.mkdir(parents=True, exist_ok=True)
+    # named by the process's start in nanoseconds: a resumed process never writes over the first one's file
+    self.path = folder / f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{time.time_ns()}"
+    self._event_pb2, self._crc = event_pb2, masked_crc32c
+    self.file = open(self.path, "wb")  # pylint: disable=consider-using-with  (closed by close())
+    self.write(file_version="brain.Event:2")
+
+  def write(self, **fields) -> None:
+    data = self._event_pb2.Event(wall_time=time.time(), **fields).SerializeToString()
+    header = struct.pack("Q", len(data))
+    self.file.write(header + struct.pack("I", self._crc(header)) + data + struct.pack("I", self._crc(data)))
+
+
 class TensorBoardLog:
-  """Per-member SummaryWriters under workdir/tensorboard (see the module docstring)."""
+  """One EventFile per member under workdir/tensorboard (see the module docstring)."""
 
   def __init__(self, workdir: epath.Path, members, tasks, resumed_from: int | None):
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    from tensorboardX.proto import summary_pb2  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
+    from tensorboardX.record_writer import masked_crc32c  # pylint: disable=g-import-not-at-top
     from tensorboardX.summary import hparams as hparams_summary  # pylint: disable=g-import-not-at-top
     self._summary_pb2, self.copied = summary_pb2, time.time()
     self.remote = workdir / FOLDER if storage.is_remote(workdir) else None
-    self.root = pathlib.Path(tempfile.mkdtemp(prefix="tensorboard_")) if self.remote else workdir / FOLDER
+    self.root = pathlib.Path(tempfile.mkdtemp(prefix="tensorboard_")) if self.remote else pathlib.Path(workdir / FOLDER)
     self.members, self.tags = list(members), {t.id: task_tag(t) for t in tasks}
-    purge = None if resumed_from is None else resumed_from + 1
-    # tensorboardX names a file by the second it opened and the host: two processes within one second
-    # (a quick resume) would write one file, so each process adds its own start time in nanoseconds.
-    suffix = f".{time.time_ns()}"
-    self.writers = {m.id: SummaryWriter(str(self.root / run_name(m)), purge_step=purge, flush_secs=30,
-                                        filename_suffix=suffix) for m in self.members}
-    if resumed_from is None:
+    self.files: dict[int, EventFile] = {}
+    with self._writing():
       for m in self.members:
-        for summary in hparams_summary(hparams(m), {"eval/mean_signal": 0.0}):
-          self.writers[m.id].file_writer.add_summary(summary)
+        self.files[m.id] = EventFile(self.root / run_name(m), event_pb2, masked_crc32c)
+        if resumed_from is not None:  # TensorBoard drops what an interrupted process wrote past this step
+          self.files[m.id].write(step=resumed_from + 1, session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
+        else:
+          for summary in hparams_summary(hparams(m), {"eval/mean_signal": 0.0}):
+            self.files[m.id].write(summary=summary)
+
+  @contextlib.contextmanager
+  def _writing(self):
+    """An OSError of the event files becomes one WriteError naming the folder."""
+    try:
+      yield
+    except OSError as e:
+      raise WriteError(f"could not write the TensorBoard files in {self.remote or self.root}: "
+                       f"{storage.describe_error(e)}") from e
+
+  def _summary(self, member: int, step: int, values: dict) -> None:
+    value = [self._summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()]
+    with self._writing():
+      self.files[member].write(step=step, summary=self._summary_pb2.Summary(value=value))
 
   def train_loss(self, step: int, loss_M) -> None:
     """Each member's mean training loss over the dispatch that ended at `step` (members in sweep order)."""
     for member, loss in zip(self.members, loss_M):
       if math.isfinite(float(loss)):
-        self.writers[member.id].add_scalar("train/loss", float(loss), step)
+        self._summary(member.id, step, {"train/loss": float(loss)})
 
   def eval_rows(self, rows: list[dict], train_loss: bool = False) -> None:
-    """Metric rows (workdir.metric_rows), one event per (member, step) holding all its scalars; train_loss: also
-    write the "all" rows' loss as train/loss."""
+    """Metric rows (workdir.metric_rows), one event per (member, step) holding all its scalars, then a flush;
+    train_loss: also write the "all" rows' loss as train/loss."""
     scalars: dict = {}
     for row in rows:
       values = scalars.setdefault((row["member"], int(row["step"])), {})
@@ -91,27 +128,33 @@ class TensorBoardLog:
       signals = [v for k, v in values.items() if k.startswith("eval/signal/")]
       if signals:
         values["eval/mean_signal"] = sum(signals) / len(signals)
-      summary = self._summary_pb2.Summary(value=[self._summary_pb2.Summary.Value(tag=k, simple_value=float(v))
-                                                 for k, v in values.items()])
-      self.writers[member].file_writer.add_summary(summary, step)
+      self._summary(member, step, values)
+    with self._writing():
+      for f in self.files.values():
+        f.file.flush()
     if self.remote is not None and time.time() - self.copied >= COPY_SECONDS:
-      self.flush()
+      self._copy()
 
-  def flush(self) -> None:
-    """Writes the buffered events; on cloud storage also copies the files into the workdir."""
-    for writer in self.writers.values():
-      writer.flush()
-    if self.remote is not None:
-      for path in self.root.rglob("*"):  # a local folder
-        if path.is_file():
-          storage.write_bytes(self.remote / path.relative_to(self.root).as_posix(), path.read_bytes())
-      self.copied = time.time()
+  def _copy(self) -> None:
+    """On cloud storage: copies the local event files into the workdir."""
+    for path in self.root.rglob("*"):  # a local folder
+      if path.is_file():
+        storage.write_bytes(self.remote / path.relative_to(self.root).as_posix(), path.read_bytes())
+    self.copied = time.time()
 
   def close(self) -> None:
-    for writer in self.writers.values():
-      writer.close()
-    self.flush()
+    """Closes every file (each one, even when another fails), then copies them on cloud storage."""
+    failed = None
+    for f in self.files.values():
+      try:
+        f.file.close()
+      except OSError as e:
+        failed = failed or e
+    if failed is not None:
+      with self._writing():
+        raise failed
     if self.remote is not None:
+      self._copy()
       shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -19,7 +19,7 @@ from scaling_interference.config import as_json, differing_fields, resolve_saved
 from scaling_interference.errors import WorkdirError
 
 CONFIG, MEMBERS, TASKS, METRICS, CHECKPOINTS = "config.json", "members.json", "tasks.json", "metrics", "checkpoints"
-SCHEDULE, TRACES = "schedule.npz", "traces.npz"
+SCHEDULE, TRACES, TENSORBOARD = "schedule.npz", "traces.npz", "tensorboard"
 READERS = 16  # concurrent reads of metric files
 
 
@@ -32,6 +32,13 @@ def workdir_path(path) -> epath.Path:
   found = storage.as_path(path, "workdir")
   storage.check_reachable(found, "workdir")
   return found
+
+
+def _left_by_a_claim(path: epath.Path) -> bool:
+  """What a claim that stopped before config.json (a full disk, a kill) leaves: the next claim may write over it."""
+  if path.name == CHECKPOINTS:
+    return path.is_dir() and next(iter(path.iterdir()), None) is None  # made empty by the checkpoint manager
+  return path.name.removesuffix(".tmp") in (SCHEDULE, MEMBERS, TASKS, CONFIG)
 
 
 def metrics_file(folder: epath.Path, step: int) -> epath.Path:
@@ -70,8 +77,10 @@ class Workdir:
     self._check_is_folder()
     path = self.file(CONFIG)
     if not path.exists():
-      if self.path.is_dir() and next(iter(self.path.iterdir()), None) is not None:
-        raise WorkdirError(f"workdir {self.path} is not empty and holds no {CONFIG}; choose an empty or new directory")
+      others = [p.name for p in self.path.iterdir() if not _left_by_a_claim(p)] if self.path.is_dir() else []
+      if others:
+        raise WorkdirError(f"workdir {self.path} is not empty and holds no {CONFIG} (it holds {', '.join(others[:5])}); "
+                           "choose an empty or new directory")
       return False
     fields = differing_fields(as_json(resolve_saved(storage.read_json(path))), config_dict)
     if fields:
@@ -91,7 +100,7 @@ class Workdir:
 
   def claim(self, config_dict: dict, members, tasks, schedule: dict) -> None:
     """Writes config.json, members.json, tasks.json and schedule.npz of a new run."""
-    self.path.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(self.path)
     if not self.writer:
       return
     storage.write_npz(self.file(SCHEDULE), **schedule)
@@ -112,7 +121,7 @@ class Workdir:
     if not self.writer:
       return
     folder = self.file(METRICS)
-    folder.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(folder)
     storage.write_text(metrics_file(folder, step), "".join(json.dumps(r) + "\n" for r in rows))
 
   def drop_metrics_after(self, last_step: int) -> None:
@@ -122,6 +131,13 @@ class Workdir:
     for step, path in metric_files(self.path):
       if step > last_step:
         path.unlink()
+
+
+  def drop_tensorboard(self) -> None:
+    """Removes tensorboard/ (a run starting afresh over an earlier start's events)."""
+    folder = self.file(TENSORBOARD)
+    if self.writer and folder.exists():
+      folder.rmtree()
 
 
 def read_metric_rows(path: epath.Path) -> list[dict]:
