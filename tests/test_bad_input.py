@@ -62,6 +62,14 @@ def test_workdir_of_another_run_is_refused_untouched(tmp_path, regression_config
   assert {n: os.path.getmtime(os.path.join(workdir, n)) for n in os.listdir(workdir)} == snapshot
 
 
+def test_a_folder_holding_other_files_is_refused_untouched(tmp_path, regression_config):
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "notes.txt").write_text("mine")
+  with pytest.raises(WorkdirError, match=r"is not empty and holds no config.json \(it holds notes.txt\)"):
+    si.train(regression_config, str(tmp_path / "run"))
+  assert os.listdir(tmp_path / "run") == ["notes.txt"]
+
+
 def run_cli(*flags):
   cmd = [sys.executable, "-m", "launch.train", "--config=configs/regression.py:demo", *flags]
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -122,14 +122,15 @@ class Checkpoints:
     self.manager.reload()
 
   def close(self) -> None:
-    """Waits for the pending save; raises CheckpointError when it failed."""
-    try:
-      self.manager.wait_until_finished()
-      self.manager.check_for_errors()
-    except Exception as e:  # noqa: BLE001 - the background save's error, whatever its type
-      raise self._failed(self.saving, e) from e
-    finally:
-      self.manager.close()
+    """Waits for the pending save and closes the manager; raises CheckpointError when the save failed."""
+    error = None
+    for step in (self.manager.wait_until_finished, self.manager.check_for_errors, self.manager.close):
+      try:
+        step()
+      except Exception as e:  # noqa: BLE001 - the background save's error, whatever its type
+        error = error or e
+    if error is not None:
+      raise self._failed(self.saving, error) from error
 
 
 def any_process(flag: bool) -> bool:
