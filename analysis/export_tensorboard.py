@@ -14,8 +14,8 @@ def main(argv):
   from scaling_interference import storage  # pylint: disable=g-import-not-at-top
   from scaling_interference.sweep import tensorboard  # pylint: disable=g-import-not-at-top
   run = cli.run_or_exit(si.load_run, _WORKDIR.value)
-  out = None if _OUT.value is None else storage.as_path(_OUT.value, "--out")
-  folder = tensorboard.export_metrics(run, out)
+  out = None if _OUT.value is None else cli.run_or_exit(storage.as_path, _OUT.value, "--out")
+  folder = cli.run_or_exit(tensorboard.export_metrics, run, out)  # a full disk: one line, exit 4
   print(f"event files of {len(run.members)} members in {folder}; tensorboard --logdir={folder}")
 
 
