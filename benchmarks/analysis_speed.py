@@ -63,7 +63,8 @@ def run_config(steps: int, every: int, seeds: int):
 def member_grad(model, problem, jit: bool):
   """One member's gradient of one task's mean loss, flattened as group_gradients flattens it."""
   grad = jax.grad(lambda p, b: problem.task_loss(model, p, b))
-  flat = lambda p, b: flatten(grad(p, b))
+  def flat(p, b):
+    return flatten(grad(p, b))
   return jax.jit(flat) if jit else flat
 
 
@@ -98,7 +99,7 @@ def gradient_programs(run: si.Run, n_per_task: int, task_chunk: int) -> tuple[li
 def loop_vs_vmapped(loop: list, vmapped: list) -> float:
   """max|loop - vmapped| / max|vmapped| over all gradients; raises when above GRAD_RTOL."""
   sizes = np.cumsum([0] + [g.shape[0] * g.shape[1] for g in vmapped])
-  looped = [np.stack([np.asarray(x) for x in loop[a:b]]) for a, b in zip(sizes[:-1], sizes[1:])]
+  looped = [np.stack([np.asarray(x) for x in loop[a:b]]) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
   ref = [g.reshape(-1, g.shape[-1]) for g in vmapped]
   if [a.shape for a in looped] != [b.shape for b in ref]:
     raise RuntimeError(f"loop gradients {[a.shape for a in looped]} and vmapped {[b.shape for b in ref]} differ")
@@ -129,7 +130,7 @@ def replay_programs(run: si.Run, window_steps: int) -> tuple[Timed, Timed, dict]
   scan, num_classes = replayer.scan_steps, len(replayer.classes.names)
   values = replayer.task_state(states)
   carries = [{"state": s, "buffers": jax.vmap(lambda o, p: initial_buffers(o, p, num_classes=num_classes))(
-      s["opt_state"], s["params"]), "grad_K": v[1]} for s, v in zip(states, values)]
+      s["opt_state"], s["params"]), "grad_K": v[1]} for s, v in zip(states, values, strict=True)]
   drop_C, start, stop = jnp.zeros(num_classes, jnp.float32), jnp.int32(window.start), jnp.int32(window.start + scan)
   host = run.problem.host_batches(scan)
   box = {"states": copy_states(states)}

@@ -55,6 +55,7 @@ def run(devices: int, workdir: str, steps: int) -> dict:
 
 def max_rel_diff(reference, other) -> float:
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   import scaling_interference as si  # pylint: disable=g-import-not-at-top
   a, b = si.load_run(reference).metrics, si.load_run(other).metrics
   values = [(a[c].to_numpy(float), b[c].to_numpy(float)) for c in ("loss", "signal")]

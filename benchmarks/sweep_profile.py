@@ -112,6 +112,7 @@ class Phases:
   def install(self) -> None:
     """Wraps the framework's phase functions and listens to JAX's compile events."""
     import jax
+
     import scaling_interference
     from scaling_interference.sweep import build, checkpoint, engine, loop
     targets = [(build, "validate", "config"),

@@ -35,7 +35,8 @@ def matmul_program(n: int, dtype: str) -> Timed:
   a_DxD = jax.random.normal(jax.random.key(0), (n, n), dtype)
   b_DxD = jax.random.normal(jax.random.key(1), (n, n), dtype)
   matmul = jax.jit(jnp.matmul)
-  run = lambda: jax.block_until_ready(matmul(a_DxD, b_DxD))
+  def run():
+    return jax.block_until_ready(matmul(a_DxD, b_DxD))
   run()
   return Timed(f"{dtype} matmul {n}^3", run, 1, flops=2.0 * n ** 3)
 

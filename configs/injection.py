@@ -60,13 +60,13 @@ from scaling_interference.recipes import Expect
 
 NUM_COMMON = 32
 EXPECTED = {"demo": [  # the rare task (32) kept by width 128 only; the burst task (33) kept by none
-    *(Expect("signal", v, tol=0.05, task=NUM_COMMON, width=w) for w, v in zip((16, 32, 64, 128), (0, 0, 0, 0.929))),
+    *(Expect("signal", v, tol=0.05, task=NUM_COMMON, width=w) for w, v in zip((16, 32, 64, 128), (0, 0, 0, 0.929), strict=True)),
     *(Expect("signal", 0.0, tol=0.02, task=NUM_COMMON + 1, width=w) for w in (16, 32, 64, 128)),
 ], "rates": [  # signal at step 20000 of the four rates (tasks 32..35) and the burst (36), widths 16..256
     *(Expect("signal", v, tol=0.05, task=NUM_COMMON + i, width=w)
       for i, row in enumerate(((0.84, 0.94, 1.0, 1.0, 1.0), (0.0, 0.0, 0.83, 0.93, 1.0), (0.0, 0.0, 0.0, 0.82, 1.0),
                                (0.0, 0.0, 0.0, 0.0, 1.0), (0.0, 0.0, 0.0, 0.0, 0.009)))
-      for w, v in zip((16, 32, 64, 128, 256), row)),
+      for w, v in zip((16, 32, 64, 128, 256), row, strict=True)),
 ]}
 
 

@@ -79,16 +79,16 @@ from scaling_interference.recipes import Expect
 SIZES = ("tiny-a", "tiny-b", "tiny-c", "tiny-d")
 RARE_SIZES = ("16/2/2", "24/4/2", "48/4/2")
 EXPECTED = {
-    "demo": [*(Expect("accuracy", v, tol=0.05, task=3, size=z) for z, v in zip(SIZES, (0.750, 0.961, 0.953, 1.0))),
-             *(Expect("accuracy", v, tol=0.05, task=4, size=z) for z, v in zip(SIZES, (0.281, 0.398, 0.797, 0.688))),
-             *(Expect("accuracy", v, tol=0.05, task=7, size=z) for z, v in zip(SIZES, (0.555, 1.0, 1.0, 0.914)))],
+    "demo": [*(Expect("accuracy", v, tol=0.05, task=3, size=z) for z, v in zip(SIZES, (0.750, 0.961, 0.953, 1.0), strict=True)),
+             *(Expect("accuracy", v, tol=0.05, task=4, size=z) for z, v in zip(SIZES, (0.281, 0.398, 0.797, 0.688), strict=True)),
+             *(Expect("accuracy", v, tol=0.05, task=7, size=z) for z, v in zip(SIZES, (0.555, 1.0, 1.0, 0.914), strict=True))],
     "rare": [*(Expect("accuracy", 1.0, tol=0.02, task=1, size=z) for z in RARE_SIZES),
-             *(Expect("accuracy", v, tol=0.05, task=2, size=z) for z, v in zip(RARE_SIZES, (0.383, 0.813, 0.977))),
-             *(Expect("accuracy", v, tol=0.05, task=4, size=z) for z, v in zip(RARE_SIZES, (0.0, 0.323, 1.0)))],
+             *(Expect("accuracy", v, tol=0.05, task=2, size=z) for z, v in zip(RARE_SIZES, (0.383, 0.813, 0.977), strict=True)),
+             *(Expect("accuracy", v, tol=0.05, task=4, size=z) for z, v in zip(RARE_SIZES, (0.0, 0.323, 1.0), strict=True))],
     "complexity": [*(Expect("accuracy", v, tol=0.05, task=1, size=z) for z, v in zip(("tiny-a", "tiny-b", "tiny-d"),
-                                                                                      (0.112, 0.990, 1.0))),
+                                                                                      (0.112, 0.990, 1.0), strict=True)),
                    *(Expect("accuracy", v, tol=0.05, task=3, size=z) for z, v in zip(("tiny-a", "tiny-b", "tiny-d"),
-                                                                                      (0.0, 0.643, 0.956))),
+                                                                                      (0.0, 0.643, 0.956), strict=True)),
                    *(Expect("accuracy", 1.0, tol=0.02, task=t, size=z) for t in (2, 4)
                      for z in ("tiny-a", "tiny-b", "tiny-d"))],
 }

@@ -20,8 +20,8 @@ from scaling_interference import defaults
 from scaling_interference.recipes import Expect
 
 EXPECTED = {"demo": [
-    *(Expect("signal", n, tol=0, width=w, count_above=0.5) for w, n in zip((2, 4, 8, 16, 32, 64), (2, 3, 5, 9, 16, 16))),
-    *(Expect("signal", n, tol=0, width=w, count_above=0.99) for w, n in zip((2, 4, 8, 16, 32, 64), (0, 0, 0, 1, 3, 16))),
+    *(Expect("signal", n, tol=0, width=w, count_above=0.5) for w, n in zip((2, 4, 8, 16, 32, 64), (2, 3, 5, 9, 16, 16), strict=True)),
+    *(Expect("signal", n, tol=0, width=w, count_above=0.99) for w, n in zip((2, 4, 8, 16, 32, 64), (0, 0, 0, 1, 3, 16), strict=True)),
 ]}
 
 

@@ -51,13 +51,13 @@ from scaling_interference import defaults
 from scaling_interference.recipes import Expect
 
 EXPECTED = {"demo": [
-    *(Expect("accuracy", n, tol=1, width=w, count_above=0.95) for w, n in zip((16, 32, 64, 128, 256), (2, 3, 6, 7, 10))),
+    *(Expect("accuracy", n, tol=1, width=w, count_above=0.95) for w, n in zip((16, 32, 64, 128, 256), (2, 3, 6, 7, 10), strict=True)),
     Expect("accuracy", 1.0, tol=0.01, task=0, width=16),
     Expect("accuracy", 0.94, tol=0.03, task=10, width=256),
     Expect("accuracy", 0.48, tol=0.05, task=10, width=16),
 ], "reference": [
-    *(Expect("accuracy", n, tol=1, width=w, count_above=0.95) for w, n in zip((32, 64, 128, 256, 512), (1, 1, 1, 2, 3))),
-    *(Expect("signal", v, tol=0.05, task=1, width=w) for w, v in zip((32, 64, 128, 256, 512), (0.39, 0.38, 0.72, 0.95, 1.0))),
+    *(Expect("accuracy", n, tol=1, width=w, count_above=0.95) for w, n in zip((32, 64, 128, 256, 512), (1, 1, 1, 2, 3), strict=True)),
+    *(Expect("signal", v, tol=0.05, task=1, width=w) for w, v in zip((32, 64, 128, 256, 512), (0.39, 0.38, 0.72, 0.95, 1.0), strict=True)),
 ]}
 
 

@@ -9,8 +9,15 @@ import json
 import ml_collections
 
 from scaling_interference import defaults
-from scaling_interference.checks import (is_int, is_number, require_choice, require_int, require_list, require_number,
-                                         value_of)
+from scaling_interference.checks import (
+  is_int,
+  is_number,
+  require_choice,
+  require_int,
+  require_list,
+  require_number,
+  value_of,
+)
 from scaling_interference.errors import ConfigError
 from scaling_interference.models.kinds import model_kind
 from scaling_interference.tasks import family_class

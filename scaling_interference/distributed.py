@@ -54,7 +54,7 @@ class DistributedSpec:
 
 def resolve(coordinator_address=None, num_processes=None, process_id=None, env=os.environ):
   """The run's processes from flags, else from the cluster's environment; None for one process."""
-  given = {name: value for name, value in zip(FIELDS, (coordinator_address, num_processes, process_id))
+  given = {name: value for name, value in zip(FIELDS, (coordinator_address, num_processes, process_id), strict=True)
            if value is not None}
   if given == {"num_processes": 1}:
     return None

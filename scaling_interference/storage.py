@@ -103,7 +103,7 @@ def quiet_clients():
   try:
     yield
   finally:
-    for log, level in zip(loggers, levels):
+    for log, level in zip(loggers, levels, strict=True):
       log.setLevel(level)
 
 

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import small_regression
 
 import scaling_interference as si
 from scaling_interference import defaults
@@ -10,8 +11,6 @@ from scaling_interference.analysis import allocation
 from scaling_interference.models import MLPDef
 from scaling_interference.problems.synthetic import eval_examples
 from scaling_interference.tasks import make_family
-
-from conftest import small_regression
 
 
 def one_neuron_per_task(depth: int):

@@ -4,12 +4,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import small_regression
 
 import scaling_interference as si
 from scaling_interference import defaults
-from conftest import small_regression
-from scaling_interference.sweep.build import build
 from scaling_interference.errors import ConfigError, WorkdirError
+from scaling_interference.sweep.build import build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -6,8 +6,8 @@ import ml_collections
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import small_regression
+
 from scaling_interference.analysis import claims
 
 HELD, NOT_HELD, NOT_MEASURABLE = claims.HELD, claims.NOT_HELD, claims.NOT_MEASURABLE

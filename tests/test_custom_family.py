@@ -4,6 +4,7 @@ The toy family names no probe features, task inputs or oracle: analysis must ask
 (tasks/base.py's defaults), never its name.
 """
 import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -117,7 +118,7 @@ def test_analysis_reports_what_the_family_does_not_define(workdir):
 def test_report_builds_with_no_failed_job(workdir, tmp_path):
   r = report.build([workdir], str(tmp_path / "out"), steps="last")
   assert r.failed == [], r.notes
-  assert os.path.exists(r.index) and "test_copy_bit" in open(r.index).read()
+  assert os.path.exists(r.index) and "test_copy_bit" in pathlib.Path(r.index).read_text()
   assert r.claims.set_index("claim").status[2] == "not measurable", "no analytic oracle for this family"
   for name in ("final", "emergence", "learned", "allocation", "probes"):
     assert os.path.exists(os.path.join(r.out, "tables", f"{name}.csv")), f"missing table {name}.csv"

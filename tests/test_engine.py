@@ -5,12 +5,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import small_regression
+
 from scaling_interference.errors import ConfigError
+from scaling_interference.problems.synthetic import data_keys, eval_examples, train_batch
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine, host_sharding
-from scaling_interference.problems.synthetic import data_keys, eval_examples, train_batch
 
 
 def trained_states(config, steps):
@@ -23,7 +23,7 @@ def trained_states(config, steps):
 
 
 def max_rel_diff(a, b):
-  return max(float(jnp.linalg.norm(x - y) / jnp.linalg.norm(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return max(float(jnp.linalg.norm(x - y) / jnp.linalg.norm(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
 @pytest.mark.parametrize("activation,depth", [("linear", 1), ("gelu", 2)])
@@ -45,7 +45,7 @@ def test_member_in_group_equals_member_alone(activation, depth):
 
 def test_groups_are_unpadded_and_lrs_are_per_member(regression_config):
   engine, groups, states = trained_states(regression_config, 20)
-  for group, state in zip(groups, states):
+  for group, state in zip(groups, states, strict=True):
     kernel = state["params"]["hidden"][0]["kernel"]
     assert kernel.shape == (group.size, 16, group.model.width)
     lrs = state["opt_state"].hyperparams["learning_rate"]
@@ -72,9 +72,9 @@ def test_eval_matches_numpy_recomputation(regression_config):
   batch = eval_examples(family, engine.problem.eval_key, jnp.arange(family.num_tasks), n)
   x = np.asarray(batch.x, np.float64)
   y = np.asarray(batch.y, np.float64)
-  for group, state, result in zip(groups, states, results):
+  for group, state, result in zip(groups, states, results, strict=True):
     for g in range(group.size):
-      p = jax.tree.map(lambda a: np.asarray(a[g], np.float64), state["params"])
+      p = jax.tree.map(lambda a, g=g: np.asarray(a[g], np.float64), state["params"])
       out = x @ p["hidden"][0]["kernel"] @ p["readout"]["kernel"]
       loss_T = ((out - y) ** 2).sum(-1).reshape(family.num_tasks, n).mean(1)
       np.testing.assert_allclose(result.loss[g], loss_T, rtol=1e-4)
@@ -94,7 +94,7 @@ def test_eval_set_is_fixed_and_equal_per_task(regression_config):
   problem, groups = build(regression_config)
   e2 = Engine(regression_config, problem, groups)
   r2 = e2.evaluate(s)
-  for a, b in zip(r1, r2):
+  for a, b in zip(r1, r2, strict=True):
     np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)
 
 

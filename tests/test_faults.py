@@ -9,11 +9,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from conftest import metrics_text
+from test_resume import launch, wait_for_checkpoint
 
 import scaling_interference as si
 from scaling_interference.errors import CheckpointError, NonFiniteLossError
-from test_resume import launch, wait_for_checkpoint
-from conftest import metrics_text
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -87,7 +87,7 @@ def test_drop_freezes_the_member_and_the_others_train_as_alone(tmp_path, regress
   regression_config.train.update(optimizer="sgd", nonfinite="drop")
   result = si.train(regression_config, str(tmp_path / "drop"))
   assert list(result.dropped) == [1, 3]
-  members = json.load(open(tmp_path / "drop" / "members.json"))
+  members = json.loads((tmp_path / "drop" / "members.json").read_text())
   assert [("dropped_at" in m) for m in members] == [False, True, False, True]
   regression_config.sweep.lrs = (1e-2,)
   si.train(regression_config, str(tmp_path / "alone"))

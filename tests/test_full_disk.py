@@ -14,9 +14,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import metrics_text, small_injection, small_regression
 from etils import epath
 
 import scaling_interference as si
+from configs import regression as regression_config
 from scaling_interference import storage
 from scaling_interference.analysis import report, tables
 from scaling_interference.errors import CheckpointError, WriteError
@@ -24,9 +26,6 @@ from scaling_interference.sweep.build import build
 from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep.members import all_members
 from scaling_interference.sweep.tensorboard import TensorBoardLog
-
-from configs import regression as regression_config
-from conftest import metrics_text, small_injection, small_regression
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FULL = r"No space left on device \[errno 28\]"

@@ -4,20 +4,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import small_regression
 from jax.flatten_util import ravel_pytree
+from test_language import tiny_lm
 
 import scaling_interference as si
 from scaling_interference.analysis import gradients
 from scaling_interference.analysis.split_update import flatten
 from scaling_interference.models import MLPDef
-from scaling_interference.problems.synthetic import eval_examples
+from scaling_interference.problems.synthetic import FamilyProblem, eval_examples
+from scaling_interference.sweep.build import build
 from scaling_interference.sweep.optim import member_optimizer
 from scaling_interference.tasks import make_family
-
-from conftest import small_regression
-from scaling_interference.problems.synthetic import FamilyProblem
-from scaling_interference.sweep.build import build
-from test_language import tiny_lm
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +79,7 @@ def optimizer_state(train_config, params, steps=3, lr=1e-2):
   opt = member_optimizer(train_config)(learning_rate=lr)
   state = opt.init(params)
   for i in range(steps):
-    g = jax.tree.map(lambda a: jax.random.normal(jax.random.key(10 + i), a.shape), params)
+    g = jax.tree.map(lambda a, i=i: jax.random.normal(jax.random.key(10 + i), a.shape), params)
     _, state = opt.update(g, state, params)
   return opt, state
 
@@ -131,7 +129,8 @@ def test_dL_is_the_first_order_loss_change():
   parts = gradients.member_interference(g_TxP, p_T, float(terms.scale), ravel_pytree(terms.precond)[0],
                                         ravel_pytree(terms.carry)[0])
   predicted_T = parts["dL_carry"] + parts["dL"].sum(1)
-  task_losses = lambda p: np.asarray(family.loss(model.apply(p, batch.x), batch).reshape(4, -1).mean(1), np.float64)
+  def task_losses(p):
+    return np.asarray(family.loss(model.apply(p, batch.x), batch).reshape(4, -1).mean(1), np.float64)
   actual_T = task_losses(optax.apply_updates(params, update)) - task_losses(params)
   np.testing.assert_allclose(actual_T, predicted_T, rtol=0.01, err_msg="dL is the loss change to first order")
 

@@ -1,18 +1,19 @@
 """Injection schedules: exact counts on host and device, the mixture they make, files, traces, science."""
 import json
 import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import small_injection, small_regression
 
 import scaling_interference as si
-from conftest import small_injection, small_regression
-from scaling_interference.sweep.build import build
 from scaling_interference.data.schedules import Schedule, realised_counts
 from scaling_interference.errors import ConfigError
 from scaling_interference.problems.synthetic import train_batch
+from scaling_interference.sweep.build import build
 
 
 @pytest.mark.parametrize("schedule,expected_total,first_steps", [
@@ -57,7 +58,7 @@ def test_schedule_file_frequencies_and_traces(tmp_path):
     counts[f["step"]] = f["count"]
   np.testing.assert_array_equal(counts[:, 1], [int(np.floor((s + 1) * 0.64)) - int(np.floor(s * 0.64)) for s in range(60)])
   assert counts[:, 0].sum() == 16 and counts[7, 0] == 16
-  tasks = json.load(open(os.path.join(workdir, "tasks.json")))
+  tasks = json.loads(pathlib.Path(workdir, "tasks.json").read_text())
   shares = [t["frequency"] for t in tasks]
   assert shares[5] == pytest.approx(16 / (60 * 64)) and shares[4] == pytest.approx(counts[:, 1].sum() / (60 * 64))
   assert sum(shares) == pytest.approx(1.0)

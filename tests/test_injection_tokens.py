@@ -41,7 +41,7 @@ def _expected_replace_row(base_L, examples, tasks):
   if not len(examples):
     return base_L, np.zeros(L), np.zeros(L, bool)
   tokens = np.concatenate([*examples, [EOS], base_L])[:L]
-  task = np.concatenate([*[np.full(len(e), k) for e, k in zip(examples, tasks)], [0], np.zeros(L)])[:L]
+  task = np.concatenate([*[np.full(len(e), k) for e, k in zip(examples, tasks, strict=True)], [0], np.zeros(L)])[:L]
   mask = np.concatenate([*[np.arange(len(e)) == len(e) - 2 for e in examples], np.zeros(L + 1, bool)])[:L]
   return tokens, task, mask
 
@@ -54,21 +54,21 @@ def test_replace_puts_examples_then_eos_at_row_start():
   for r in range(B):
     chosen = [n for n, row in enumerate(rows) if row == r]
     want = _expected_replace_row(_base()[r], examples[chosen], np.array(tasks)[chosen])
-    for got, expected, what in zip((tokens[r], task[r], mask[r]), want, ("tokens", "task ids", "answer mask")):
+    for got, expected, what in zip((tokens[r], task[r], mask[r]), want, ("tokens", "task ids", "answer mask"), strict=True):
       np.testing.assert_array_equal(got, expected, f"row {r}: {what}")
 
 
 def _blocks(task_L):
   """(start, stop, task) of the runs of injected (task > 0) positions of one row."""
   edges = np.flatnonzero(np.diff(np.concatenate([[0], task_L, [0]])))
-  return [(a, b, int(task_L[a])) for a, b in zip(edges[:-1], edges[1:]) if task_L[a] > 0]
+  return [(a, b, int(task_L[a])) for a, b in zip(edges[:-1], edges[1:], strict=True) if task_L[a] > 0]
 
 
 def _check_spliced_row(base_L, tokens_L, task_L, mask_L, examples, tasks):
   """Every example intact as one block; removing the blocks leaves the base row's prefix."""
   blocks = _blocks(task_L)
   assert sorted(k for _, _, k in blocks) == sorted(tasks), "one block per example, labelled by its task"
-  by_task = dict(zip(tasks, examples))
+  by_task = dict(zip(tasks, examples, strict=True))
   kept = np.ones(L, bool)
   for start, stop, k in blocks:
     np.testing.assert_array_equal(tokens_L[start:stop], by_task[k], "the example must appear intact")

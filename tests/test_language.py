@@ -6,13 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import metrics_text
 
 import scaling_interference as si
 from scaling_interference import defaults
-from scaling_interference.sweep.build import build
 from scaling_interference.errors import ConfigError
+from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
-from conftest import metrics_text
 
 
 def tiny_lm(**data):
@@ -41,7 +41,7 @@ def test_member_in_group_equals_member_alone():
   alone_config = tiny_lm()
   alone_config.sweep.update(seeds=(1,), lrs=(3e-3,))
   alone = trained(alone_config, 20)[0]["params"]
-  for a, b in zip(jax.tree.leaves(group), jax.tree.leaves(alone)):
+  for a, b in zip(jax.tree.leaves(group), jax.tree.leaves(alone), strict=True):
     assert float(jnp.linalg.norm(a[3] - b[0]) / jnp.linalg.norm(b[0])) < 1e-5
 
 

@@ -8,11 +8,11 @@ import sys
 
 import pandas as pd
 import pytest
+from test_language import tiny_lm
 
 import scaling_interference as si
 from scaling_interference import defaults
 from scaling_interference.analysis import claims, report
-from test_language import tiny_lm
 
 REPLAY = {"replay": dict(events=2, max_steps=5, after=10)}  # two rare windows of 5 steps, mid-run
 SKIP = ("neurons", "allocation", "next_update", "next_update_cosines")  # MLP only; description only
@@ -44,7 +44,7 @@ def test_token_tasks_table_has_trained_and_heldout_tuples_of_every_size(built):
   table = pd.read_csv(f"{out}/tables/token_tasks.csv")
   assert set(table["size"]) == {"16/2/1", "32/4/1"}
   for _, rows in table.groupby("size"):
-    assert sorted(zip(rows.name, rows.split)) == [("add", "heldout"), ("add", "train"), ("cmp", "heldout"),
+    assert sorted(zip(rows.name, rows.split, strict=True)) == [("add", "heldout"), ("add", "train"), ("cmp", "heldout"),
                                                   ("cmp", "train")]
   metrics = run.metrics[(run.metrics.step == run.metrics.step.max()) & (run.metrics.task != "all")]
   heldout_cmp = int(run.tasks[(run.tasks.name == "cmp") & (run.tasks.split == "heldout")].id.iloc[0])

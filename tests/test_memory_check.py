@@ -7,12 +7,11 @@ import sys
 import jax
 import jax.numpy as jnp
 import pytest
+from conftest import small_regression
 
 from scaling_interference.errors import ConfigError
 from scaling_interference.sweep import memory
 from scaling_interference.sweep.build import build
-
-from conftest import small_regression
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,7 +23,7 @@ def test_a_sweep_too_large_for_the_machine_gets_one_line_and_no_workdir(tmp_path
   result = subprocess.run([sys.executable, "-m", "launch.train", *flags], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert result.returncode == 2, result.stderr
-  (line,) = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  (line,) = [s for s in result.stderr.splitlines() if s.startswith("error:")]
   assert line.startswith("error: memory: the training program needs ") and "the largest group is group 0" in line
   assert "width=16777216" in line and "lower train.batch_size" in line, line
   assert "Traceback" not in result.stderr and not os.path.exists(tmp_path / "run")

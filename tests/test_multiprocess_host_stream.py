@@ -10,14 +10,14 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from test_language import tiny_lm, write_token_files
+from test_multiprocess_train import ROOT, free_port
 
 import scaling_interference as si
 from scaling_interference.data.token_streams import make_host_iterator
 from scaling_interference.errors import WorkdirError
 from scaling_interference.problems import make_problem
 from scaling_interference.sweep.engine import process_row_order
-from test_language import tiny_lm, write_token_files
-from test_multiprocess_train import ROOT, free_port
 
 FLAGS = ["--config=configs/olmo_injection.py:demo", "--config.data.source=token_files",
          "--config.data.vocab_size=64", "--config.data.seq_len=16", "--config.model.sizes=32/4/1",
@@ -29,7 +29,8 @@ FLAGS = ["--config=configs/olmo_injection.py:demo", "--config.data.source=token_
 def launch(workdir, tokens, processes: int) -> list[str]:
   env, port = dict(os.environ, JAX_PLATFORMS="cpu"), free_port()
   flags = [f"--workdir={workdir}", *FLAGS, f"--config.data.paths={tokens}/*.npy"]
-  place = lambda i: [f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={i}"]
+  def place(i):
+    return [f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={i}"]
   procs = [subprocess.Popen([sys.executable, "-m", "launch.train", *flags, *(place(i) if processes > 1 else [])],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(processes)]

@@ -33,13 +33,13 @@ def free_port() -> int:
 def run_two(args, envs) -> list[str]:
   """Runs CHILD as two processes (args and environment per process); their stdout, once both exit 0."""
   children = [subprocess.Popen([sys.executable, "-c", CHILD, *a], cwd=ROOT, env={**os.environ, **e}, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for a, e in zip(args, envs)]
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for a, e in zip(args, envs, strict=True)]
   try:
     outputs = [child.communicate(timeout=60) for child in children]
   finally:
     for child in children:
       child.kill()
-  for i, (child, (out, err)) in enumerate(zip(children, outputs)):
+  for i, (child, (_, err)) in enumerate(zip(children, outputs, strict=True)):
     assert child.returncode == 0, f"process {i}: {err[-2000:]}"
   return [out for out, _ in outputs]
 

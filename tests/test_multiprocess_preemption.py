@@ -6,9 +6,9 @@ import signal
 import subprocess
 import sys
 
+from conftest import metrics_text
 from test_multiprocess_train import ROOT, free_port
 from test_resume import wait_for_checkpoint
-from conftest import metrics_text
 
 FLAGS = ["--config=configs/regression.py:demo", "--config.task.num_tasks=4", "--config.model.widths=4,8",
          "--config.sweep.seeds=0,1", "--config.train.steps=3000", "--config.train.eval_every=100",

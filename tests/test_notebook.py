@@ -4,7 +4,6 @@ import os
 
 import pytest
 
-
 nbclient = pytest.importorskip("nbclient", reason="nbclient is missing: pip install -e '.[notebook]'")
 nbformat = pytest.importorskip("nbformat", reason="nbformat is missing: pip install -e '.[notebook]'")
 pytest.importorskip("ipykernel", reason="ipykernel is missing: pip install -e '.[notebook]'")

@@ -152,7 +152,7 @@ def test_remat_gives_identical_outputs_and_gradients(params, tokens):
   plain_loss, plain_grads = value_and_grad(tiny(n_layers=1))
   remat_loss, remat_grads = value_and_grad(tiny(n_layers=1, remat=True))
   np.testing.assert_allclose(remat_loss, plain_loss, rtol=1e-6)
-  for a, b in zip(jax.tree.leaves(remat_grads), jax.tree.leaves(plain_grads)):
+  for a, b in zip(jax.tree.leaves(remat_grads), jax.tree.leaves(plain_grads), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
 
 

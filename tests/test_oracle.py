@@ -4,10 +4,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-
 from conftest import as_fn
-from scaling_interference.analysis.oracle import (oracle, oracle_table, population_loss,
-                                                  population_total)
+
+from scaling_interference.analysis.oracle import oracle, oracle_table, population_loss, population_total
 from scaling_interference.tasks.regression import Regression
 
 

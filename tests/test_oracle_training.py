@@ -2,8 +2,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from conftest import small_regression
+
 from scaling_interference.analysis import oracle
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
@@ -21,7 +21,7 @@ def test_linear_members_reach_the_oracle():
   states = engine.init_states()
   for start in range(0, 3000, 500):
     states, *_ = engine.train_segment(states, jnp.int32(start), 500)
-  for group, state in zip(engine.groups, states):
+  for group, state in zip(engine.groups, states, strict=True):
     params = jax.tree.map(lambda a: a[0], state["params"])
     map_IxO = np.asarray(group.model.linear_map(params), np.float64)
     best = oracle.oracle(family, group.model.width)

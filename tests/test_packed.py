@@ -8,17 +8,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import metrics_text, small_regression
 from etils import epath
+from test_language import tiny_lm
 
 import scaling_interference as si
-from conftest import metrics_text, small_regression
 from scaling_interference import storage
 from scaling_interference.config import resolve_saved
 from scaling_interference.errors import ConfigError
 from scaling_interference.sweep import packed
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
-from test_language import tiny_lm
 
 
 def packed_config(pack="on"):
@@ -39,7 +39,8 @@ def trained_params(config, steps=30):
 
 
 def relative(a, b) -> float:
-  flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+  def flat(tree):
+    return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
   return float(np.abs(flat(a) - flat(b)).max() / np.abs(flat(b)).max())
 
 

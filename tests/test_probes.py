@@ -3,14 +3,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from conftest import small_regression
 
 import scaling_interference as si
 from scaling_interference import defaults
 from scaling_interference.analysis import probes
 from scaling_interference.problems.synthetic import eval_examples
 from scaling_interference.tasks import make_family
-
-from conftest import small_regression
 
 
 def test_ridge_at_zero_is_least_squares():

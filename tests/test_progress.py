@@ -22,11 +22,11 @@ def test_a_plain_script_shows_compilation_and_progress_between_evals(tmp_path):
   result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert result.returncode == 0, result.stderr[-3000:]
-  lines = [l for l in result.stderr.splitlines() if "scaling_interference" in l or "step " in l]
-  assert any("compiling the training program (10 steps per dispatch)" in l for l in lines), result.stderr
-  assert any("compiled in " in l and "per device" in l for l in lines), result.stderr
+  lines = [s for s in result.stderr.splitlines() if "scaling_interference" in s or "step " in s]
+  assert any("compiling the training program (10 steps per dispatch)" in s for s in lines), result.stderr
+  assert any("compiled in " in s and "per device" in s for s in lines), result.stderr
   for step in (10, 20, 30, 40):  # eval only at 40: the others are the steady-cadence lines
-    assert any(f"step {step}/40 " in l and "ETA" in l and "train loss" in l for l in lines), (step, result.stderr)
+    assert any(f"step {step}/40 " in s and "ETA" in s and "train loss" in s for s in lines), (step, result.stderr)
 
 
 def test_the_command_line_honours_verbosity(tmp_path):

@@ -4,12 +4,14 @@ import subprocess
 import sys
 
 import pytest
-
-from scaling_interference.recipes import Expect, check, measure
 from test_resume import ROOT
 from test_scaling import synthetic_run
 
-SIGNAL = lambda task, width: min(1.0, width / 32) if task < 2 else 0.0  # tasks 0, 1 learned from width 32
+from scaling_interference.recipes import Expect, check, measure
+
+
+def SIGNAL(task, width):
+  return min(1.0, width / 32) if task < 2 else 0.0  # tasks 0, 1 learned from width 32
 
 
 def test_an_expectation_holds_within_its_tolerance_and_fails_outside_it():

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-
 from conftest import as_fn
+
 from scaling_interference import defaults
 from scaling_interference.errors import ConfigError
 from scaling_interference.tasks import FAMILIES, make_family
@@ -158,7 +158,8 @@ def test_config_errors_name_the_field(overrides, match):
 def test_projection_credits_only_the_part_along_the_target():
   family = Regression(_config())
   target_IxO = family.target_map()
-  norm = lambda map_IxO: np.asarray(family.signal(jnp.arange(3), jnp.zeros(3), None, as_fn(map_IxO)))
+  def norm(map_IxO):
+    return np.asarray(family.signal(jnp.arange(3), jnp.zeros(3), None, as_fn(map_IxO)))
   np.testing.assert_allclose(family.projection(target_IxO), np.ones(3), rtol=1e-12)
   np.testing.assert_allclose(family.projection(-target_IxO), -np.ones(3), rtol=1e-12)
   for c in (-2.0, -1.0, -0.5, 0.5, 1.0, 2.0):

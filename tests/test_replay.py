@@ -6,15 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import small_injection
+from test_language import tiny_lm
 
 import scaling_interference as si
-from conftest import small_injection
 from scaling_interference.analysis import classes as classes_lib
 from scaling_interference.analysis.replay import Replayer
 from scaling_interference.analysis.split_update import find_state, flatten, initial_buffers, split_update
 from scaling_interference.errors import ReplayError
 from scaling_interference.sweep.optim import member_optimizer
-from test_language import tiny_lm
 
 
 def event_config():
@@ -47,8 +47,8 @@ def test_replay_reproduces_training_to_the_next_checkpoint(event_run):
   """Window [25, 30) ends at the checkpoint of step 30 and holds no eval step: parameters are compared."""
   r = replayer(event_run).replay(classes_lib.Window("rare", 4, 2, 25, 30))
   saved, _ = event_run.restore_all(30)
-  for replayed, recorded in zip(r.end_states, saved):
-    for a, b in zip(jax.tree.leaves(replayed["params"]), jax.tree.leaves(recorded["params"])):
+  for replayed, recorded in zip(r.end_states, saved, strict=True):
+    for a, b in zip(jax.tree.leaves(replayed["params"]), jax.tree.leaves(recorded["params"]), strict=True):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
   assert r.compared >= 1 and r.max_diff < 1e-5, (r.compared, r.max_diff)
 
@@ -130,27 +130,27 @@ def _float64_attribution(run, rp, window, member: int):
     return grads
 
   for step in range(ckpt, window.start):  # plain Adam up to the window
-    g = [sum(parts) for parts in zip(*class_grads(w1, w2, jax.device_get(run.problem.batch(step))))]
+    g = [sum(parts) for parts in zip(*class_grads(w1, w2, jax.device_get(run.problem.batch(step))), strict=True)]
     count += 1
-    mu = [b1 * a + (1 - b1) * b for a, b in zip(mu, g)]
-    nu = [b2 * a + (1 - b2) * b ** 2 for a, b in zip(nu, g)]
-    u = [-lr * (a / (1 - b1 ** count)) / (np.sqrt(v / (1 - b2 ** count)) + 1e-8) for a, v in zip(mu, nu)]
+    mu = [b1 * a + (1 - b1) * b for a, b in zip(mu, g, strict=True)]
+    nu = [b2 * a + (1 - b2) * b ** 2 for a, b in zip(nu, g, strict=True)]
+    u = [-lr * (a / (1 - b1 ** count)) / (np.sqrt(v / (1 - b2 ** count)) + 1e-8) for a, v in zip(mu, nu, strict=True)]
     w1, w2 = w1 + u[0], w2 + u[1]
   buffers = [[np.zeros_like(w1), np.zeros_like(w2)] for _ in rp.classes.names] + [list(mu)]
   attributed = np.zeros(len(buffers))
   for step in range(window.start, window.stop):
     g_C = class_grads(w1, w2, jax.device_get(run.problem.batch(step)))
-    g = [sum(parts) for parts in zip(*g_C)]
+    g = [sum(parts) for parts in zip(*g_C, strict=True)]
     count += 1
-    nu = [b2 * a + (1 - b2) * b ** 2 for a, b in zip(nu, g)]
-    buffers = [[b1 * a + (1 - b1) * b for a, b in zip(buf, gc)] for buf, gc in zip(buffers[:-1], g_C)] + [
+    nu = [b2 * a + (1 - b2) * b ** 2 for a, b in zip(nu, g, strict=True)]
+    buffers = [[b1 * a + (1 - b1) * b for a, b in zip(buf, gc, strict=True)] for buf, gc in zip(buffers[:-1], g_C, strict=True)] + [
         [b1 * a for a in buffers[-1]]]
-    terms = [[-lr * (a / (1 - b1 ** count)) / (np.sqrt(v / (1 - b2 ** count)) + 1e-8) for a, v in zip(buf, nu)]
+    terms = [[-lr * (a / (1 - b1 ** count)) / (np.sqrt(v / (1 - b2 ** count)) + 1e-8) for a, v in zip(buf, nu, strict=True)]
              for buf in buffers]
     before = pop_grad(w1, w2)
     w1, w2 = w1 + sum(t[0] for t in terms), w2 + sum(t[1] for t in terms)
     after = pop_grad(w1, w2)
-    attributed += [sum(np.sum(0.5 * (a + b) * u) for a, b, u in zip(before, after, t)) for t in terms]
+    attributed += [sum(np.sum(0.5 * (a + b) * u) for a, b, u in zip(before, after, t, strict=True)) for t in terms]
   return attributed
 
 
@@ -178,7 +178,8 @@ def test_split_update_sums_to_optax(train):
   params = {"w": jax.random.normal(jax.random.key(0), (3, 4)), "b": jax.random.normal(jax.random.key(1), (4,))}
   opt = member_optimizer(config.train)(learning_rate=0.03)
   state = opt.init(params)
-  grad = lambda key: jax.tree.map(lambda p: jax.random.normal(key, p.shape), params)
+  def grad(key):
+    return jax.tree.map(lambda p: jax.random.normal(key, p.shape), params)
   for s in range(3):  # some history in the moments
     _, state = opt.update(grad(jax.random.key(10 + s)), state, params)
   buffers = initial_buffers(state, params, num_classes=3)
@@ -195,7 +196,8 @@ def test_compiled_class_jacobians_match_a_float64_closed_form():
   """The replay's jit(jacrev) of per-class losses, on the pattern jax 0.10.2 miscompiles on CPU (42% off;
   jax issue 39103, so setup.cfg excludes it): J_c = w_c * s + sum_d w_c x with s = sum_d x."""
   x_NxD, w_NDxC = jax.random.normal(jax.random.key(0), (448, 32)), jax.random.normal(jax.random.key(1), (448 * 32, 4))
-  f = lambda x: (x * x.sum(-1, keepdims=True)).reshape(-1) @ w_NDxC
+  def f(x):
+    return (x * x.sum(-1, keepdims=True)).reshape(-1) @ w_NDxC
   x, w_CxNxD = np.asarray(x_NxD, np.float64), np.asarray(w_NDxC, np.float64).T.reshape(4, 448, 32)
   exact = w_CxNxD * x.sum(-1)[None, :, None] + (w_CxNxD * x[None]).sum(-1, keepdims=True)
   np.testing.assert_allclose(jax.jit(jax.jacrev(f))(x_NxD), exact, rtol=1e-5, atol=1e-5 * np.abs(exact).max())

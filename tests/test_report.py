@@ -3,6 +3,7 @@ their documentation, and the cache makes a second build compute nothing."""
 import dataclasses
 import io
 import os
+import pathlib
 
 import jax
 import numpy as np
@@ -34,7 +35,7 @@ def built(workdir, tmp_path_factory):
 
 def test_index_names_every_claim_and_shows_figures(built):
   out, (_, full, _) = built
-  text = open(os.path.join(out, "index.html")).read()
+  text = pathlib.Path(out, "index.html").read_text()
   for statement in claims.CLAIMS.values():
     assert statement.replace("'", "&#x27;") in text, f"index.html lacks the claim {statement!r}"
   assert len(full.claims) == len(claims.CLAIMS)
@@ -54,7 +55,7 @@ def test_index_names_every_claim_and_shows_figures(built):
 def test_tables_have_the_documented_columns(built):
   out, _ = built
   folder = os.path.join(out, "tables")
-  readme = open(os.path.join(folder, "README.md")).read()
+  readme = pathlib.Path(folder, "README.md").read_text()
   for name in sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".csv")):
     frame = pd.read_csv(os.path.join(folder, f"{name}.csv"))
     documented = list(tables.SPECS[name].columns)
@@ -83,7 +84,8 @@ def test_cache_computes_only_what_is_new(built, workdir):
 
 def test_table_options_are_part_of_the_cache_key(workdir, tmp_path):
   run = si.load_run(workdir)
-  path = lambda table, events: report.cache_path(epath.Path("out"), run, report.Job(0, table, None), {"replay": {"events": events}})
+  def path(table, events):
+    return report.cache_path(epath.Path("out"), run, report.Job(0, table, None), {"replay": {"events": events}})
   assert path("replay", 2) != path("replay", 3), "other replay options: the replay is computed again"
   assert path("final", 2) == path("final", 3), "a table without options keeps its cached results"
   with pytest.raises(ValueError, match="options: unknown names"):
@@ -95,7 +97,7 @@ def test_probes_run_at_the_seeded_init(built, workdir):
   run = si.load_run(workdir)
   assert 0 not in run.steps(), "the run has no checkpoint 0: step 0 is the seeded init"
   state, (init, meta) = run.restore(0, group=0), run.restore_all(0)
-  for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(run.engine.init_states()[0]["params"])):
+  for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(run.engine.init_states()[0]["params"]), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert len(init) == len(run.groups) and meta == {"step": 0}
   counts = pd.read_csv(os.path.join(out, "tables", "decodable.csv"))
@@ -143,7 +145,7 @@ def test_a_failing_table_leaves_a_note_and_the_report_builds(workdir, tmp_path, 
   result = report.build([workdir], str(tmp_path), steps="last", skip=skip)
   assert [(j.table, j.step) for j in result.failed] == [("probes", 0), ("probes", 60)]
   assert any("probe exploded" in n for n in result.notes)
-  assert "probe exploded" in open(result.index).read()
+  assert "probe exploded" in pathlib.Path(result.index).read_text()
   by_claim = result.claims.set_index("claim")
   assert by_claim.loc[6, "status"] == claims.NOT_MEASURABLE
   again = report.build([workdir], str(tmp_path), steps="last", skip=skip)

@@ -3,11 +3,10 @@ whose tables the family has is drawn."""
 import os
 
 import pandas as pd
+from conftest import small_regression
 
 import scaling_interference as si
 from scaling_interference.analysis import report, tables
-
-from conftest import small_regression
 
 # Every figure but the injection ones (replay, injection_signal, retention): the sweep injects no task.
 FIGURES = {"run-final_signal.png", "run-loss_fits.png", "run-emergence.png", "run-oracle.png",

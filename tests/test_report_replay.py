@@ -1,14 +1,15 @@
 """The report (its command line, short replay windows) on a run whose rare task comes in discrete events:
 the replay tables with their documented columns, the replay figure, and claims 3 and 4 judged from the replay."""
 import os
+import pathlib
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+from conftest import small_injection
 
 import scaling_interference as si
-from conftest import small_injection
 from scaling_interference.analysis import claims, tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,7 +37,7 @@ def test_replay_tables_have_their_documented_columns(out, name):
   frame = pd.read_csv(os.path.join(out, "tables", f"{name}.csv"))
   assert len(frame) and set(tables.SPECS[name].columns) <= set(frame.columns), f"{name}.csv: {list(frame.columns)}"
   windows = frame.drop_duplicates("window")
-  assert list(zip(windows.schedule, windows.start, windows.stop)) == [("rare", 5, 15), ("burst", 7, 27),
+  assert list(zip(windows.schedule, windows.start, windows.stop, strict=True)) == [("rare", 5, 15), ("burst", 7, 27),
                                                                       ("rare", 15, 25)], "2 events, at most 20 steps"
 
 
@@ -49,7 +50,7 @@ def test_replay_figure_and_its_measured_caption(out):
   with open(os.path.join(out, "figures", "run-replay.png"), "rb") as f:
     data = f.read()
   assert data.startswith(PNG_MAGIC) and len(data) > 5000
-  text = open(os.path.join(out, "index.html")).read()
+  text = pathlib.Path(out, "index.html").read_text()
   assert "figures/run-replay.png" in text
   assert "Measured, means over the windows and members (dL: summed over each window): burst (task 5" in text
   assert "Table options: replay: events=2, max_steps=20, after=0, by=class." in text

@@ -6,9 +6,9 @@ import sys
 import time
 
 import numpy as np
+from conftest import metrics_text
 
 import scaling_interference as si
-from conftest import metrics_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = ["--config.task.input_dim=2", "--config.task.output_dim=2", "--config.inject.burst.at=1700", "--config.inject.burst.count=16", "--config.inject.rare.count=8",

@@ -52,7 +52,8 @@ def test_power_law_table_fits_each_task_and_skips_degenerate_ones():
 
 def emergence_run(name="synthetic"):
   """Task t is learned (signal 1) from width 8 * 2^t on; task 4 never."""
-  signal = lambda task, width: 1.0 if task < 4 and width >= 8 * 2 ** task else 0.1
+  def signal(task, width):
+    return 1.0 if task < 4 and width >= 8 * 2 ** task else 0.1
   return synthetic_run(lambda t, w: 1.0, signal, [0.5, 0.25, 0.15, 0.07, 0.03], [2.0, 2.0, 3.0, 3.0, 3.0], name)
 
 
@@ -104,7 +105,7 @@ def test_final_table_projection_is_the_members_mean_at_the_last_checkpoint(injec
   family, step = run.family, run.steps()[-1]
   for group in run.groups:
     params = run.restore(step, group=group.index)["params"]
-    maps = [group.model.linear_map(jax.tree.map(lambda a: a[i], params)) for i in range(group.size)]
+    maps = [group.model.linear_map(jax.tree.map(lambda a, i=i: a[i], params)) for i in range(group.size)]
     mean_K = np.mean([family.projection(np.asarray(m, np.float64)) for m in maps], axis=0)
     width = group.members[0].width
     np.testing.assert_allclose(final.loc[width].projection.to_numpy(), mean_K, rtol=1e-6)

@@ -6,13 +6,13 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import small_regression
 from jax.sharding import AxisType
 
 import scaling_interference as si
-from conftest import small_regression
+from scaling_interference.errors import ConfigError
 from scaling_interference.sweep import sharding
 from scaling_interference.sweep.build import build
-from scaling_interference.errors import ConfigError
 from scaling_interference.sweep.engine import Engine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,7 +50,7 @@ def test_eight_devices_match_one(tmp_path, mesh):
   restored = b.restore(group=1)["params"]  # written by 8 devices, restored on this process's one
   reference = a.restore(group=1)["params"]
   assert len(jax.devices()) == 1
-  for x, y in zip(jax.tree.leaves(restored), jax.tree.leaves(reference)):
+  for x, y in zip(jax.tree.leaves(restored), jax.tree.leaves(reference), strict=True):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
@@ -96,6 +96,7 @@ def test_fsdp_language_model_matches_one_device(tmp_path):
                        capture_output=True, text=True).stdout
   assert "('members', 'data', None)" in out, "members over `members`, matrices over `data`"
   a, b = si.load_run(one).metrics, si.load_run(many).metrics
-  at = lambda m, s: m[m.step == s].loss.values
+  def at(m, s):
+    return m[m.step == s].loss.values
   np.testing.assert_allclose(at(b, 0), at(a, 0), rtol=1e-5)
   np.testing.assert_allclose(at(b, 20), at(a, 20), rtol=1e-3)  # data-parallel sums change the order of additions

@@ -13,14 +13,14 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import metrics_text
 from etils import epath
+from test_multiprocess_train import free_port
+from test_resume import ROOT
 
 import scaling_interference as si
 from scaling_interference import storage
 from scaling_interference.errors import StorageError
-from conftest import metrics_text
-from test_multiprocess_train import free_port
-from test_resume import ROOT
 
 BUCKET = "runs"
 FLAGS = [f"--config={ROOT}/configs/injection.py:demo", "--config.task.input_dim=2", "--config.task.output_dim=2",

@@ -9,11 +9,10 @@ import types
 
 import numpy as np
 import pytest
+from conftest import small_regression
 
 import scaling_interference as si
 from scaling_interference.sweep import tensorboard
-
-from conftest import small_regression
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 plugin_data_pb2 = pytest.importorskip("tensorboard.plugins.hparams.plugin_data_pb2")

@@ -105,12 +105,13 @@ def _assert_resumes(make):
   expected = _take(first, 5)
   second = make()
   second.set_state(state)
-  for want, got in zip(expected, _take(second, 5)):
+  for want, got in zip(expected, _take(second, 5), strict=True):
     np.testing.assert_array_equal(got, want, "a restored iterator must see the same batches")
 
 
 def test_synthetic_host_iterator_resumes():
-  make = lambda: make_host_iterator(_config(vocab_size=256).data, 3, 16, seed=0)
+  def make():
+    return make_host_iterator(_config(vocab_size=256).data, 3, 16, seed=0)
   assert make().next().shape == (3, 16)
   _assert_resumes(make)
 
@@ -171,7 +172,8 @@ def test_token_file_shards_are_rows_of_the_one_process_batch(tmp_path):
   _write_tokens(str(tmp_path / "a.npy"), np.arange(3000, dtype=np.uint16) % 300)
   _write_tokens(str(tmp_path / "b.bin"), np.arange(1000, dtype=np.uint16))
   config = _config(source="token_files", paths=(str(tmp_path / "*"),), vocab_size=1000)
-  make = lambda shard: make_host_iterator(config.data, 12, 16, 5, shard)
+  def make(shard):
+    return make_host_iterator(config.data, 12, 16, 5, shard)
   _assert_shards_make_the_batch(make, 4, steps=25)  # 300 rows of 249 windows: into the second epoch
   with pytest.raises(ConfigError, match=r"train\.batch_size: a host stream on 5 processes needs a multiple of 5"):
     make_host_iterator(config.data, 12, 16, 5, (0, 5))

@@ -8,8 +8,7 @@ import pytest
 
 from scaling_interference import defaults
 from scaling_interference.errors import ConfigError
-from scaling_interference.tasks.token_tasks import (Comparison, ModularAddition, make_token_task,
-                                                    make_token_tasks)
+from scaling_interference.tasks.token_tasks import Comparison, ModularAddition, make_token_task, make_token_tasks
 
 
 def _addition(**overrides):
@@ -71,7 +70,7 @@ def test_comparison_answers_follow_one_hidden_total_order():
   a_N, b_N, answer_N = values_NxQ[:, 1], values_NxQ[:, 2], values_NxQ[:, 4]
   assert np.all(a_N != b_N) and np.all((answer_N == a_N) | (answer_N == b_N))
   wins = {}
-  for a, b, w in zip(a_N, b_N, answer_N):
+  for a, b, w in zip(a_N, b_N, answer_N, strict=True):
     assert wins.setdefault(frozenset((a, b)), w) == w, "a pair must always have the same answer"
   assert len(wins) == 15, "all unordered pairs of 6 items should be drawn"
   wins_N = np.bincount([w for w in wins.values()], minlength=6)
@@ -154,7 +153,7 @@ def test_tokens_avoid_reserved_ids_markers_and_other_tasks():
              _comparison(seed=1, reserved_tokens=40, vocab_size=120, n_items=40)]
   tasks = make_token_tasks(configs)
   ids = [t.tokens.ids() for t in tasks]
-  for task_ids, task in zip(ids, tasks):
+  for task_ids, task in zip(ids, tasks, strict=True):
     assert len(set(task_ids.tolist())) == task.num_values + 2, "marker, separator, values distinct"
     assert task_ids.min() >= 40 and task_ids.max() < 120
   assert not set(ids[0].tolist()) & set(ids[1].tolist()), "two tasks of a run share a token"

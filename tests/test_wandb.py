@@ -4,11 +4,10 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import small_regression
 
 import scaling_interference as si
 from scaling_interference.sweep import wandb_log
-
-from conftest import small_regression
 
 wandb = pytest.importorskip("wandb")
 

@@ -1,13 +1,14 @@
 """The workdir contract: files, load_run, restore, and errors that name what went wrong."""
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
+from conftest import metrics_text
 
 import scaling_interference as si
 from scaling_interference.errors import NonFiniteLossError
-from conftest import metrics_text
 
 
 def test_workdir_contract_and_load_run(tmp_path, regression_config):
@@ -58,7 +59,7 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, regression_config):
   result = si.train(regression_config, workdir)
   assert result.resumed_from == 60
   assert metrics_text(workdir) == before
-  assert json.load(open(os.path.join(workdir, "config.json")))["train"]["steps"] == 60
+  assert json.loads(pathlib.Path(workdir, "config.json").read_text())["train"]["steps"] == 60
 
 
 def test_checkpoint_retention_keeps_history(tmp_path, regression_config):
@@ -71,9 +72,9 @@ def test_a_workdir_from_before_a_new_field_still_opens(tmp_path, regression_conf
   workdir = str(tmp_path / "run")
   si.train(regression_config, workdir)
   path = os.path.join(workdir, "config.json")
-  saved = json.load(open(path))
+  saved = json.loads(pathlib.Path(path).read_text())
   del saved["train"]["nonfinite"], saved["train"]["mesh"]  # fields added after some workdirs were written
-  json.dump(saved, open(path, "w"))
+  pathlib.Path(path).write_text(json.dumps(saved))
   run = si.load_run(workdir)
   assert run.config.train.nonfinite == "halt" and run.config.model.widths == (8, 16)
   assert run.restore(member=0)["params"]["readout"]["kernel"].shape == (8, 16)

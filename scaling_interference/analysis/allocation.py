@@ -60,7 +60,8 @@ def ablation_attribution(model: MLPDef, family: Family, params_M: dict, batch: B
   def member(params):
     losses = functools.partial(_task_losses, model, family, params, batch, num_tasks, layer)
     base_T = losses(jnp.ones(model.width))
-    ablate = lambda n: losses(1.0 - jax.nn.one_hot(n, model.width)) - base_T
+    def ablate(n):
+      return losses(1.0 - jax.nn.one_hot(n, model.width)) - base_T
     return jax.lax.map(ablate, jnp.arange(model.width), batch_size=neuron_chunk)
   return jax.vmap(member)(params_M)
 

@@ -97,7 +97,7 @@ def _claim_oracle(t: dict, run: Run) -> tuple[str, str]:
   close = (totals.ratio <= 1.1) | (excess <= 0.01 * totals.zero_loss)
   text = ("mixture loss trained / oracle per width: " + ", ".join(
       f"{w}: {r:.3f}" if np.isfinite(r) else f"{w}: {e:.2g} vs 0" for w, r, e in
-      zip(totals.index, totals.ratio, totals.eval_loss)) + f"; largest mean |signal gap| {totals.signal_gap.max():.3f} "
+      zip(totals.index, totals.ratio, totals.eval_loss, strict=True)) + f"; largest mean |signal gap| {totals.signal_gap.max():.3f} "
           f"(held: each width within 10% of the oracle's loss or 1% of the zero map's, and signal gap <= 0.05)")
   if not model_kind(run.config.model.name).is_linear(run.config.model):
     text += "; members are not linear, the oracle describes linear maps"

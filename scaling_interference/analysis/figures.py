@@ -3,7 +3,7 @@
 A caption describes what is plotted; `numbers`, where given, appends what the tables measured.
 """
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 from etils import epath

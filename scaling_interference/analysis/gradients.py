@@ -60,11 +60,10 @@ from jax.flatten_util import ravel_pytree
 
 from scaling_interference.analysis.classes import COMMON_MASS, common_tasks
 from scaling_interference.analysis.split_update import ADAM_EPS, clip_factor, find_state, flatten, scheduled_lr
+from scaling_interference.problems.base import Problem
 from scaling_interference.reader import Run
 from scaling_interference.sweep.members import Group
-from scaling_interference.problems.base import Problem
 from scaling_interference.sweep.optim import decay_mask
-
 
 
 # ---- examples ----------------------------------------------------------------------------
@@ -95,7 +94,7 @@ def part_mask(params: dict, part: str | None) -> np.ndarray:
   keep = [part is None or name.startswith(part) for name in names]
   if not any(keep):
     raise ValueError(f"part: no parameter path starts with {part!r}; paths are {names}")
-  return np.concatenate([np.full(a.size, k) for a, k in zip(leaves, keep)])
+  return np.concatenate([np.full(a.size, k) for a, k in zip(leaves, keep, strict=True)])
 
 
 def chunk_size(num_tasks: int, task_chunk: int) -> int:
@@ -238,7 +237,8 @@ def group_interference(run: Run, step: int, group: Group, n_per_task: int = 256,
   keep = part_mask(jax.tree.map(lambda a: a[0], state["params"]), part)
   per_member = [member_interference(g_MxTxP[m][:, keep], p_T, scale_M[m], precond_MxP[m][keep], carry_MxP[m][keep])
                 for m in range(group.size)]
-  stack = lambda key: np.stack([r[key] for r in per_member])
+  def stack(key):
+    return np.stack([r[key] for r in per_member])
   return GroupInterference(step, group, p_T, stack("grad_norm"), stack("cosine"), stack("dL"), stack("dL_carry"))
 
 

@@ -8,7 +8,6 @@ from scaling_interference import storage
 from scaling_interference.analysis import scaling, tables
 from scaling_interference.reader import Run
 
-
 STYLE = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;line-height:1.4}
 figure{margin:1em 0}img{max-width:100%;border:1px solid #ddd}figcaption{color:#444;font-size:.9em}
 .held{color:#176b2c;font-weight:bold}.did-not-hold{color:#a11;font-weight:bold}
@@ -18,7 +17,7 @@ figure{margin:1em 0}img{max-width:100%;border:1px solid #ddd}figcaption{color:#4
 def _claims_html(verdicts: pd.DataFrame) -> list[str]:
   """Each claim with every run's status and evidence, as an HTML list."""
   parts = ["<h2>Claims of the study, measured in this sweep</h2>", "<ol>"]
-  for number, rows in verdicts.groupby("claim", sort=True):
+  for _, rows in verdicts.groupby("claim", sort=True):
     parts.append(f"<li><p><b>{escape(rows.statement.iloc[0])}</b></p><ul>")
     for r in rows.itertuples():
       css = r.status.replace(" ", "-")
@@ -36,10 +35,10 @@ def write_index(out: epath.Path, runs: list[Run], labels: list[str], figures: di
   """
   parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>scaling_interference report</title>"
            f"<style>{STYLE}</style></head><body><h1>scaling_interference report</h1>", "<ul>"]
-  parts += [f"<li>{escape(l)}: {escape(str(r.path))} ({scaling.family_name(r)}, widths "
+  parts += [f"<li>{escape(label)}: {escape(str(r.path))} ({scaling.family_name(r)}, widths "
             f"{sorted(r.members.width.unique().tolist())}, {len(r.tasks)} tasks, "
             f"last step {int(r.metrics.step.max())})</li>"
-            for l, r in zip(labels, runs)]
+            for label, r in zip(labels, runs, strict=True)]
   spent = ", ".join(f"{name} {sec:.1f}s" for name, sec in report.table_seconds.items())
   parts.append(f"</ul><p>Jobs: {len(report.computed)} computed ({len(report.failed)} failed), "
                f"{len(report.cached)} from the cache. Computing time per table: {spent or 'none'}.</p>")

@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 
 from scaling_interference.analysis import oracle
-from scaling_interference.reader import Run
 from scaling_interference.models.kinds import model_kind
+from scaling_interference.reader import Run
 from scaling_interference.tasks import family_class
-
 
 SOURCES = ("trained", "projection", "oracle")  # the order of a width's rows
 
@@ -93,7 +92,7 @@ def member_maps(run: Run, step: int | None = None):
   for group in run.groups:
     params = run.restore(step, group=group.index)["params"]
     for i, member in enumerate(group.members):
-      yield member, np.asarray(group.model.linear_map(jax.tree.map(lambda a: a[i], params)), np.float64)
+      yield member, np.asarray(group.model.linear_map(jax.tree.map(lambda a, i=i: a[i], params)), np.float64)
 
 
 def projection_rows(run: Run, step: int | None = None) -> pd.DataFrame:
@@ -154,9 +153,9 @@ def render_language(run: Run, step: int | None = None) -> str:
   if table.empty:
     return "This run has no token tasks."
   sizes = table.drop_duplicates("size").sort_values("width")["size"].tolist()
-  cell = table.assign(cell=[f"{a:.2f} [{lo:.2f}, {hi:.2f}]{' *' if l else ''}"
-                            for a, lo, hi, l in zip(table.accuracy, table.accuracy_min, table.accuracy_max,
-                                                    table.learned)])
+  cell = table.assign(cell=[f"{a:.2f} [{lo:.2f}, {hi:.2f}]{' *' if learned else ''}"
+                            for a, lo, hi, learned in zip(table.accuracy, table.accuracy_min, table.accuracy_max,
+                                                    table.learned, strict=True)])
   grid = cell.pivot(index="size", columns=["name", "split"], values="cell").reindex(sizes)
   grid = grid[sorted(grid.columns, key=lambda c: (c[0], c[1] != "train"))]  # per task: trained, then held-out
   frequency = table.drop_duplicates("name").set_index("name").frequency

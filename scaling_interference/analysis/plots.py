@@ -5,11 +5,11 @@ import io
 
 import numpy as np
 import pandas as pd
+from etils import epath
 from matplotlib import cm, colors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from etils import epath
 
 from scaling_interference import storage
 
@@ -83,7 +83,7 @@ def signal_vs_step(trajectories: pd.DataFrame, events: pd.DataFrame, tasks=None)
   tasks = sorted(events.task.unique()) if tasks is None else list(tasks)
   fig, axes = new_figure(max(len(tasks), 1), 6.5, 4.2)
   colour, _ = _scale(trajectories.width.unique())
-  for ax, task in zip(axes, tasks):
+  for ax, task in zip(axes, tasks, strict=True):
     mine = trajectories[trajectories.task == task]
     for width, rows in mine.groupby("width"):
       mean = rows.groupby("step").signal.mean()
@@ -102,7 +102,7 @@ def loss_near_events(trajectories: pd.DataFrame, events: pd.DataFrame, shown: in
   traced = trajectories[trajectories.task.isin(timed.task.unique()) & trajectories.loss.notna()]
   panels = sorted(traced.groupby(["task", "width"]).groups)
   fig, axes = new_figure(max(len(panels), 1), 4.5, 3.2, max_cols=3)
-  for ax, (task, width) in zip(axes, panels):
+  for ax, (task, width) in zip(axes, panels, strict=True):
     event_S = np.sort(timed[timed.task == task].step.unique())
     middle = max(len(event_S) // 2 - shown // 2, 0)
     first = event_S[middle]
@@ -125,7 +125,7 @@ def event_average(average: pd.DataFrame) -> Figure:
   panels = sorted(average.groupby(["schedule", "measure"]).groups)
   fig, axes = new_figure(max(len(panels), 1), 6.0, 4.0)
   colour, _ = _scale(average.width.unique())
-  for ax, (name, measure) in zip(axes, panels):
+  for ax, (name, measure) in zip(axes, panels, strict=True):
     mine = average[(average.schedule == name) & (average.measure == measure)]
     for width, rows in mine.groupby("width"):
       mean = rows.groupby("lag").change.mean()
@@ -142,7 +142,7 @@ def final_signal_vs_width(final: pd.DataFrame) -> Figure:
   """Final signal vs width, one line per task, coloured by the task's frequency."""
   fig, (ax,) = new_figure()
   colour, mappable = _scale(final.frequency)
-  for task, rows in final.sort_values("width").groupby("task"):
+  for _, rows in final.sort_values("width").groupby("task"):
     ax.plot(rows.width, rows.signal, "o-", ms=3, lw=1, color=colour(rows.frequency.iloc[0]))
   _width_axis(ax, final.width)
   ax.set(ylabel="final signal (mean over members)", title="Final signal per task vs width")
@@ -192,7 +192,7 @@ def grad_norm_vs_width(gradients: pd.DataFrame) -> Figure:
   fig, (ax,) = new_figure()
   last = _last_step(gradients)
   colour, mappable = _scale(last.frequency)
-  for task, rows in last.groupby("task"):
+  for _, rows in last.groupby("task"):
     mean = rows.groupby("width").grad_norm.mean()
     ax.plot(mean.index, mean.values, "o-", ms=3, lw=1, color=colour(rows.frequency.iloc[0]))
   _width_axis(ax, last.width)
@@ -208,7 +208,7 @@ def overwrite_vs_width(gradients: pd.DataFrame, tasks) -> Figure:
   tasks = list(tasks)
   fig, axes = new_figure(max(len(tasks), 1))
   colour, mappable = _scale(gradients.step.unique(), log=False)
-  for ax, task in zip(axes, tasks):
+  for ax, task in zip(axes, tasks, strict=True):
     for step, rows in gradients[gradients.task == task].groupby("step"):
       mean = rows.groupby("width").overwrite_share.mean()
       ax.plot(mean.index, mean.values, "o-", ms=3, lw=1, color=colour(step))
@@ -224,7 +224,7 @@ def owned_neurons_vs_frequency(allocation: pd.DataFrame) -> Figure:
   fig, axes = new_figure(2)
   last = _last_step(allocation)
   colour, _ = _scale(last.width)
-  for ax, column, label in zip(axes, ("owned_neurons", "capacity"), ("owned neurons", "feature capacity")):
+  for ax, column, label in zip(axes, ("owned_neurons", "capacity"), ("owned neurons", "feature capacity"), strict=True):
     for width, rows in last.groupby("width"):
       mean = rows.groupby("frequency")[column].mean()
       ax.plot(mean.index, mean.values, "o-", ms=3, lw=1, color=colour(width), label=f"width {width}")

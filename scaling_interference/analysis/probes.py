@@ -41,9 +41,9 @@ import pandas as pd
 
 from scaling_interference.models import MLPDef
 from scaling_interference.models.olmo import OLMoDef
-from scaling_interference.reader import Run
 from scaling_interference.problems.language import LanguageProblem
 from scaling_interference.problems.synthetic import eval_examples
+from scaling_interference.reader import Run
 from scaling_interference.tasks import Batch, Family
 
 RIDGE_GRID = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -164,7 +164,7 @@ def feature_scores(rep_NxD, features: dict, split_N, rows_N=None) -> dict:
   edges = np.cumsum([0] + [features[f][1].shape[1] for f in keys])
   y_te = y_NxO[split_N[rows_N] == 2]
   return {f: (features[f][0], _score(features[f][0], y_te[:, a:b], pred[:, a:b]))
-          for f, a, b in zip(keys, edges[:-1], edges[1:])}
+          for f, a, b in zip(keys, edges[:-1], edges[1:], strict=True)}
 
 
 def task_id_recall(rep_NxD, task_N, num_tasks: int, split_N) -> np.ndarray:
@@ -207,7 +207,7 @@ def _lm_layer_rows(tasks: list, examples: list[dict], reps_T: list, split_N) -> 
     task_N = np.repeat(np.arange(len(tasks)), len(split_N))
     recall = task_id_recall(np.concatenate(reps_T), task_N, len(tasks), np.tile(split_N, len(tasks)))
     rows += [{"task": t + 1, "feature": "task_id", "metric": "accuracy", "value": v} for t, v in enumerate(recall)]
-  for t, (task, example, rep) in enumerate(zip(tasks, examples, reps_T)):
+  for t, (task, example, rep) in enumerate(zip(tasks, examples, reps_T, strict=True)):
     scores = feature_scores(rep, lm_features(task, example), split_N)
     rows += [{"task": t + 1, "feature": f, "metric": metric, "value": v} for f, (metric, v) in scores.items()]
   return rows

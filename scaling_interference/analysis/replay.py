@@ -102,8 +102,11 @@ class Replayer:
     model, state = self.groups[index].model, carry["state"]
     params = state["params"]
     num_classes = len(self.classes.names)
-    class_losses = lambda p: (lambda l_C: (l_C, l_C))(
-        self.problem.class_losses(model, p, batch, self.class_K, num_classes))
+
+    def class_losses(p):  # (what jacrev differentiates, its value as aux)
+      loss_C = self.problem.class_losses(model, p, batch, self.class_K, num_classes)
+      return loss_C, loss_C
+
     g_C, loss_C = jax.jacrev(class_losses, has_aux=True)(params)
     loss, g = loss_C.sum(), jax.tree.map(lambda c: c.sum(0), g_C)  # the batch loss and its gradient
     common_C = jnp.asarray(self.classes.common_C, jnp.float32)
@@ -145,7 +148,7 @@ class Replayer:
 
   def _task_state(self, states):
     """Per group: (loss_MxK, grads (M, K, ...), signal_MxK) at the states given."""
-    return [jax.vmap(functools.partial(self._task_values, g.model))(s["params"]) for g, s in zip(self.groups, states)]
+    return [jax.vmap(functools.partial(self._task_values, g.model))(s["params"]) for g, s in zip(self.groups, states, strict=True)]
 
   # ---- reaching the window and checking against training ----------------------------------
   def _restore(self, step: int):
@@ -191,7 +194,7 @@ class Replayer:
       diffs.append(relative_diff(loss_MxT, self.recorded[step]))
     if step in self.checkpoint_steps:
       saved, _ = self.run.restore_all(step)
-      diffs += [relative_diff(flatten(a["params"], 1), flatten(b["params"], 1)) for a, b in zip(states, saved)]
+      diffs += [relative_diff(flatten(a["params"], 1), flatten(b["params"], 1)) for a, b in zip(states, saved, strict=True)]
     return diffs
 
   # ---- a window ------------------------------------------------------------------------------
@@ -206,7 +209,7 @@ class Replayer:
       self._resume = {window.start: (copy_states(states), self.problem.host_state())}
     values = self.task_state(states)
     carries = [{"state": s, "buffers": jax.vmap(functools.partial(initial_buffers, num_classes=len(removed)))(
-        s["opt_state"], s["params"]), "grad_K": v[1]} for s, v in zip(states, values)]
+        s["opt_state"], s["params"]), "grad_K": v[1]} for s, v in zip(states, values, strict=True)]
     outs, step, drop_C = [], window.start, jnp.asarray(removed, jnp.float32)
     inside: list[float] = []  # the window's own checks (the advance above is training's program)
     for end in self._segment_ends(window):
@@ -257,14 +260,17 @@ class Replayer:
     trained = self._advance(copy_states(start_states), window.start, window.stop, [], blocks)
     nudged = [{**s, "params": jax.tree.map(lambda p: p * (1 + NUDGE), s["params"])} for s in start_states]
     nudged = self._advance(copy_states(nudged), window.start, window.stop, [], blocks)
-    params_diff = lambda a, b: [relative_diff(flatten(x["params"], 1), flatten(y["params"], 1)) for x, y in zip(a, b)]
+    def params_diff(a, b):
+      return [relative_diff(flatten(x["params"], 1), flatten(y["params"], 1)) for x, y in zip(a, b, strict=True)]
     return params_diff(states, trained), max(params_diff(nudged, trained))
 
   def _result(self, window, removed, checkpoint, values, outs) -> WindowReplay:
     """Concatenates groups (members) and segments (steps) into one WindowReplay."""
     host = jax.device_get((values, outs))
-    members = lambda arrays, axis: np.concatenate([np.asarray(a) for a in arrays], axis=axis)
-    per_step = lambda key: np.concatenate([members([o[key] for o in seg], 1) for seg in host[1]], axis=0)
+    def members(arrays, axis):
+      return np.concatenate([np.asarray(a) for a in arrays], axis=axis)
+    def per_step(key):
+      return np.concatenate([members([o[key] for o in seg], 1) for seg in host[1]], axis=0)
     return WindowReplay(window, removed if any(removed) else (), checkpoint,
                         members([v[0] for v in host[0]], 0), members([v[2] for v in host[0]], 0),
                         per_step("loss"), per_step("signal"), per_step("dL"), per_step("residual"),

@@ -105,7 +105,7 @@ def _window_rows(analysis: ReplayAnalysis, run: Run, w: int) -> list[dict]:
     terms_MxU = r.dL_SxMxKxU[:, :, k].sum(axis=0) @ term_matrix(analysis.classes, task, injected)
     signal_SxM = np.concatenate([r.signal_start_MxK[None, :, k], r.signal_SxMxK[:, :, k]])
     for m, member in members.iterrows():
-      terms = dict(zip((f"dL_{t}" for t in TERMS), terms_MxU[m]))
+      terms = dict(zip((f"dL_{t}" for t in TERMS), terms_MxU[m], strict=True))
       total, actual = sum(terms.values()), r.loss_SxMxK[-1, m, k] - r.loss_start_MxK[m, k]
       scale = sum(abs(v) for v in terms.values())
       rows.append({**_window_columns(w, r), "checkpoint": r.checkpoint, "member": int(member.id),
@@ -165,7 +165,7 @@ def counterfactual_table(run: Run, **options) -> pd.DataFrame:
   """One row per (window, member): the window's task with and without the common classes' updates."""
   analysis = replay_analysis(run, **options)
   members, rows = _members(run), []
-  for w, (r, cf) in enumerate(zip(analysis.replays, analysis.counterfactuals)):
+  for w, (r, cf) in enumerate(zip(analysis.replays, analysis.counterfactuals, strict=True)):
     k = analysis.interest_K.index(r.window.task)
     for m, member in members.iterrows():
       with_S = np.concatenate([[r.signal_start_MxK[m, k]], r.signal_SxMxK[:, m, k]])

@@ -21,7 +21,7 @@ import io
 import json
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 from etils import epath
@@ -66,7 +66,7 @@ def config_hash(run: Run) -> str:
 def run_labels(runs: list[Run]) -> list[str]:
   """Workdir names, with the config hash appended where two runs share a name."""
   names = [scaling.run_name(r) for r in runs]
-  return [f"{n}-{config_hash(r)[:6]}" if names.count(n) > 1 else n for n, r in zip(names, runs)]
+  return [f"{n}-{config_hash(r)[:6]}" if names.count(n) > 1 else n for n, r in zip(names, runs, strict=True)]
 
 
 def _options(spec: tables.TableSpec, options: dict) -> dict:
@@ -95,7 +95,7 @@ def analysis_modules(module) -> dict:
   return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_version(fn: Callable) -> str:
   """A hash of the source of fn's module and the analysis modules it uses: editing them invalidates the cache."""
   try:
@@ -233,11 +233,11 @@ def build(workdirs, out: str, steps: str = "all", skip=(), options: dict | None 
   specs = [s for s in tables.TABLES if s.name not in skip]
   frames = collect(out, runs, labels, plan(runs, specs, steps), report)
   add_derived(frames, report)
-  verdicts = pd.concat([claims.evaluate_claims(per_run(frames, l), runs[i]).assign(run=l)
-                        for i, l in enumerate(labels)], ignore_index=True)
-  frames["claims"] = {l: verdicts[verdicts.run == l].drop(columns="run") for l in labels}
+  verdicts = pd.concat([claims.evaluate_claims(per_run(frames, label), runs[i]).assign(run=label)
+                        for i, label in enumerate(labels)], ignore_index=True)
+  frames["claims"] = {label: verdicts[verdicts.run == label].drop(columns="run") for label in labels}
   fresh_folder(out / "figures", ".png")
-  drawn = {l: figures.draw_figures(out, l, per_run(frames, l), report.notes) for l in labels}
+  drawn = {label: figures.draw_figures(out, label, per_run(frames, label), report.notes) for label in labels}
   written = write_tables(out, frames)
   report.claims, report.seconds = verdicts, time.time() - start
   html.write_index(out, runs, labels, drawn, verdicts, written, report)

@@ -237,7 +237,7 @@ def event_average_table(run: Run, frame: pd.DataFrame | None = None) -> pd.DataF
 def _parts(event_S, steps: int) -> list[tuple[str, np.ndarray]]:
   """("all", every event), then ("a-b", the events at steps a..b) for each quarter of the run that has events."""
   edges = np.linspace(0, steps, AVERAGE_PARTS + 1).round().astype(int)
-  quarters = [(f"{a}-{b - 1}", event_S[(event_S >= a) & (event_S < b)]) for a, b in zip(edges[:-1], edges[1:])]
+  quarters = [(f"{a}-{b - 1}", event_S[(event_S >= a) & (event_S < b)]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
   return [("all", event_S)] + [(name, events) for name, events in quarters if len(events)]
 
 

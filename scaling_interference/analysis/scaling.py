@@ -147,8 +147,8 @@ def _oracle_rows(run: Run) -> pd.DataFrame:
   best = {int(w): oracle.oracle(family, int(w)) for w in final.width.unique()}
   zero_K = oracle.oracle(family, 0).loss_K
   return final.assign(trained_signal=final.signal, trained_loss=final.loss, zero_loss=zero_K[final.task],
-                      oracle_signal=[best[w].signal_K[t] for w, t in zip(final.width, final.task)],
-                      oracle_loss=[best[w].loss_K[t] for w, t in zip(final.width, final.task)])[ORACLE_COLUMNS[1:]]
+                      oracle_signal=[best[w].signal_K[t] for w, t in zip(final.width, final.task, strict=True)],
+                      oracle_loss=[best[w].loss_K[t] for w, t in zip(final.width, final.task, strict=True)])[ORACLE_COLUMNS[1:]]
 
 
 def oracle_comparison(runs) -> pd.DataFrame:
@@ -180,7 +180,7 @@ def frequency_bins(frequency_K) -> pd.DataFrame:
   exponent_K = np.floor(2 * np.log10(np.where(seen_K, frequency_K, 1.0)))
   low_K = np.where(seen_K, 10 ** (exponent_K / 2), 0.0)
   high_K = np.where(seen_K, 10 ** ((exponent_K + 1) / 2), 0.0)
-  labels = [f"[{lo:.2g}, {hi:.2g})" if lo > 0 else "[0, 0]" for lo, hi in zip(low_K, high_K)]
+  labels = [f"[{lo:.2g}, {hi:.2g})" if lo > 0 else "[0, 0]" for lo, hi in zip(low_K, high_K, strict=True)]
   return pd.DataFrame({"frequency_bin": labels, "frequency_low": low_K, "frequency_high": high_K})
 
 

@@ -6,12 +6,20 @@
   computed at step 0, the seeded init. tables_readme documents them as tables/README.md.
 """
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 
-from scaling_interference.analysis import (allocation, claims, gradients, learned, probes, replay_tables, retention,
-                                           scaling)
+from scaling_interference.analysis import (
+  allocation,
+  claims,
+  gradients,
+  learned,
+  probes,
+  replay_tables,
+  retention,
+  scaling,
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,18 +51,18 @@ def inject_sequences(batch: TokenBatch, examples_NxQ: Array, example_task_N: Arr
   """`batch` with example n inserted into row rows_N[n], labelled task example_task_N[n]."""
   if mode not in MODES:
     raise ConfigError(f"mode: must be one of {list(MODES)}, got {mode!r}")
-  b, l = batch.tokens.shape
+  b, length = batch.tokens.shape
   n, q = examples_NxQ.shape
   length_N = jnp.full((n,), q, jnp.int32) if length_N is None else jnp.asarray(length_N, jnp.int32)
   row_N = jnp.where((rows_N >= 0) & (rows_N < b), rows_N, b).astype(jnp.int32)  # b: skipped
   total_B = jnp.zeros(b, jnp.int32).at[row_N].add(length_N, mode="drop")
   if mode == "splice":
-    room_N = jnp.maximum(l - total_B.at[row_N].get(mode="fill", fill_value=0), 0)
+    room_N = jnp.maximum(length - total_B.at[row_N].get(mode="fill", fill_value=0), 0)
     insert_N = jax.random.randint(key, (n,), 0, room_N + 1)
-    shift_BxL = jnp.cumsum(jnp.zeros((b, l), jnp.int32).at[row_N, insert_N].add(length_N, mode="drop"), 1)
+    shift_BxL = jnp.cumsum(jnp.zeros((b, length), jnp.int32).at[row_N, insert_N].add(length_N, mode="drop"), 1)
   else:
     insert_N = jnp.zeros(n, jnp.int32)
-    shift_BxL = jnp.broadcast_to((total_B + (total_B > 0))[:, None], (b, l))
+    shift_BxL = jnp.broadcast_to((total_B + (total_B > 0))[:, None], (b, length))
   start_N = insert_N + _length_before(row_N, insert_N, length_N)
   out = _move_base(batch, shift_BxL)
   out = _place_examples(out, examples_NxQ, example_task_N, row_N, start_N, length_N)
@@ -81,24 +81,26 @@ def _length_before(row_N: Array, insert_N: Array, length_N: Array) -> Array:
 
 def _move_base(batch: TokenBatch, shift_BxL: Array) -> TokenBatch:
   """Moves base position i of each row to i + shift; positions past L are cut."""
-  b, l = batch.tokens.shape
-  rows_BxL = jnp.broadcast_to(jnp.arange(b)[:, None], (b, l))
-  cols_BxL = jnp.arange(l)[None, :] + shift_BxL
-  move = lambda x: jnp.zeros_like(x).at[rows_BxL, cols_BxL].set(x, mode="drop")
+  b, length = batch.tokens.shape
+  rows_BxL = jnp.broadcast_to(jnp.arange(b)[:, None], (b, length))
+  cols_BxL = jnp.arange(length)[None, :] + shift_BxL
+  def move(x):
+    return jnp.zeros_like(x).at[rows_BxL, cols_BxL].set(x, mode="drop")
   return jax.tree.map(move, batch)
 
 
 def _place_examples(out: TokenBatch, examples_NxQ, example_task_N, row_N, start_N, length_N) -> TokenBatch:
   """Writes the examples, their task ids, and the answer mask before each answer inside L."""
   n, q = examples_NxQ.shape
-  l = out.tokens.shape[1]
+  length = out.tokens.shape[1]
   offset_Q = jnp.arange(q)
-  cols_NxQ = jnp.where(offset_Q < length_N[:, None], start_N[:, None] + offset_Q, l)  # padding: cut
+  cols_NxQ = jnp.where(offset_Q < length_N[:, None], start_N[:, None] + offset_Q, length)  # padding: cut
   rows_NxQ = jnp.broadcast_to(row_N[:, None], (n, q))
-  answer_inside_N = start_N + length_N - 1 < l
+  answer_inside_N = start_N + length_N - 1 < length
   mask_NxQ = (offset_Q == length_N[:, None] - 2) & answer_inside_N[:, None]
   task_NxQ = jnp.broadcast_to(jnp.asarray(example_task_N, jnp.int32)[:, None], (n, q))
-  put = lambda x, v: x.at[rows_NxQ, cols_NxQ].set(v, mode="drop")
+  def put(x, v):
+    return x.at[rows_NxQ, cols_NxQ].set(v, mode="drop")
   return TokenBatch(put(out.tokens, examples_NxQ.astype(jnp.int32)), put(out.task, task_NxQ),
                     put(out.answer_mask, mask_NxQ))
 
@@ -107,5 +109,6 @@ def _place_eos(out: TokenBatch, total_B: Array, eos_id: int) -> TokenBatch:
   """Writes EOS (task 0, no answer) right after the examples of each row that has any."""
   b = total_B.shape[0]
   rows_B = jnp.where(total_B > 0, jnp.arange(b), b)
-  put = lambda x, v: x.at[rows_B, total_B].set(v, mode="drop")
+  def put(x, v):
+    return x.at[rows_B, total_B].set(v, mode="drop")
   return TokenBatch(put(out.tokens, eos_id), put(out.task, 0), put(out.answer_mask, False))

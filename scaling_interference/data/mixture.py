@@ -54,6 +54,6 @@ class Mixture:
     total = max(steps * batch_size, 1)
     injected_Z = counts_SxZ.sum(axis=0) / total
     p = self.base * (1.0 - injected_Z.sum())
-    for schedule, share in zip(self.schedules, injected_Z):
+    for schedule, share in zip(self.schedules, injected_Z, strict=True):
       p[schedule.task] += share
     return p

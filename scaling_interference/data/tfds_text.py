@@ -10,8 +10,8 @@ import hashlib
 import os
 
 import jax
-from jax.experimental import multihost_utils
 import tensorflow_datasets as tfds
+from jax.experimental import multihost_utils
 
 from scaling_interference import storage
 

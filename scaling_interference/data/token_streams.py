@@ -40,8 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling_interference import storage
-from scaling_interference.errors import ConfigError
 from scaling_interference.checks import is_int, is_number
+from scaling_interference.errors import ConfigError
 
 SOURCES = ("synthetic", "text_files", "tfds", "token_files")
 EOS_ID = 0
@@ -219,7 +219,7 @@ class ShardStack:
     return [it.get_state() for it in self.iterators]
 
   def set_state(self, states: list) -> None:
-    for it, state in zip(self.iterators, states):
+    for it, state in zip(self.iterators, states, strict=True):
       it.set_state(state)
 
 
@@ -331,7 +331,7 @@ def _token_file_iterator(source_config, batch_size: int, seq_len: int, seed: int
     raise ConfigError(f"data.eos_id: must be an integer in [0, vocab_size={vocab_size}), got {eos_id!r}")
   paths = _paths(source_config)
   arrays = [open_token_file(p, source_config.dtype) for p in paths]
-  for path, array in zip(paths, arrays):
+  for path, array in zip(paths, arrays, strict=True):
     check_tokens(path, array, vocab_size)
   windows = TokenWindows(arrays, seq_len)
   if len(windows) == 0:
@@ -405,7 +405,8 @@ def _text_iterator(source_config, batch_size: int, seq_len: int, seed: int, shar
   """
   grain = _grain()
   feature, documents = _text_documents(source_config)
-  tokens = lambda record: {"tokens": byte_tokens(record[feature])}
+  def tokens(record):
+    return {"tokens": byte_tokens(record[feature])}
   docs = (grain.MapDataset.source(documents).shuffle(seed=seed).repeat(None).map(tokens)
           .to_iter_dataset(_read_options(source_config)))
   packed = grain.experimental.ConcatThenSplitIterDataset(docs, length_struct={"tokens": seq_len})

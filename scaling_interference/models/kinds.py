@@ -73,7 +73,7 @@ class OLMoKind:
     m = config.model
     shape = {}
     if re.fullmatch(r"\d+/\d+/\d+", size):
-      shape = dict(zip(("d_model", "n_heads", "n_layers"), map(int, size.split("/"))))
+      shape = dict(zip(("d_model", "n_heads", "n_layers"), map(int, size.split("/")), strict=True))
       size = "tiny-a"
     return ladder.preset(size, vocab_size=vocab_size, rope_theta=float(m.rope_theta),
                          tie_embeddings=m.tie_embeddings, qk_norm=m.qk_norm, remat=m.remat,

@@ -23,7 +23,8 @@ ACTIVATIONS = {
 def torch_init(fan_in: int) -> dict:
   """PyTorch nn.Linear's default: kernel and bias uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)]."""
   bound = 1.0 / math.sqrt(fan_in)
-  uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+  def uniform(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
   return dict(kernel_init=uniform, bias_init=uniform)
 
 
@@ -45,7 +46,7 @@ class MLP(nnx.Module):
                dtype=jnp.float32, rngs):
     dims = [input_dim] + [width] * depth
     self.hidden = nnx.List([nnx.Linear(a, b, use_bias=use_bias, dtype=dtype, rngs=rngs, **INITS[init](a))
-                            for a, b in zip(dims[:-1], dims[1:])])
+                            for a, b in zip(dims[:-1], dims[1:], strict=True)])
     self.readout = nnx.Linear(dims[-1], output_dim, use_bias=use_bias, dtype=dtype, rngs=rngs,
                               **INITS[init](dims[-1]))
     self.activation = activation
@@ -131,5 +132,5 @@ class MLPDef:
   @property
   def n_params(self) -> int:
     dims = [self.input_dim] + [self.width] * self.depth + [self.output_dim]
-    weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    weights = sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
     return weights + (sum(dims[1:]) if self.use_bias else 0)

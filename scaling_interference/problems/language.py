@@ -15,9 +15,9 @@ tokens for inject_mode "splice", at the start of the row for "replace"); signal 
 import json
 
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from scaling_interference.data import schedules as schedules_lib
 from scaling_interference.data.injection import base_batch, inject_sequences
@@ -78,7 +78,7 @@ class LanguageProblem(Problem):
   def _task_infos(self, steps: int) -> list[TaskInfo]:
     counts = realised_counts(self.schedules, steps).sum(axis=0)
     per_task = np.zeros(len(self.token_tasks) + 1)
-    for s, c in zip(self.schedules, counts):
+    for s, c in zip(self.schedules, counts, strict=True):
       per_task[s.task] += c / max(steps * self.batch_size, 1)
     n = len(self.token_tasks)
     infos = [TaskInfo(BASE_TASK, "base", 1.0, 0.0, name="base", split="train")]
@@ -219,8 +219,8 @@ class LanguageProblem(Problem):
     for split in ("train", "heldout"):
       for i, task in enumerate(self.token_tasks):
         key = jax.random.fold_in(self.eval_key, (i + 1) * 2 + (split == "heldout"))
-        l, a = self._answer_metrics(model, params, task, split, self.eval_n, key)
-        loss.append(l), acc.append(a), signal.append((a - chance(task)) / (1 - chance(task)))
+        task_loss, a = self._answer_metrics(model, params, task, split, self.eval_n, key)
+        loss.append(task_loss), acc.append(a), signal.append((a - chance(task)) / (1 - chance(task)))
     return jnp.stack(loss), jnp.stack(acc), jnp.stack(signal)
 
   def task_batch(self, task_T, n: int):
@@ -256,8 +256,9 @@ class LanguageProblem(Problem):
     loss, signal = [], []
     for t in self.trace_T:
       task = self.token_tasks[t - 1]
-      l, a = self._answer_metrics(model, params, task, "train", self.trace_n, jax.random.fold_in(self.eval_key, 2 * t))
-      loss.append(l), signal.append((a - chance(task)) / (1 - chance(task)))
+      task_loss, a = self._answer_metrics(model, params, task, "train", self.trace_n,
+                                          jax.random.fold_in(self.eval_key, 2 * t))
+      loss.append(task_loss), signal.append((a - chance(task)) / (1 - chance(task)))
     return jnp.stack(loss), jnp.stack(signal)
 
 
@@ -268,7 +269,7 @@ def gather_json(obj) -> list:
   data_N = np.frombuffer(json.dumps(obj).encode(), np.uint8)
   size_P = np.asarray(multihost_utils.process_allgather(np.int32(data_N.size)))
   data_PxN = np.asarray(multihost_utils.process_allgather(np.pad(data_N, (0, int(size_P.max()) - data_N.size))))
-  return [json.loads(bytes(row[:size])) for row, size in zip(data_PxN, size_P)]
+  return [json.loads(bytes(row[:size])) for row, size in zip(data_PxN, size_P, strict=True)]
 
 
 def check_schedules(config, num_token_tasks: int):

@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scaling_interference.checks import is_int
 from scaling_interference.data import Mixture, schedules
 from scaling_interference.errors import ConfigError
 from scaling_interference.problems.base import Problem
 from scaling_interference.tasks import Batch, Family
-from scaling_interference.checks import is_int
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
 
@@ -32,7 +32,8 @@ def train_batch(family: Family, mixture: Mixture, train_key, step, batch_size: i
 
 def eval_examples(family: Family, eval_key, task_T, n: int) -> Batch:
   """n examples of each task in task_T, task-major; task t's examples depend on t alone."""
-  one_task = lambda t: family.sample(jax.random.fold_in(eval_key, t), jnp.full((n,), t, jnp.int32))
+  def one_task(t):
+    return family.sample(jax.random.fold_in(eval_key, t), jnp.full((n,), t, jnp.int32))
   stacked = jax.vmap(one_task)(task_T)
   return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), stacked)
 
@@ -78,7 +79,7 @@ class FamilyProblem(Problem):
     """(K,) each task's expected share of the training loss's terms (examples) over steps step_S."""
     injected_Z = np.array([s.counts(np.asarray(step_S, np.int64), xp=np).mean() for s in self.schedules])
     shares = self.mixture.base * (1.0 - injected_Z.sum() / self.batch_size)
-    for s, count in zip(self.schedules, injected_Z):
+    for s, count in zip(self.schedules, injected_Z, strict=True):
       shares[s.task] += count / self.batch_size
     return shares
 

@@ -16,11 +16,10 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scaling_interference.errors import ConfigError
+from scaling_interference.problems.base import Problem
 from scaling_interference.sweep import packed, sharding
 from scaling_interference.sweep.members import Group
 from scaling_interference.sweep.optim import member_optimizer
-from scaling_interference.problems.base import Problem
-
 
 GroupState = dict  # {"params", "opt_state", "active"}: leaves with a leading member axis
 
@@ -47,7 +46,7 @@ class Engine:
     self.init_on_device = jax.jit(self._init_groups)
     self._abstract_states = jax.eval_shape(self.init_on_device, *self._seeds_and_lrs())
     self.state_shardings = [sharding.state_shardings(self.mesh, g.size, a, fsdp)
-                            for g, a in zip(groups, self.abstract_states())]
+                            for g, a in zip(groups, self.abstract_states(), strict=True)]
     replicated = sharding.replicated(self.mesh)
     self.host_sharding, self.host_order_B = None, None
     if not problem.on_device and jax.process_count() > 1:
@@ -66,7 +65,7 @@ class Engine:
 
   def _init_groups(self, keys, lrs) -> list[GroupState]:
     """Every group's seeded init (keys and peak rates per group, stacked over members), one program."""
-    return [jax.vmap(functools.partial(self._init_member, i))(k, lr) for i, (k, lr) in enumerate(zip(keys, lrs))]
+    return [jax.vmap(functools.partial(self._init_member, i))(k, lr) for i, (k, lr) in enumerate(zip(keys, lrs, strict=True))]
 
   def _seeds_and_lrs(self):
     keys = [jnp.stack([jax.random.key(m.seed) for m in g.members]) for g in self.groups]
@@ -77,13 +76,13 @@ class Engine:
 
   def place(self, states) -> list[GroupState]:
     """States laid out on the mesh: member axes over `members` where the group size allows, FSDP if asked."""
-    return [sharding.place(s, sh) for s, sh in zip(states, self.state_shardings)]
+    return [sharding.place(s, sh) for s, sh in zip(states, self.state_shardings, strict=True)]
 
   def placed_abstract_states(self) -> list[GroupState]:
     """abstract_states with each leaf's mesh sharding: checkpoints restore straight onto the mesh,
     each process reading its own shards (a many-process run cannot gather global arrays)."""
     return [jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-            for abstract, shardings in zip(self.abstract_states(), self.state_shardings)]
+            for abstract, shardings in zip(self.abstract_states(), self.state_shardings, strict=True)]
 
   def abstract_states(self) -> list[GroupState]:
     """Shapes and dtypes of the states, for restoring checkpoints without computing inits (traced once)."""
@@ -122,7 +121,7 @@ class Engine:
     if self.packed_G:
       grads, losses = packed.packed_grads(self.problem, [self.groups[i] for i in self.packed_G],
                                           [states[i]["params"] for i in self.packed_G], batch)
-      from_packed = dict(zip(self.packed_G, zip(losses, grads)))
+      from_packed = dict(zip(self.packed_G, zip(losses, grads, strict=True), strict=True))
     new_states, losses = [], []
     for index, state in enumerate(states):
       if index in from_packed:
@@ -177,16 +176,16 @@ class Engine:
 
   def _trace(self, states):
     return tuple(jax.vmap(functools.partial(self.problem.trace, g.model))(s["params"])
-                 for g, s in zip(self.groups, states))
+                 for g, s in zip(self.groups, states, strict=True))
 
   # ---- evaluation ----------------------------------------------------------------------
   def _evaluate(self, states):
     return [jax.vmap(functools.partial(self.problem.evaluate, g.model))(s["params"])
-            for g, s in zip(self.groups, states)]
+            for g, s in zip(self.groups, states, strict=True)]
 
   def evaluate(self, states) -> list[EvalResult]:
     host = jax.device_get(self.evaluate_on_device(states))
-    return [EvalResult(np.asarray(l), None if a is None else np.asarray(a), np.asarray(s)) for l, a, s in host]
+    return [EvalResult(np.asarray(loss), None if a is None else np.asarray(a), np.asarray(s)) for loss, a, s in host]
 
 
 

@@ -12,23 +12,23 @@ import time
 
 import jax
 import jax.numpy as jnp
-from jax.experimental import multihost_utils
 import numpy as np
 from etils import epath
+from jax.experimental import multihost_utils
 
+from scaling_interference import storage
 from scaling_interference.compile_cache import enable_compilation_cache
 from scaling_interference.config import as_json
-from scaling_interference.errors import ConfigError, NonFiniteLossError, WriteError
+from scaling_interference.data.schedules import realised_counts
+from scaling_interference.errors import NonFiniteLossError, WriteError
 from scaling_interference.models.kinds import model_kind
-from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep import background, memory
+from scaling_interference.sweep.build import build
+from scaling_interference.sweep.checkpoint import Checkpoints
 from scaling_interference.sweep.engine import Engine
+from scaling_interference.sweep.members import Member, all_members
 from scaling_interference.sweep.tensorboard import TensorBoardLog
 from scaling_interference.sweep.wandb_log import WandbLog
-from scaling_interference.sweep.build import build
-from scaling_interference.sweep.members import Member, all_members
-from scaling_interference.data.schedules import realised_counts
-from scaling_interference import storage
 from scaling_interference.sweep.workdir import TRACES, Workdir, metric_rows, stats_line
 
 log = logging.getLogger("scaling_interference")
@@ -139,7 +139,7 @@ class TraceLog:
       return
     loss_SxMxT = np.concatenate([np.asarray(loss) for loss, _ in traces], axis=1)
     signal_SxMxT = np.concatenate([np.asarray(signal) for _, signal in traces], axis=1)
-    for i, (loss_MxT, signal_MxT) in enumerate(zip(loss_SxMxT, signal_SxMxT)):
+    for i, (loss_MxT, signal_MxT) in enumerate(zip(loss_SxMxT, signal_SxMxT, strict=True)):
       if (first_step + i + 1) % self.every == 0:
         self.steps.append(first_step + i + 1)
         self.loss.append(loss_MxT)
@@ -192,7 +192,7 @@ class Trainer:
   def _write_eval(self, step: int, states, train_loss_M) -> None:
     results = self.engine.evaluate(states)
     rows, task_ids = [], range(len(self.problem.tasks))
-    for group, result in zip(self.groups, results):
+    for group, result in zip(self.groups, results, strict=True):
       ids = [m.id for m in group.members]
       group_loss_M = None if train_loss_M is None else train_loss_M[ids]
       rows += metric_rows(step, ids, task_ids, result, group_loss_M)
@@ -309,7 +309,7 @@ class Trainer:
       states, losses, traces = self.engine.train_segment(states, jnp.int32(step), end - step, host)
       losses, traces = jax.device_get((losses, traces))
       checkpoints.check_for_errors()  # a failed asynchronous save stops the run here, not at the next save
-      losses_SxM = np.concatenate([np.asarray(l) for l in losses], axis=1)
+      losses_SxM = np.concatenate([np.asarray(loss) for loss in losses], axis=1)
       found = first_non_finite(losses_SxM, step, set(self.dropped))
       tracker.add(losses_SxM)
       self.traces.add(step, traces)

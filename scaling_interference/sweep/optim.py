@@ -46,7 +46,8 @@ def scale_by_tree(scale_fn):
 def make_optimizer(train_config, learning_rate, model=None):
   """The member optimizer; `learning_rate` is the member's peak rate (a traced scalar is fine)."""
   shape = schedule_shape(train_config)
-  lr = lambda count: learning_rate * shape(count)
+  def lr(count):
+    return learning_rate * shape(count)
   name = train_config.optimizer
   b1, b2 = train_config.b1, train_config.b2
   if name == "sgd":

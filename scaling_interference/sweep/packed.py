@@ -54,20 +54,20 @@ def packed_grads(problem, groups, params_list, batch):
   def total(params_list):
     dtype = groups[0].model.dtype  # one compute dtype per sweep (model.compute_dtype)
     x_BxI = problem.model_input(batch).astype(dtype)
-    first = [g.model.first_layer(p) for g, p in zip(groups, params_list)]  # ((M, I, H), (M, H) or None)
+    first = [g.model.first_layer(p) for g, p in zip(groups, params_list, strict=True)]  # ((M, I, H), (M, H) or None)
     w_IxU = jnp.concatenate([jnp.moveaxis(k, 0, 1).reshape(k.shape[1], -1) for k, _ in first], axis=1)
     pre_BxU = x_BxI @ w_IxU.astype(dtype)
     if any(b is not None for _, b in first):
       pre_BxU = pre_BxU + jnp.concatenate([jnp.zeros(k.shape[0] * k.shape[2]) if b is None else b.reshape(-1)
                                            for k, b in first]).astype(dtype)
     losses, start = [], 0
-    for g, p, (k, _) in zip(groups, params_list, first):
+    for g, p, (k, _) in zip(groups, params_list, first, strict=True):
       size = k.shape[0] * k.shape[2]
       pre_MxBxH = jnp.moveaxis(pre_BxU[:, start:start + size].reshape(-1, k.shape[0], k.shape[2]), 1, 0)
       start += size
       member_loss = functools.partial(_member_loss, problem, g.model, batch)
       losses.append(jax.vmap(member_loss)(pre_MxBxH, p))
-    return sum(l.sum() for l in losses), losses
+    return sum(loss.sum() for loss in losses), losses
 
   return jax.grad(total, has_aux=True)(params_list)
 

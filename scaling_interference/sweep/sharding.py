@@ -9,7 +9,8 @@ arithmetic runs, not what it computes: metrics agree with a one-device run to fl
 """
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from scaling_interference.errors import ConfigError
 

@@ -62,7 +62,7 @@ class EventFile:
     # named by the process's start in nanoseconds: a resumed process never writes over the first one's file
     self.path = folder / f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{time.time_ns()}"
     self._event_pb2, self._crc = event_pb2, masked_crc32c
-    self.file = open(self.path, "wb")  # pylint: disable=consider-using-with  (closed by close())
+    self.file = open(self.path, "wb")  # noqa: SIM115 - open for the run, closed by TensorBoardLog.close
     self.write(file_version="brain.Event:2")
 
   def write(self, **fields) -> None:
@@ -108,7 +108,7 @@ class TensorBoardLog:
 
   def train_loss(self, step: int, loss_M) -> None:
     """Each member's mean training loss over the dispatch that ended at `step` (members in sweep order)."""
-    for member, loss in zip(self.members, loss_M):
+    for member, loss in zip(self.members, loss_M, strict=True):
       if math.isfinite(float(loss)):
         self._summary(member.id, step, {"train/loss": float(loss)})
 

@@ -36,7 +36,7 @@ class WandbLog:
                  for m in self.members}
 
   def train_loss(self, step: int, loss_M) -> None:
-    for member, loss in zip(self.members, loss_M):
+    for member, loss in zip(self.members, loss_M, strict=True):
       if loss == loss:  # not NaN: a frozen member has no loss
         self.runs[member.id].log({"train/loss": float(loss)}, step=step)
 

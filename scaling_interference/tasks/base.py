@@ -11,7 +11,8 @@ task's features, whether an analytic oracle exists. The defaults say "not availa
 """
 import abc
 import dataclasses
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import jax
 import ml_collections

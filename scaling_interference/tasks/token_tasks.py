@@ -39,8 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling_interference.errors import ConfigError
 from scaling_interference.checks import is_number, require_int
+from scaling_interference.errors import ConfigError
 from scaling_interference.tasks.base import Array, TaskInfo
 
 KINDS = ("modular_addition", "comparison")
@@ -90,7 +90,7 @@ class TokenTask(abc.ABC):
   def _configure(self, task_config) -> None:
     """Reads the family's own fields (already validated)."""
 
-  def _draw_structure(self, rng: np.random.Generator) -> None:
+  def _draw_structure(self, rng: np.random.Generator) -> None:  # noqa: B027 - an optional hook, empty by default
     """Draws what the family hides besides tokens and split (nothing by default)."""
 
   @abc.abstractmethod
