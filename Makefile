@@ -6,11 +6,11 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: demo test test-floors bench check-recipes clean
+.PHONY: demo test lint test-floors bench check-recipes clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lint]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -21,6 +21,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# ruff's lint rules and formatter, and mypy on the public API (pyproject.toml says which rules and files)
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 # The suite at the oldest versions setup.cfg allows (constraints-floors.txt), in its own venv.
 FLOORS_VENV ?= .venv-floors

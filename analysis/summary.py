@@ -1,4 +1,5 @@
 """Prints which tasks each width learned: python -m analysis.summary --workdir=DIR [--step=N]."""
+
 from absl import app, flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by launch.train.")
@@ -11,6 +12,7 @@ def main(argv):
   import scaling_interference as si
   from launch import cli
   from scaling_interference.analysis import learned
+
   run = cli.run_or_exit(si.load_run, _WORKDIR.value)
   print(learned.render(run, _STEP.value))
 

@@ -17,6 +17,7 @@ in a temporary workdir, then, in this one process:
 Every program is compiled by a warm-up call first (compile time is excluded from both sides),
 then timed in interleaved rounds keeping each one's best (benchmarks/timing.py).
 """
+
 import platform
 import tempfile
 
@@ -38,8 +39,11 @@ _CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 250, "Checkpoint (a
 _SEEDS = flags.DEFINE_integer("seeds", 2, "Members per width (seeds 0..S-1).")
 _N_PER_TASK = flags.DEFINE_integer("n_per_task", 256, "Examples per task of the per-task gradients.")
 _TASK_CHUNK = flags.DEFINE_integer("task_chunk", 16, "Tasks differentiated per vmapped call (the analysis default).")
-_WINDOW_STEPS = flags.DEFINE_integer("window_steps", 50, "Longest replay window (default_windows' max_steps; "
-                                     "the analysis uses 200): the steps per timed dispatch.")
+_WINDOW_STEPS = flags.DEFINE_integer(
+  "window_steps",
+  50,
+  "Longest replay window (default_windows' max_steps; the analysis uses 200): the steps per timed dispatch.",
+)
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timing rounds; each program keeps its best.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
@@ -54,8 +58,7 @@ def run_config(steps: int, every: int, seeds: int):
   config = injection.get_config("demo")
   config.sweep.seeds = tuple(range(seeds))
   config.inject.burst.at = int(0.4 * steps)
-  config.train.update(steps=steps, eval_every=every, checkpoint_every=every, keep_every=every,
-                      steps_per_dispatch=every)
+  config.train.update(steps=steps, eval_every=every, checkpoint_every=every, keep_every=every, steps_per_dispatch=every)
   return config
 
 
@@ -63,8 +66,10 @@ def run_config(steps: int, every: int, seeds: int):
 def member_grad(model, problem, jit: bool):
   """One member's gradient of one task's mean loss, flattened as group_gradients flattens it."""
   grad = jax.grad(lambda p, b: problem.task_loss(model, p, b))
+
   def flat(p, b):
     return flatten(grad(p, b))
+
   return jax.jit(flat) if jit else flat
 
 
@@ -89,9 +94,17 @@ def gradient_programs(run: si.Run, n_per_task: int, task_chunk: int) -> tuple[li
   eager, jitted = looped(False), looped(True)
   vmapped(), eager(), jitted()
   diff = max(loop_vs_vmapped(box[False], box["vmapped"]), loop_vs_vmapped(box[True], box["vmapped"]))
-  figures = dict(checkpoints=len(run.steps()), groups=len(run.groups), members=sum(g.size for g in run.groups),
-                 tasks=num_tasks, n_per_task=n_per_task, task_chunk=task_chunk, gradients=calls,
-                 vmapped_calls=len(work), max_rel_diff=diff)
+  figures = dict(
+    checkpoints=len(run.steps()),
+    groups=len(run.groups),
+    members=sum(g.size for g in run.groups),
+    tasks=num_tasks,
+    n_per_task=n_per_task,
+    task_chunk=task_chunk,
+    gradients=calls,
+    vmapped_calls=len(work),
+    max_rel_diff=diff,
+  )
   programs = (("vmapped", vmapped), ("loop", eager), ("jitted_loop", jitted))
   return [Timed(name, f, calls) for name, f in programs], figures
 
@@ -106,8 +119,10 @@ def loop_vs_vmapped(loop: list, vmapped: list) -> float:
   looped, ref = np.concatenate([a.ravel() for a in looped]), np.concatenate([b.ravel() for b in ref])
   diff = float(np.max(np.abs(looped - ref)) / max(np.max(np.abs(ref)), 1e-30))
   if not diff <= GRAD_RTOL:
-    raise RuntimeError(f"the loop's per-task gradients differ from group_gradients' by {diff:.3g} "
-                       f"(relative; tolerance {GRAD_RTOL:g}): the timings would not compare the same work")
+    raise RuntimeError(
+      f"the loop's per-task gradients differ from group_gradients' by {diff:.3g} "
+      f"(relative; tolerance {GRAD_RTOL:g}): the timings would not compare the same work"
+    )
   return diff
 
 
@@ -129,8 +144,14 @@ def replay_programs(run: si.Run, window_steps: int) -> tuple[Timed, Timed, dict]
   replayer, window, states = replayer_at_window(run, window_steps)
   scan, num_classes = replayer.scan_steps, len(replayer.classes.names)
   values = replayer.task_state(states)
-  carries = [{"state": s, "buffers": jax.vmap(lambda o, p: initial_buffers(o, p, num_classes=num_classes))(
-      s["opt_state"], s["params"]), "grad_K": v[1]} for s, v in zip(states, values, strict=True)]
+  carries = [
+    {
+      "state": s,
+      "buffers": jax.vmap(lambda o, p: initial_buffers(o, p, num_classes=num_classes))(s["opt_state"], s["params"]),
+      "grad_K": v[1],
+    }
+    for s, v in zip(states, values, strict=True)
+  ]
   drop_C, start, stop = jnp.zeros(num_classes, jnp.float32), jnp.int32(window.start), jnp.int32(window.start + scan)
   host = run.problem.host_batches(scan)
   box = {"states": copy_states(states)}
@@ -142,10 +163,17 @@ def replay_programs(run: si.Run, window_steps: int) -> tuple[Timed, Timed, dict]
     box["states"] = jax.block_until_ready(run.engine.train_segment(box["states"], start, scan, host)[0])
 
   replay(), train()
-  figures = dict(window=f"{window.schedule} [{window.start}, {window.start + scan})", scan_steps=scan,
-                 classes=num_classes, class_names=list(replayer.classes.names),
-                 tasks_of_interest=len(replayer.interest_K), interest_K=replayer.interest_K,
-                 members=sum(g.size for g in run.groups), groups=len(run.groups), goal=2 + num_classes)
+  figures = dict(
+    window=f"{window.schedule} [{window.start}, {window.start + scan})",
+    scan_steps=scan,
+    classes=num_classes,
+    class_names=list(replayer.classes.names),
+    tasks_of_interest=len(replayer.interest_K),
+    interest_K=replayer.interest_K,
+    members=sum(g.size for g in run.groups),
+    groups=len(run.groups),
+    goal=2 + num_classes,
+  )
   return Timed("replay", replay, scan), Timed("train", train, scan), figures
 
 
@@ -159,19 +187,34 @@ def measure(workdir: str, n_per_task: int, task_chunk: int, window_steps: int, r
   time_interleaved([loop], 1)  # op-by-op dispatch: seconds per round
   for p in (vmapped, loop, jitted_loop):
     grad.update({f"{p.name}_s": p.best_s, f"{p.name}_cores": p.cores})
-  grad.update(speedup=loop.best_s / vmapped.best_s, speedup_vs_jitted_loop=jitted_loop.best_s / vmapped.best_s,
-              goal=GRAD_GOAL)
+  grad.update(
+    speedup=loop.best_s / vmapped.best_s, speedup_vs_jitted_loop=jitted_loop.best_s / vmapped.best_s, goal=GRAD_GOAL
+  )
   grad["within_goal"] = bool(grad["speedup"] >= GRAD_GOAL)
-  rep.update(replay_step_s=replay.best_s / replay.steps, train_step_s=train.best_s / train.steps,
-             replay_cores=replay.cores, train_cores=train.cores)
+  rep.update(
+    replay_step_s=replay.best_s / replay.steps,
+    train_step_s=train.best_s / train.steps,
+    replay_cores=replay.cores,
+    train_cores=train.cores,
+  )
   rep["replay_step_over_train_step"] = rep["replay_step_s"] / rep["train_step_s"]
   rep["within_goal"] = bool(rep["replay_step_over_train_step"] <= rep["goal"])
   host = dict(machine(), processor=platform.processor(), devices=[str(d) for d in jax.devices()])
-  return dict(machine=host, run=dict(config="configs/injection.py:demo shrunk", steps=run.config.train.steps,
-                                     checkpoints=run.steps(), widths=list(run.config.model.widths),
-                                     seeds=list(run.config.sweep.seeds)),
-              repeats=repeats, gradients=grad, replay=rep, speedup=grad["speedup"],
-              replay_step_over_train_step=rep["replay_step_over_train_step"])
+  return dict(
+    machine=host,
+    run=dict(
+      config="configs/injection.py:demo shrunk",
+      steps=run.config.train.steps,
+      checkpoints=run.steps(),
+      widths=list(run.config.model.widths),
+      seeds=list(run.config.sweep.seeds),
+    ),
+    repeats=repeats,
+    gradients=grad,
+    replay=rep,
+    speedup=grad["speedup"],
+    replay_step_over_train_step=rep["replay_step_over_train_step"],
+  )
 
 
 def _ok(x: bool) -> str:
@@ -180,28 +223,41 @@ def _ok(x: bool) -> str:
 
 def gradient_lines(g: dict, repeats: int) -> list[str]:
   """The per-task gradients' table and verdict."""
-  rows = ((f"group_gradients (one program per group and checkpoint, chunks of <= {g['task_chunk']} tasks)",
-           "vmapped", g["vmapped_calls"]),
-          ("Python loop of jax.grad calls (best of 1)", "loop", g["gradients"]),
-          ("Python loop of jitted jax.grad calls", "jitted_loop", g["gradients"]))
-  return [f"Per-task gradients: {g['checkpoints']} checkpoints x {g['members']} members x {g['tasks']} tasks = "
-          f"{g['gradients']} gradients of {g['n_per_task']} examples each (compile excluded, best of {repeats})",
-          "| way | calls | seconds | ms per gradient | cores used |", "|---|---:|---:|---:|---:|",
-          *[f"| {label} | {calls} | {g[k + '_s']:.4f} | {1e3 * g[k + '_s'] / g['gradients']:.3f} | "
-            f"{g[k + '_cores']:.1f} |" for label, k, calls in rows],
-          f"speedup (loop / group_gradients): {g['speedup']:.2f}x, goal >= {g['goal']:g}x: {_ok(g['within_goal'])}; "
-          f"against the jitted loop: {g['speedup_vs_jitted_loop']:.2f}x; max relative difference {g['max_rel_diff']:.2g}"]
+  rows = (
+    (
+      f"group_gradients (one program per group and checkpoint, chunks of <= {g['task_chunk']} tasks)",
+      "vmapped",
+      g["vmapped_calls"],
+    ),
+    ("Python loop of jax.grad calls (best of 1)", "loop", g["gradients"]),
+    ("Python loop of jitted jax.grad calls", "jitted_loop", g["gradients"]),
+  )
+  return [
+    f"Per-task gradients: {g['checkpoints']} checkpoints x {g['members']} members x {g['tasks']} tasks = "
+    f"{g['gradients']} gradients of {g['n_per_task']} examples each (compile excluded, best of {repeats})",
+    "| way | calls | seconds | ms per gradient | cores used |",
+    "|---|---:|---:|---:|---:|",
+    *[
+      f"| {label} | {calls} | {g[k + '_s']:.4f} | {1e3 * g[k + '_s'] / g['gradients']:.3f} | {g[k + '_cores']:.1f} |"
+      for label, k, calls in rows
+    ],
+    f"speedup (loop / group_gradients): {g['speedup']:.2f}x, goal >= {g['goal']:g}x: {_ok(g['within_goal'])}; "
+    f"against the jitted loop: {g['speedup_vs_jitted_loop']:.2f}x; max relative difference {g['max_rel_diff']:.2g}",
+  ]
 
 
 def replay_lines(p: dict) -> list[str]:
   """The replay's table and verdict."""
-  return [f"Replay vs training: window {p['window']}, {p['members']} members in {p['groups']} groups, "
-          f"{p['classes']} classes {p['class_names']}, {p['tasks_of_interest']} tasks of interest {p['interest_K']}",
-          "| program | ms per step | cores used |", "|---|---:|---:|",
-          f"| Replayer.split_segment | {1e3 * p['replay_step_s']:.3f} | {p['replay_cores']:.1f} |",
-          f"| Engine.train_segment | {1e3 * p['train_step_s']:.3f} | {p['train_cores']:.1f} |",
-          f"replay step / train step: {p['replay_step_over_train_step']:.2f}, goal <= 2 + classes = {p['goal']}: "
-          f"{_ok(p['within_goal'])}"]
+  return [
+    f"Replay vs training: window {p['window']}, {p['members']} members in {p['groups']} groups, "
+    f"{p['classes']} classes {p['class_names']}, {p['tasks_of_interest']} tasks of interest {p['interest_K']}",
+    "| program | ms per step | cores used |",
+    "|---|---:|---:|",
+    f"| Replayer.split_segment | {1e3 * p['replay_step_s']:.3f} | {p['replay_cores']:.1f} |",
+    f"| Engine.train_segment | {1e3 * p['train_step_s']:.3f} | {p['train_cores']:.1f} |",
+    f"replay step / train step: {p['replay_step_over_train_step']:.2f}, goal <= 2 + classes = {p['goal']}: "
+    f"{_ok(p['within_goal'])}",
+  ]
 
 
 def report(r: dict) -> str:

@@ -17,6 +17,7 @@ Rows:
 Everything is compiled first, then timed in interleaved rounds that keep each program's best
 (benchmarks/timing.py). --smoke shrinks every row to CPU size so the script cannot rot.
 """
+
 import jax
 import jax.numpy as jnp
 from absl import app, flags
@@ -32,10 +33,28 @@ _SMOKE = flags.DEFINE_bool("smoke", False, "CPU-sized rows (seconds): for the te
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timing rounds; each program keeps its best.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
-FULL = dict(matmul_n=8192, regression_steps=100, tiny_widths=tuple(range(8, 65, 8)), tiny_seeds=8, tiny_steps=100,
-            ladder_sizes=("20M", "60M", "90M", "150M", "300M"), ladder_batch=16, ladder_seq_len=2049, ladder_steps=5)
-SMOKE = dict(matmul_n=256, regression_steps=5, tiny_widths=(8, 16), tiny_seeds=2, tiny_steps=5,
-             ladder_sizes=("tiny-a",), ladder_batch=2, ladder_seq_len=33, ladder_steps=2)
+FULL = dict(
+  matmul_n=8192,
+  regression_steps=100,
+  tiny_widths=tuple(range(8, 65, 8)),
+  tiny_seeds=8,
+  tiny_steps=100,
+  ladder_sizes=("20M", "60M", "90M", "150M", "300M"),
+  ladder_batch=16,
+  ladder_seq_len=2049,
+  ladder_steps=5,
+)
+SMOKE = dict(
+  matmul_n=256,
+  regression_steps=5,
+  tiny_widths=(8, 16),
+  tiny_seeds=2,
+  tiny_steps=5,
+  ladder_sizes=("tiny-a",),
+  ladder_batch=2,
+  ladder_seq_len=33,
+  ladder_steps=2,
+)
 MFU_GOAL, TINY_GOAL = 0.40, 20.0
 
 
@@ -55,8 +74,9 @@ def engine_program(name: str, config, steps: int) -> tuple[Timed, Engine]:
 
   run()
   models = tuple(g.model for g in groups for _ in g.members)
-  return Timed(name, run, steps, flops=6.0 * config.train.batch_size * sum(m.n_params for m in models),
-               models=models), engine
+  return Timed(
+    name, run, steps, flops=6.0 * config.train.batch_size * sum(m.n_params for m in models), models=models
+  ), engine
 
 
 def regression_config(compute_dtype: str):
@@ -91,20 +111,24 @@ def ladder_config(size: str, sizes: dict):
 def measure() -> dict:
   sizes = SMOKE if _SMOKE.value else FULL
   matmuls = {d: matmul_program(sizes["matmul_n"], d) for d in ("bfloat16", "float32")}
-  regs = {d: engine_program(f"regression paper {d}", regression_config(d), sizes["regression_steps"])[0]
-          for d in ("float32", "bfloat16")}
+  regs = {
+    d: engine_program(f"regression paper {d}", regression_config(d), sizes["regression_steps"])[0]
+    for d in ("float32", "bfloat16")
+  }
   tiny_config, single_configs = tiny_configs(sizes)
-  tiny, _ = engine_program(f"{len(tiny_config.model.widths) * len(tiny_config.sweep.seeds)} tiny members",
-                           tiny_config, sizes["tiny_steps"])
+  tiny, _ = engine_program(
+    f"{len(tiny_config.model.widths) * len(tiny_config.sweep.seeds)} tiny members", tiny_config, sizes["tiny_steps"]
+  )
   singles = [engine_program(f"width {c.model.widths[0]} alone", c, sizes["tiny_steps"])[0] for c in single_configs]
   lms, lm_memory = [], {}
   for size in sizes["ladder_sizes"]:
     config = ladder_config(size, sizes)
     program, engine = engine_program(size, config, sizes["ladder_steps"])
     group = engine.groups[0]
-    lm_memory[size] = dict(compiled_bytes=memory.program_bytes(engine.compiled_segments[sizes["ladder_steps"]]),
-                           estimate_bytes=ladder.memory_bytes(group.model, config.train.batch_size,
-                                                              group.model.max_seq_len))
+    lm_memory[size] = dict(
+      compiled_bytes=memory.program_bytes(engine.compiled_segments[sizes["ladder_steps"]]),
+      estimate_bytes=ladder.memory_bytes(group.model, config.train.batch_size, group.model.max_seq_len),
+    )
     lms.append((program, config))
   programs = list(matmuls.values()) + [*regs.values(), tiny, *singles] + [p for p, _ in lms] + list(matmuls.values())
   time_interleaved(programs, _REPEATS.value)
@@ -112,15 +136,28 @@ def measure() -> dict:
   per_member = len(tiny_config.sweep.seeds)
   one_at_a_time_s = sum(p.best_s for p in singles) * per_member  # every seed of a width runs that width's program
   rows = dict(
-      matmul={d: dict(tflop_per_s=r / 1e12) for d, r in rate.items()},
-      regression={d: dict(steps_per_s=p.steps / p.best_s, matmul_fraction=_flop_rate(p) / rate[d])
-                  for d, p in regs.items()},
-      tiny=dict(members=len(tiny.models), program_s=tiny.best_s,
-                one_at_a_time_s=one_at_a_time_s, speedup=one_at_a_time_s / tiny.best_s, goal=TINY_GOAL),
-      ladder=[dict(size=p.name, params=p.models[0].n_params,
-                   tokens_per_s=c.train.batch_size * (c.data.seq_len - 1) * p.steps / p.best_s,
-                   mfu_6n=_flop_rate(p) * (c.data.seq_len - 1) / rate["bfloat16"], **lm_memory[p.name])
-              for p, c in lms])
+    matmul={d: dict(tflop_per_s=r / 1e12) for d, r in rate.items()},
+    regression={
+      d: dict(steps_per_s=p.steps / p.best_s, matmul_fraction=_flop_rate(p) / rate[d]) for d, p in regs.items()
+    },
+    tiny=dict(
+      members=len(tiny.models),
+      program_s=tiny.best_s,
+      one_at_a_time_s=one_at_a_time_s,
+      speedup=one_at_a_time_s / tiny.best_s,
+      goal=TINY_GOAL,
+    ),
+    ladder=[
+      dict(
+        size=p.name,
+        params=p.models[0].n_params,
+        tokens_per_s=c.train.batch_size * (c.data.seq_len - 1) * p.steps / p.best_s,
+        mfu_6n=_flop_rate(p) * (c.data.seq_len - 1) / rate["bfloat16"],
+        **lm_memory[p.name],
+      )
+      for p, c in lms
+    ],
+  )
   return dict(machine=machine(), smoke=_SMOKE.value, sizes=sizes, rows=rows, mfu_goal=MFU_GOAL)
 
 
@@ -140,15 +177,22 @@ def report(results: dict) -> str:
   head = " ".join(f"{k}={v}" for k, v in results["machine"].items()) + (" (smoke sizes)" if results["smoke"] else "")
   lines = [head, "", "| check | measured | goal |", "|---|---|---|"]
   lines += [f"| {d} matmul | {m['tflop_per_s']:.2f} TFLOP/s | |" for d, m in r["matmul"].items()]
-  lines += [f"| regression paper, first steps, {d} | {g['steps_per_s']:.1f} steps/s, "
-            f"{100 * g['matmul_fraction']:.1f}% of the {d} matmul | |" for d, g in r["regression"].items()]
+  lines += [
+    f"| regression paper, first steps, {d} | {g['steps_per_s']:.1f} steps/s, "
+    f"{100 * g['matmul_fraction']:.1f}% of the {d} matmul | |"
+    for d, g in r["regression"].items()
+  ]
   t = r["tiny"]
-  lines.append(f"| {t['members']} tiny MLPs in one program vs one at a time | {t['speedup']:.1f}x "
-               f"({t['program_s']:.3f} s vs {t['one_at_a_time_s']:.3f} s) | >= {t['goal']:.0f}x |")
+  lines.append(
+    f"| {t['members']} tiny MLPs in one program vs one at a time | {t['speedup']:.1f}x "
+    f"({t['program_s']:.3f} s vs {t['one_at_a_time_s']:.3f} s) | >= {t['goal']:.0f}x |"
+  )
   for row in r["ladder"]:
-    lines.append(f"| OLMo {row['size']} ({row['params'] / 1e6:.1f}M), bfloat16 | {row['tokens_per_s']:,.0f} tokens/s, "
-                 f"MFU {100 * row['mfu_6n']:.1f}%; memory {_bytes(row['compiled_bytes'])} compiled vs "
-                 f"{_bytes(row['estimate_bytes'])} estimated | >= {100 * results['mfu_goal']:.0f}% from 150M |")
+    lines.append(
+      f"| OLMo {row['size']} ({row['params'] / 1e6:.1f}M), bfloat16 | {row['tokens_per_s']:,.0f} tokens/s, "
+      f"MFU {100 * row['mfu_6n']:.1f}%; memory {_bytes(row['compiled_bytes'])} compiled vs "
+      f"{_bytes(row['estimate_bytes'])} estimated | >= {100 * results['mfu_goal']:.0f}% from 150M |"
+    )
   lines.append("MFU = 6 N x tokens/s / the bfloat16 matmul's rate; best of interleaved repeats")
   return "\n".join(lines)
 

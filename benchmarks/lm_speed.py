@@ -44,14 +44,16 @@ def sweep_config():
   if _SIZES.value:
     config.model.sizes = tuple(_SIZES.value)
   config.sweep.seeds = tuple(range(_SEEDS.value))
-  for section, field, flag in (("data", "vocab_size", _VOCAB_SIZE), ("data", "seq_len", _SEQ_LEN),
-                               ("train", "batch_size", _BATCH_SIZE)):
+  for section, field, flag in (
+    ("data", "vocab_size", _VOCAB_SIZE),
+    ("data", "seq_len", _SEQ_LEN),
+    ("train", "batch_size", _BATCH_SIZE),
+  ):
     if flag.value is not None:
       config[section][field] = flag.value
   config.train.update(steps_per_dispatch=_STEPS.value, trace_every=0)
   fit_injection(config)
   return config
-
 
 
 def single_configs(config) -> list:
@@ -97,9 +99,15 @@ def summarize(name: str, programs: list[Timed], config, peak: float) -> dict:
   models = [m for p in programs for m in p.models]
   flops_6n = sum(6 * m.n_params for m in models) * tokens_per_s
   flops_model = sum(m.flops_per_token(seq_len - 1) for m in models) * tokens_per_s
-  return dict(name=name, members=len(models), params=sum(m.n_params for m in models),
-              tokens_per_s_per_member=tokens_per_s, mfu_6n=flops_6n / peak, mfu_model=flops_model / peak,
-              cores=sum(p.cores * p.best_s for p in programs) / seconds)
+  return dict(
+    name=name,
+    members=len(models),
+    params=sum(m.n_params for m in models),
+    tokens_per_s_per_member=tokens_per_s,
+    mfu_6n=flops_6n / peak,
+    mfu_model=flops_model / peak,
+    cores=sum(p.cores * p.best_s for p in programs) / seconds,
+  )
 
 
 def measure(repeats: int) -> dict:
@@ -113,28 +121,53 @@ def measure(repeats: int) -> dict:
   peak = matmuls[-1].flops / matmuls[-1].best_s
   alone = summarize("sweep: one member at a time", singles, config, peak)
   vmapped = summarize("sweep: vmapped, one program", [sweep], config, peak)
-  settings = dict(sizes=list(config.model.sizes), seeds=len(config.sweep.seeds), batch_size=config.train.batch_size,
-                  seq_len=config.data.seq_len, vocab_size=config.data.vocab_size,
-                  compute_dtype=config.model.compute_dtype, steps=_STEPS.value)
-  return dict(machine=machine(), config=settings, matmuls=gflops, peak=matmuls[-1].name,
-              rows=[summarize(p.name, [p], config, peak) for p in singles] + [alone, vmapped],
-              speedup=vmapped["tokens_per_s_per_member"] / alone["tokens_per_s_per_member"])
+  settings = dict(
+    sizes=list(config.model.sizes),
+    seeds=len(config.sweep.seeds),
+    batch_size=config.train.batch_size,
+    seq_len=config.data.seq_len,
+    vocab_size=config.data.vocab_size,
+    compute_dtype=config.model.compute_dtype,
+    steps=_STEPS.value,
+  )
+  return dict(
+    machine=machine(),
+    config=settings,
+    matmuls=gflops,
+    peak=matmuls[-1].name,
+    rows=[summarize(p.name, [p], config, peak) for p in singles] + [alone, vmapped],
+    speedup=vmapped["tokens_per_s_per_member"] / alone["tokens_per_s_per_member"],
+  )
 
 
 def report(results: dict) -> str:
   """The machine and matmuls above a markdown table, the speedup below."""
-  lines = [" ".join(f"{k}={v}" for k, v in results["machine"].items()),
-           " ".join(f"{k}={v}" for k, v in results["config"].items())]
-  lines += [f"{name}: {m['gflop_per_s']:.1f} GFLOP/s on {m['cores']:.1f} cores" + (
-      " (the peak)" if name == results["peak"] else "") for name, m in results["matmuls"].items()]
-  lines += ["", "| program | members | params | tokens/s per member | MFU (6N) | MFU (flops_per_token, attn incl.) "
-            "| cores used |", "|---|---:|---:|---:|---:|---:|---:|"]
-  lines += [f"| {r['name']} | {r['members']} | {r['params']:,} | {r['tokens_per_s_per_member']:,.0f} | "
-            f"{100 * r['mfu_6n']:.2f}% | {100 * r['mfu_model']:.2f}% | {r['cores']:.1f} |" for r in results["rows"]]
-  lines += ["", f"vmapped sweep is {results['speedup']:.2f}x one member at a time (tokens/s per member)",
-            "tokens = batch x (seq_len - 1) per member per step; MFU = training FLOP/s / peak matmul FLOP/s, "
-            "training FLOPs per token = 6N (N: all params, embedding included) or the model's flops_per_token "
-            "(6 x matmul params incl. readout + attention); best of interleaved repeats"]
+  lines = [
+    " ".join(f"{k}={v}" for k, v in results["machine"].items()),
+    " ".join(f"{k}={v}" for k, v in results["config"].items()),
+  ]
+  lines += [
+    f"{name}: {m['gflop_per_s']:.1f} GFLOP/s on {m['cores']:.1f} cores"
+    + (" (the peak)" if name == results["peak"] else "")
+    for name, m in results["matmuls"].items()
+  ]
+  lines += [
+    "",
+    "| program | members | params | tokens/s per member | MFU (6N) | MFU (flops_per_token, attn incl.) | cores used |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+  ]
+  lines += [
+    f"| {r['name']} | {r['members']} | {r['params']:,} | {r['tokens_per_s_per_member']:,.0f} | "
+    f"{100 * r['mfu_6n']:.2f}% | {100 * r['mfu_model']:.2f}% | {r['cores']:.1f} |"
+    for r in results["rows"]
+  ]
+  lines += [
+    "",
+    f"vmapped sweep is {results['speedup']:.2f}x one member at a time (tokens/s per member)",
+    "tokens = batch x (seq_len - 1) per member per step; MFU = training FLOP/s / peak matmul FLOP/s, "
+    "training FLOPs per token = 6N (N: all params, embedding included) or the model's flops_per_token "
+    "(6 x matmul params incl. readout + attention); best of interleaved repeats",
+  ]
   return "\n".join(lines)
 
 

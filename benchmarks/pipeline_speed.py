@@ -68,6 +68,7 @@ DOC_WORDS = (100, 900)  # words per generated text document (uniform), about 3 k
 @dataclasses.dataclass(frozen=True)
 class Shape:
   """A preset's data shape and its default timing settings."""
+
   batches: int  # stream batches per timed run
   repeats: int  # rounds of the stream programs
   train_steps: int  # steps of the timed train dispatch
@@ -75,8 +76,10 @@ class Shape:
   train_rows: int = 0  # rows the train step is timed on (0: the whole batch)
 
 
-SHAPES = {"demo": Shape(batches=100, repeats=5, train_steps=20, train_repeats=3),
-          "paper": Shape(batches=4, repeats=3, train_steps=1, train_repeats=1, train_rows=1)}
+SHAPES = {
+  "demo": Shape(batches=100, repeats=5, train_steps=20, train_repeats=3),
+  "paper": Shape(batches=4, repeats=3, train_steps=1, train_repeats=1, train_rows=1),
+}
 
 _SHAPES = flags.DEFINE_list("shapes", list(SHAPES), f"Shapes to measure, of {list(SHAPES)}.")
 _BATCHES = flags.DEFINE_integer("batches", None, "Stream batches per timed run; default: the shape's.")
@@ -119,7 +122,6 @@ def stream_config(shape: str, stream: str, files: dict, train_steps: int, rows: 
   return config
 
 
-
 def write_files(folder: str, shape: str, tokens: int) -> dict:
   """A text corpus and token files of at least `tokens` tokens each for the preset `shape`; returns their paths."""
   data = olmo_injection.get_config(shape).data
@@ -133,8 +135,11 @@ def write_files(folder: str, shape: str, tokens: int) -> dict:
       written += f.write(line)  # one byte token per character, the newline's place taken by EOS
   for i, size in enumerate((tokens // 2, tokens - tokens // 2)):
     np.save(os.path.join(folder, f"tokens_{i}.npy"), rng.integers(0, data.vocab_size, size, np.uint16))
-  return dict(text=os.path.join(folder, "corpus.txt"), tokens=os.path.join(folder, "tokens_*.npy"),
-              tfds=os.path.join(folder, "tfds"))
+  return dict(
+    text=os.path.join(folder, "corpus.txt"),
+    tokens=os.path.join(folder, "tokens_*.npy"),
+    tfds=os.path.join(folder, "tfds"),
+  )
 
 
 # ---- timed programs ----------------------------------------------------------------------
@@ -157,8 +162,9 @@ def stream_programs(stream: str, config, batches: int) -> tuple[list[Timed], dic
     programs.insert(0, Timed(f"{stream} host", lambda: problem.host_batches(batches), batches))
   for p in programs:
     p.run()
-  info = dict(vocab_size=problem.vocab_size, injected_per_batch=sum(s.max_count for s in problem.schedules),
-              build_s=build_s)
+  info = dict(
+    vocab_size=problem.vocab_size, injected_per_batch=sum(s.max_count for s in problem.schedules), build_s=build_s
+  )
   return programs, info
 
 
@@ -211,30 +217,55 @@ def measure_shape(shape: str, settings: Shape, folder: str) -> dict:
     train = trains[stream]
     train_per_s = train.steps / train.best_s * infos[stream]["train_rows"] / batch
     stream_per_s = 1.0 / (host_s + assembly_s)
-    results.append(dict(stream=stream, **infos[stream], host_ms=1e3 * host_s, assembly_ms=1e3 * assembly_s,
-                        host_cores=parts["host"].cores if "host" in parts else None,
-                        stream_batches_per_s=stream_per_s, stream_tokens_per_s=stream_per_s * batch * seq_len,
-                        train_batches_per_s=train_per_s,
-                        train_size=preset.model.sizes[0], train_params=train.models[0].n_params,
-                        headroom=stream_per_s / train_per_s))
-  return dict(shape=shape, batch_size=batch, seq_len=seq_len, settings=dataclasses.asdict(settings),
-              files_tokens=tokens, write_files_s=write_s, streams=results)
+    results.append(
+      dict(
+        stream=stream,
+        **infos[stream],
+        host_ms=1e3 * host_s,
+        assembly_ms=1e3 * assembly_s,
+        host_cores=parts["host"].cores if "host" in parts else None,
+        stream_batches_per_s=stream_per_s,
+        stream_tokens_per_s=stream_per_s * batch * seq_len,
+        train_batches_per_s=train_per_s,
+        train_size=preset.model.sizes[0],
+        train_params=train.models[0].n_params,
+        headroom=stream_per_s / train_per_s,
+      )
+    )
+  return dict(
+    shape=shape,
+    batch_size=batch,
+    seq_len=seq_len,
+    settings=dataclasses.asdict(settings),
+    files_tokens=tokens,
+    write_files_s=write_s,
+    streams=results,
+  )
 
 
 def report(results: dict) -> str:
   """The machine, then one markdown table of every shape's streams."""
-  lines = [" ".join(f"{k}={v}" for k, v in results["machine"].items()), "",
-           "| shape | stream | vocab | injected/batch | host ms/batch | assembly ms/batch | stream batches/s "
-           "| train batches/s (size, rows timed) | headroom |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+  lines = [
+    " ".join(f"{k}={v}" for k, v in results["machine"].items()),
+    "",
+    "| shape | stream | vocab | injected/batch | host ms/batch | assembly ms/batch | stream batches/s "
+    "| train batches/s (size, rows timed) | headroom |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+  ]
   for s in results["shapes"]:
     for r in s["streams"]:
-      lines.append(f"| {s['shape']} {s['batch_size']}x{s['seq_len']} | {r['stream']} | {r['vocab_size']:,} | "
-                   f"{r['injected_per_batch']} | {r['host_ms']:.2f} | {r['assembly_ms']:.2f} | "
-                   f"{r['stream_batches_per_s']:,.2f} | {r['train_batches_per_s']:.3g} "
-                   f"({r['train_size']}, {r['train_rows']}) | {r['headroom']:,.1f}x |")
-  lines += ["", f"headroom = stream batches/s / train-step batches/s of the smallest size (goal >= {GOAL:g}x); "
-            "stream = host rows + jitted on-device assembly with injection; best of interleaved rounds; "
-            "train batches/s timed on the rows shown, scaled to the whole batch"]
+      lines.append(
+        f"| {s['shape']} {s['batch_size']}x{s['seq_len']} | {r['stream']} | {r['vocab_size']:,} | "
+        f"{r['injected_per_batch']} | {r['host_ms']:.2f} | {r['assembly_ms']:.2f} | "
+        f"{r['stream_batches_per_s']:,.2f} | {r['train_batches_per_s']:.3g} "
+        f"({r['train_size']}, {r['train_rows']}) | {r['headroom']:,.1f}x |"
+      )
+  lines += [
+    "",
+    f"headroom = stream batches/s / train-step batches/s of the smallest size (goal >= {GOAL:g}x); "
+    "stream = host rows + jitted on-device assembly with injection; best of interleaved rounds; "
+    "train batches/s timed on the rows shown, scaled to the whole batch",
+  ]
   return "\n".join(lines)
 
 
@@ -244,6 +275,7 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"--shapes: unknown {unknown}; choose from {list(SHAPES)}")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   tfds.disable_progress_bar()
   with tempfile.TemporaryDirectory() as root:
     shapes = []

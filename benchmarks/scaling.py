@@ -7,6 +7,7 @@ on the same machine: simulated devices share the same cores, so this measures th
 sharding and collectives, not a speed-up. The table gives steps/s after compilation, and the
 largest relative difference of every metric from the 1-device run.
 """
+
 import json
 import os
 import subprocess
@@ -48,8 +49,9 @@ print(json.dumps({"devices": len(jax.devices()), "steps_per_s": rate}))
 def run(devices: int, workdir: str, steps: int) -> dict:
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  out = subprocess.run([sys.executable, "-c", CHILD, workdir, str(steps)], cwd=root, env=env, check=True,
-                       capture_output=True, text=True).stdout
+  out = subprocess.run(
+    [sys.executable, "-c", CHILD, workdir, str(steps)], cwd=root, env=env, check=True, capture_output=True, text=True
+  ).stdout
   return json.loads(out.strip().splitlines()[-1])
 
 
@@ -57,6 +59,7 @@ def max_rel_diff(reference, other) -> float:
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   import scaling_interference as si  # pylint: disable=g-import-not-at-top
+
   a, b = si.load_run(reference).metrics, si.load_run(other).metrics
   values = [(a[c].to_numpy(float), b[c].to_numpy(float)) for c in ("loss", "signal")]
   return max(float(np.nanmax(np.abs(x - y) / np.maximum(np.abs(x), 1e-6))) for x, y in values)
@@ -69,12 +72,17 @@ def main(argv):
     row = run(n, os.path.join(tmp, f"d{n}"), _STEPS.value)
     row["max_rel_diff_vs_1"] = max_rel_diff(os.path.join(tmp, f"d{_DEVICES.value[0]}"), os.path.join(tmp, f"d{n}"))
     rows.append(row)
-  print(f"sweep: widths 16, 64, 256 x 8 seeds (24 members), {_STEPS.value} timed steps, batch 512; cpu_count={os.cpu_count()}")
+  print(
+    f"sweep: widths 16, 64, 256 x 8 seeds (24 members), {_STEPS.value} timed steps, batch 512; "
+    f"cpu_count={os.cpu_count()}"
+  )
   print("| devices | steps/s | vs 1 device | max relative metric difference vs 1 device |")
   print("|---:|---:|---:|---:|")
   for row in rows:
-    print(f"| {row['devices']} | {row['steps_per_s']:.1f} | {row['steps_per_s'] / rows[0]['steps_per_s']:.2f}x "
-          f"| {row['max_rel_diff_vs_1']:.1e} |")
+    print(
+      f"| {row['devices']} | {row['steps_per_s']:.1f} | {row['steps_per_s'] / rows[0]['steps_per_s']:.2f}x "
+      f"| {row['max_rel_diff_vs_1']:.1e} |"
+    )
   if _OUT.value:
     with open(_OUT.value, "w") as f:
       json.dump(rows, f, indent=1)

@@ -15,6 +15,7 @@ for the device; exit is from train() returning to the process being gone (interp
 The parent imports JAX only after both runs: importing it sets environment variables
 (TF_CPP_MIN_LOG_LEVEL) that the runs would inherit.
 """
+
 import collections
 import functools
 import json
@@ -31,23 +32,38 @@ from absl import app, flags
 
 _STEPS = flags.DEFINE_integer("steps", 500, "Training steps of the sweep.")
 _WIDTHS = flags.DEFINE_list("widths", ["32", "64", "128", "256", "512"], "MLP widths of the sweep.")
-_WORKDIR_ROOT = flags.DEFINE_string("workdir_root", None, "Folder for the runs' workdirs and cache; "
-                                    "default: a temporary one, removed afterwards.")
+_WORKDIR_ROOT = flags.DEFINE_string(
+  "workdir_root", None, "Folder for the runs' workdirs and cache; default: a temporary one, removed afterwards."
+)
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, EVAL_EVERY = 2000, 100
 PHASES_ENV = "SWEEP_PROFILE_PHASES"  # where the child writes its timers
-CHILD_CODE = ("import time; started = time.time(); import launch.train; "  # imported first, as `python -m` does
-              "from benchmarks.sweep_profile import child; child(started)")
-ROWS = {"interpreter": "interpreter start", "imports": "imports", "config": "config and validation",
-        "setup": "run setup (problem, workdir, engine, init)", "tracing": "tracing and lowering",
-        "compile": "XLA compile or cache load", "train": "training steps", "loop": "loop host work",
-        "eval": "evaluation", "metrics": "metric rows and writing", "checkpoint": "checkpoint saves and wait",
-        "exit": "exit (train returned to process gone)", "other": "other"}
-SPANS = {"/jax/core/compile/jaxpr_trace_duration": "tracing",  # JAX records each span's start as a scalar
-         "/jax/core/compile/jaxpr_to_mlir_module_duration": "tracing",
-         "/jax/core/compile/backend_compile_duration": "compile"}
+CHILD_CODE = (
+  "import time; started = time.time(); import launch.train; "  # imported first, as `python -m` does
+  "from benchmarks.sweep_profile import child; child(started)"
+)
+ROWS = {
+  "interpreter": "interpreter start",
+  "imports": "imports",
+  "config": "config and validation",
+  "setup": "run setup (problem, workdir, engine, init)",
+  "tracing": "tracing and lowering",
+  "compile": "XLA compile or cache load",
+  "train": "training steps",
+  "loop": "loop host work",
+  "eval": "evaluation",
+  "metrics": "metric rows and writing",
+  "checkpoint": "checkpoint saves and wait",
+  "exit": "exit (train returned to process gone)",
+  "other": "other",
+}
+SPANS = {
+  "/jax/core/compile/jaxpr_trace_duration": "tracing",  # JAX records each span's start as a scalar
+  "/jax/core/compile/jaxpr_to_mlir_module_duration": "tracing",
+  "/jax/core/compile/backend_compile_duration": "compile",
+}
 CACHE_EVENTS = ("/jax/compilation_cache/cache_hits", "/jax/compilation_cache/cache_misses")
 
 
@@ -69,6 +85,7 @@ class Phases:
   def timed(self, phase: str, fn, block: bool = False):
     """fn, its time charged to `phase`; block: wait for its arrays, so their device time counts too."""
     import jax
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
       self._inner.append(0.0)
@@ -80,16 +97,19 @@ class Phases:
         total, inner = time.perf_counter() - start, self._inner.pop()
         self.seconds[phase] += total - inner
         self._inner[-1] += total
+
     return wrapper
 
   def marked(self, name: str, fn):
     """fn, noting the time it returns."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
       try:
         return fn(*args, **kwargs)
       finally:
         self.marks[name] = time.time()
+
     return wrapper
 
   def _span_started(self, event: str, value, **kwargs) -> None:
@@ -115,12 +135,19 @@ class Phases:
 
     import scaling_interference
     from scaling_interference.sweep import build, checkpoint, engine, loop
-    targets = [(build, "validate", "config"),
-               (loop.Trainer, "__init__", "setup"), (loop.Trainer, "_start", "setup"),
-               (engine.Engine, "train_segment", "train"), (loop.Trainer, "_loop", "loop"),
-               (engine.Engine, "evaluate", "eval"), (loop.Trainer, "_write_eval", "metrics"),
-               (checkpoint.Checkpoints, "__init__", "checkpoint"), (loop.Trainer, "_save", "checkpoint"),
-               (checkpoint.Checkpoints, "close", "checkpoint")]
+
+    targets = [
+      (build, "validate", "config"),
+      (loop.Trainer, "__init__", "setup"),
+      (loop.Trainer, "_start", "setup"),
+      (engine.Engine, "train_segment", "train"),
+      (loop.Trainer, "_loop", "loop"),
+      (engine.Engine, "evaluate", "eval"),
+      (loop.Trainer, "_write_eval", "metrics"),
+      (checkpoint.Checkpoints, "__init__", "checkpoint"),
+      (loop.Trainer, "_save", "checkpoint"),
+      (checkpoint.Checkpoints, "close", "checkpoint"),
+    ]
     for owner, name, phase in targets:
       # train_segment's outputs are waited for at once by the loop (device_get of the losses) anyway
       setattr(owner, name, self.timed(phase, getattr(owner, name), block=name == "train_segment"))
@@ -133,6 +160,7 @@ class Phases:
 def child(started: float) -> None:
   """The profiled process: launch.train's main on this process's flags, timed; writes $SWEEP_PROFILE_PHASES."""
   from launch import train  # imported already by CHILD_CODE, with jax, orbax and the framework
+
   phases = Phases()
   phases.marks.update(started=started, imported=time.time())
 
@@ -142,8 +170,9 @@ def child(started: float) -> None:
     try:
       train.main(argv)
     finally:
-      Path(os.environ[PHASES_ENV]).write_text(json.dumps(
-          {"marks": phases.marks, "seconds": phases.seconds, "counts": phases.counts}))
+      Path(os.environ[PHASES_ENV]).write_text(
+        json.dumps({"marks": phases.marks, "seconds": phases.seconds, "counts": phases.counts})
+      )
 
   app.run(main)
 
@@ -151,11 +180,21 @@ def child(started: float) -> None:
 # ---- the parent ----------------------------------------------------------------------------
 def sweep_flags(steps: int, widths: list[int], workdir: Path) -> list[str]:
   """launch.train's flags for the sweep."""
-  overrides = {"task.num_tasks": 100, "task.n_bits": 50, "task.k": 3, "task.alpha": 1.4,
-               "model.widths": f"({','.join(map(str, widths))},)", "train.steps": steps,
-               "train.batch_size": BATCH, "train.eval_every": EVAL_EVERY}
-  return ["--config=configs/sparse_parity.py:reference", *(f"--config.{k}={v}" for k, v in overrides.items()),
-          f"--workdir={workdir}"]
+  overrides = {
+    "task.num_tasks": 100,
+    "task.n_bits": 50,
+    "task.k": 3,
+    "task.alpha": 1.4,
+    "model.widths": f"({','.join(map(str, widths))},)",
+    "train.steps": steps,
+    "train.batch_size": BATCH,
+    "train.eval_every": EVAL_EVERY,
+  }
+  return [
+    "--config=configs/sparse_parity.py:reference",
+    *(f"--config.{k}={v}" for k, v in overrides.items()),
+    f"--workdir={workdir}",
+  ]
 
 
 def check_workdir(workdir: Path, steps: int) -> None:
@@ -172,17 +211,26 @@ def profile_process(name: str, steps: int, widths: list[int], root: Path, cache:
   env = {**os.environ, "SCALING_INTERFERENCE_JAX_CACHE": str(cache), PHASES_ENV: str(phases_file)}
   with open(log, "w") as out:
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-c", CHILD_CODE, *sweep_flags(steps, widths, workdir)],
-                          cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.run(
+      [sys.executable, "-c", CHILD_CODE, *sweep_flags(steps, widths, workdir)],
+      cwd=REPO,
+      env=env,
+      stdout=out,
+      stderr=subprocess.STDOUT,
+    )
     end = time.time()
   if proc.returncode:
     raise RuntimeError(f"{name} run exited {proc.returncode}:\n{log.read_text()[-3000:]}")
   check_workdir(workdir, steps)
   inside = json.loads(phases_file.read_text())
   marks, seconds = inside["marks"], inside["seconds"]
-  rows = {"interpreter": marks["started"] - t0, "imports": marks["imported"] - marks["started"],
-          "config": marks["parsed"] - marks["imported"] + seconds.pop("config", 0.0),
-          **seconds, "exit": end - marks["trained"]}
+  rows = {
+    "interpreter": marks["started"] - t0,
+    "imports": marks["imported"] - marks["started"],
+    "config": marks["parsed"] - marks["imported"] + seconds.pop("config", 0.0),
+    **seconds,
+    "exit": end - marks["trained"],
+  }
   rows = {k: rows.get(k, 0.0) for k in ROWS if k != "other"}
   rows["other"] = end - t0 - sum(rows.values())
   print(f"{name} cache: {end - t0:.1f} s", file=sys.stderr)
@@ -192,17 +240,27 @@ def profile_process(name: str, steps: int, widths: list[int], root: Path, cache:
 def report(results: dict) -> str:
   """A markdown table of the phases, cold and warm, with the compile counts below."""
   cold, warm = results["runs"]["cold"], results["runs"]["warm"]
-  lines = [" ".join(f"{k}={v}" for k, v in results["machine"].items()),
-           f"sweep: widths {results['widths']}, {results['steps']} steps of batch {BATCH}, eval every {EVAL_EVERY}", "",
-           "| phase | cold cache s | warm cache s | share of warm |", "|---|---:|---:|---:|"]
-  lines += [f"| {label} | {cold['rows'][k]:.2f} | {warm['rows'][k]:.2f} | {100 * warm['rows'][k] / warm['wall_s']:.1f}% |"
-            for k, label in ROWS.items()]
-  lines.append(f"| **whole process (wall, from outside)** | **{cold['wall_s']:.2f}** | **{warm['wall_s']:.2f}** | 100% |")
+  lines = [
+    " ".join(f"{k}={v}" for k, v in results["machine"].items()),
+    f"sweep: widths {results['widths']}, {results['steps']} steps of batch {BATCH}, eval every {EVAL_EVERY}",
+    "",
+    "| phase | cold cache s | warm cache s | share of warm |",
+    "|---|---:|---:|---:|",
+  ]
+  lines += [
+    f"| {label} | {cold['rows'][k]:.2f} | {warm['rows'][k]:.2f} | {100 * warm['rows'][k] / warm['wall_s']:.1f}% |"
+    for k, label in ROWS.items()
+  ]
+  lines.append(
+    f"| **whole process (wall, from outside)** | **{cold['wall_s']:.2f}** | **{warm['wall_s']:.2f}** | 100% |"
+  )
   for name, run in results["runs"].items():
     c = run["counts"]
     hits, misses = c.get("cache_hits", 0), c.get("cache_misses", 0)
-    lines.append(f"{name}: {c.get('programs', 0)} programs compiled or loaded, {hits + misses} through the "
-                 f"persistent cache ({hits} hits, {misses} misses, {c.get('cache_read_s', 0.0):.2f} s reading it)")
+    lines.append(
+      f"{name}: {c.get('programs', 0)} programs compiled or loaded, {hits + misses} through the "
+      f"persistent cache ({hits} hits, {misses} misses, {c.get('cache_read_s', 0.0):.2f} s reading it)"
+    )
   return "\n".join(lines)
 
 
@@ -219,6 +277,7 @@ def main(argv):
     if not _WORKDIR_ROOT.value:
       shutil.rmtree(root, ignore_errors=True)
   from benchmarks.timing import machine, publish  # imports JAX: only now (see the docstring)
+
   results = dict(machine=machine(), steps=steps, widths=widths, runs=runs)
   publish(results, report(results), _OUT.value)
 

@@ -27,8 +27,12 @@ _STEPS = flags.DEFINE_integer("steps", 400, "Timed steps of the demo sweep (a mu
 _WIDE_STEPS = flags.DEFINE_integer("wide_steps", 20, "Timed steps of the wide sweep (a multiple of 10).")
 _PARITY_STEPS = flags.DEFINE_integer("parity_steps", 20, "Timed steps of the sparse parity sweep (a multiple of 10).")
 _REPEATS = flags.DEFINE_integer("repeats", 8, "Timing rounds; each program keeps its best.")
-_DTYPE = flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"],
-                           "The members' matmul dtype (model.compute_dtype) and the reference matmul's.")
+_DTYPE = flags.DEFINE_enum(
+  "compute_dtype",
+  "float32",
+  ["float32", "bfloat16"],
+  "The members' matmul dtype (model.compute_dtype) and the reference matmul's.",
+)
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
 MATMUL_N = 2048
@@ -90,18 +94,24 @@ def sweep_programs(config, steps: int) -> dict:
   """The whole sweep in one engine (plain groups, then packed first layers), and each member alone."""
   packed = config.copy_and_resolve_references()
   packed.train.pack = "on"
-  return {"engine": [training_program("engine", config, steps)],
-          "packed": [training_program("engine packed", packed, steps)],
-          "one_at_a_time": [training_program(f"member {i}", c, steps)
-                            for i, c in enumerate(single_member_configs(config))]}
+  return {
+    "engine": [training_program("engine", config, steps)],
+    "packed": [training_program("engine packed", packed, steps)],
+    "one_at_a_time": [training_program(f"member {i}", c, steps) for i, c in enumerate(single_member_configs(config))],
+  }
 
 
 def summarize(name: str, programs: list[Timed], peak_flops: float) -> dict:
   """steps/s, FLOP/s and cores used by programs run one after another (members in turn)."""
   seconds = sum(p.best_s for p in programs)
   flops = sum(p.flops for p in programs) * programs[0].steps / seconds
-  return dict(name=name, steps_per_s=programs[0].steps / seconds, gflop_per_s=flops / 1e9,
-              matmul_fraction=flops / peak_flops, cores=sum(p.cores * p.best_s for p in programs) / seconds)
+  return dict(
+    name=name,
+    steps_per_s=programs[0].steps / seconds,
+    gflop_per_s=flops / 1e9,
+    matmul_fraction=flops / peak_flops,
+    cores=sum(p.cores * p.best_s for p in programs) / seconds,
+  )
 
 
 def with_dtype(config, compute_dtype: str):
@@ -111,9 +121,11 @@ def with_dtype(config, compute_dtype: str):
 
 def measure(repeats: int, steps: int, wide_steps: int, parity_steps: int, compute_dtype: str = "float32") -> dict:
   """Compiles everything, times it in interleaved rounds, and returns the results."""
-  sweeps = {"demo": sweep_programs(with_dtype(demo_config(), compute_dtype), steps),
-            "wide 512/1024": sweep_programs(with_dtype(wide_config(), compute_dtype), wide_steps),
-            "parity 32..512": sweep_programs(with_dtype(parity_config(), compute_dtype), parity_steps)}
+  sweeps = {
+    "demo": sweep_programs(with_dtype(demo_config(), compute_dtype), steps),
+    "wide 512/1024": sweep_programs(with_dtype(wide_config(), compute_dtype), wide_steps),
+    "parity 32..512": sweep_programs(with_dtype(parity_config(), compute_dtype), parity_steps),
+  }
   matmul = matmul_program(MATMUL_N, compute_dtype)
   programs = [matmul]  # timed before each sweep too, for more chances at an uncontended peak
   for s in sweeps.values():
@@ -123,25 +135,49 @@ def measure(repeats: int, steps: int, wide_steps: int, parity_steps: int, comput
   rows, speedup, packing = [], {}, {}
   for name, s in sweeps.items():
     label = f"{name} ({len(s['one_at_a_time'])} members)"
-    engine, packed, single = (summarize(f"{label}: {how}", s[key], peak) for how, key in (
-        ("engine", "engine"), ("engine, first layers packed", "packed"), ("one at a time", "one_at_a_time")))
+    engine, packed, single = (
+      summarize(f"{label}: {how}", s[key], peak)
+      for how, key in (
+        ("engine", "engine"),
+        ("engine, first layers packed", "packed"),
+        ("one at a time", "one_at_a_time"),
+      )
+    )
     rows += [engine, packed, single]
     speedup[name] = engine["steps_per_s"] / single["steps_per_s"]
     packing[name] = packed["steps_per_s"] / engine["steps_per_s"]
-  return dict(machine=machine(), compute_dtype=compute_dtype, matmul_gflop_per_s=peak / 1e9, matmul_cores=matmul.cores,
-              rows=rows, speedup=speedup, packing=packing)
+  return dict(
+    machine=machine(),
+    compute_dtype=compute_dtype,
+    matmul_gflop_per_s=peak / 1e9,
+    matmul_cores=matmul.cores,
+    rows=rows,
+    speedup=speedup,
+    packing=packing,
+  )
 
 
 def report(results: dict) -> str:
   """A markdown table, with the machine above and the speedups below."""
   head = " ".join(f"{k}={v}" for k, v in results["machine"].items())
-  lines = [head, f"{results['compute_dtype']} matmul {MATMUL_N}x{MATMUL_N} @ {MATMUL_N}x{MATMUL_N}: "
-           f"{results['matmul_gflop_per_s']:.1f} GFLOP/s on {results['matmul_cores']:.1f} cores", "",
-           "| sweep | steps/s | train GFLOP/s | % of matmul | cores used |", "|---|---:|---:|---:|---:|"]
-  lines += [f"| {r['name']} | {r['steps_per_s']:.1f} | {r['gflop_per_s']:.2f} | "
-            f"{100 * r['matmul_fraction']:.1f}% | {r['cores']:.1f} |" for r in results["rows"]]
-  lines += [""] + [f"{sweep}: engine is {x:.2f}x one member at a time; packed first layers "
-                   f"{results['packing'][sweep]:.2f}x the plain engine" for sweep, x in results["speedup"].items()]
+  lines = [
+    head,
+    f"{results['compute_dtype']} matmul {MATMUL_N}x{MATMUL_N} @ {MATMUL_N}x{MATMUL_N}: "
+    f"{results['matmul_gflop_per_s']:.1f} GFLOP/s on {results['matmul_cores']:.1f} cores",
+    "",
+    "| sweep | steps/s | train GFLOP/s | % of matmul | cores used |",
+    "|---|---:|---:|---:|---:|",
+  ]
+  lines += [
+    f"| {r['name']} | {r['steps_per_s']:.1f} | {r['gflop_per_s']:.2f} | "
+    f"{100 * r['matmul_fraction']:.1f}% | {r['cores']:.1f} |"
+    for r in results["rows"]
+  ]
+  lines += [""] + [
+    f"{sweep}: engine is {x:.2f}x one member at a time; packed first layers "
+    f"{results['packing'][sweep]:.2f}x the plain engine"
+    for sweep, x in results["speedup"].items()
+  ]
   lines.append("train FLOPs = 6 x batch x sum of member params per step; best of interleaved repeats")
   return "\n".join(lines)
 

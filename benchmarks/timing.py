@@ -1,5 +1,6 @@
 """Shared timing for the benchmarks (compile first, then interleaved rounds that keep each program's best),
 and fitting a preset's injection to a smaller batch."""
+
 import dataclasses
 import json
 import math
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 @dataclasses.dataclass
 class Timed:
   """A compiled program: `run()` does `steps` steps and blocks on the result."""
+
   name: str
   run: Callable[[], None]
   steps: int
@@ -26,8 +28,7 @@ class Timed:
 def machine() -> dict:
   """The device, CPU count and JAX version."""
   device = jax.devices()[0]
-  return dict(platform=device.platform, device_kind=device.device_kind,
-              cpu_count=os.cpu_count(), jax=jax.__version__)
+  return dict(platform=device.platform, device_kind=device.device_kind, cpu_count=os.cpu_count(), jax=jax.__version__)
 
 
 def matmul_program(n: int, dtype: str) -> Timed:
@@ -35,10 +36,12 @@ def matmul_program(n: int, dtype: str) -> Timed:
   a_DxD = jax.random.normal(jax.random.key(0), (n, n), dtype)
   b_DxD = jax.random.normal(jax.random.key(1), (n, n), dtype)
   matmul = jax.jit(jnp.matmul)
+
   def run():
     return jax.block_until_ready(matmul(a_DxD, b_DxD))
+
   run()
-  return Timed(f"{dtype} matmul {n}^3", run, 1, flops=2.0 * n ** 3)
+  return Timed(f"{dtype} matmul {n}^3", run, 1, flops=2.0 * n**3)
 
 
 def time_interleaved(programs: list[Timed], repeats: int) -> None:

@@ -55,19 +55,35 @@ paper: the demo's protocol with 3 seeds, 2 learning rates, widths 32..512, d=m=8
 batch 4096, checkpoints every 5000 steps kept for the analysis; for a GPU/TPU:
   python -m launch.train --config=configs/injection.py:paper --workdir=DIR
 """
+
 from scaling_interference import defaults
 from scaling_interference.recipes import Expect
 
 NUM_COMMON = 32
-EXPECTED = {"demo": [  # the rare task (32) kept by width 128 only; the burst task (33) kept by none
-    *(Expect("signal", v, tol=0.05, task=NUM_COMMON, width=w) for w, v in zip((16, 32, 64, 128), (0, 0, 0, 0.929), strict=True)),
+EXPECTED = {
+  "demo": [  # the rare task (32) kept by width 128 only; the burst task (33) kept by none
+    *(
+      Expect("signal", v, tol=0.05, task=NUM_COMMON, width=w)
+      for w, v in zip((16, 32, 64, 128), (0, 0, 0, 0.929), strict=True)
+    ),
     *(Expect("signal", 0.0, tol=0.02, task=NUM_COMMON + 1, width=w) for w in (16, 32, 64, 128)),
-], "rates": [  # signal at step 20000 of the four rates (tasks 32..35) and the burst (36), widths 16..256
-    *(Expect("signal", v, tol=0.05, task=NUM_COMMON + i, width=w)
-      for i, row in enumerate(((0.84, 0.94, 1.0, 1.0, 1.0), (0.0, 0.0, 0.83, 0.93, 1.0), (0.0, 0.0, 0.0, 0.82, 1.0),
-                               (0.0, 0.0, 0.0, 0.0, 1.0), (0.0, 0.0, 0.0, 0.0, 0.009)))
-      for w, v in zip((16, 32, 64, 128, 256), row, strict=True)),
-]}
+  ],
+  "rates": [  # signal at step 20000 of the four rates (tasks 32..35) and the burst (36), widths 16..256
+    *(
+      Expect("signal", v, tol=0.05, task=NUM_COMMON + i, width=w)
+      for i, row in enumerate(
+        (
+          (0.84, 0.94, 1.0, 1.0, 1.0),
+          (0.0, 0.0, 0.83, 0.93, 1.0),
+          (0.0, 0.0, 0.0, 0.82, 1.0),
+          (0.0, 0.0, 0.0, 0.0, 1.0),
+          (0.0, 0.0, 0.0, 0.0, 0.009),
+        )
+      )
+      for w, v in zip((16, 32, 64, 128, 256), row, strict=True)
+    ),
+  ],
+}
 
 
 def _base():
@@ -84,21 +100,43 @@ def _demo(config):
   config.inject.burst = dict(task=NUM_COMMON + 1, kind="burst", count=512, at=900)
   config.model.widths = (16, 32, 64, 128)
   config.sweep.lrs = (3e-3,)
-  config.train.update(steps=6000, batch_size=1024, eval_every=250, checkpoint_every=1000, keep_every=1000,
-                      steps_per_dispatch=250, eval_examples_per_task=256, trace_every=10, trace_examples=16)
+  config.train.update(
+    steps=6000,
+    batch_size=1024,
+    eval_every=250,
+    checkpoint_every=1000,
+    keep_every=1000,
+    steps_per_dispatch=250,
+    eval_examples_per_task=256,
+    trace_every=10,
+    trace_examples=16,
+  )
 
 
 def _rates(config):
-  ladder = [dict(kind="every", count=64, every=1), dict(kind="every", count=4, every=1),
-            dict(kind="every", count=8, every=10), dict(kind="every", count=1, every=10)]
+  ladder = [
+    dict(kind="every", count=64, every=1),
+    dict(kind="every", count=4, every=1),
+    dict(kind="every", count=8, every=10),
+    dict(kind="every", count=1, every=10),
+  ]
   config.task.num_tasks = NUM_COMMON + len(ladder) + 1
   for i, rate in enumerate(ladder):
     config.inject[f"rate{i}"] = dict(task=NUM_COMMON + i, offset=10, **rate)
   config.inject.burst = dict(task=NUM_COMMON + len(ladder), kind="burst", count=512, at=900)
   config.model.widths = (16, 32, 64, 128, 256)
   config.sweep.lrs = (3e-3,)
-  config.train.update(steps=20000, batch_size=1024, eval_every=500, checkpoint_every=2000, keep_every=2000,
-                      steps_per_dispatch=500, eval_examples_per_task=256, trace_every=20, trace_examples=16)
+  config.train.update(
+    steps=20000,
+    batch_size=1024,
+    eval_every=500,
+    checkpoint_every=2000,
+    keep_every=2000,
+    steps_per_dispatch=500,
+    eval_examples_per_task=256,
+    trace_every=20,
+    trace_examples=16,
+  )
 
 
 def _paper(config):
@@ -109,8 +147,17 @@ def _paper(config):
   config.sweep.lrs = (1e-3, 3e-3)
   config.inject.rare.count = 102  # 0.25% of batch 4096
   config.inject.burst.at = 5000
-  config.train.update(steps=100_000, batch_size=4096, eval_every=1000, checkpoint_every=5000, keep_every=5000,
-                      steps_per_dispatch=500, eval_examples_per_task=2048, trace_every=10, trace_examples=16)
+  config.train.update(
+    steps=100_000,
+    batch_size=4096,
+    eval_every=1000,
+    checkpoint_every=5000,
+    keep_every=5000,
+    steps_per_dispatch=500,
+    eval_examples_per_task=2048,
+    trace_every=10,
+    trace_examples=16,
+  )
 
 
 PRESETS = {"demo": _demo, "rates": _rates, "paper": _paper}

@@ -73,24 +73,36 @@ small sizes together, on GPU/TPU:
   python -m launch.train --config=configs/olmo_injection.py:paper --workdir=gs://BUCKET/olmo \
       --config.model.sizes="'20M','60M'" --config.data.paths=/data/olmo/*.npy
 """
+
 from scaling_interference import defaults
 from scaling_interference.recipes import Expect
 
 SIZES = ("tiny-a", "tiny-b", "tiny-c", "tiny-d")
 RARE_SIZES = ("16/2/2", "24/4/2", "48/4/2")
 EXPECTED = {
-    "demo": [*(Expect("accuracy", v, tol=0.05, task=3, size=z) for z, v in zip(SIZES, (0.750, 0.961, 0.953, 1.0), strict=True)),
-             *(Expect("accuracy", v, tol=0.05, task=4, size=z) for z, v in zip(SIZES, (0.281, 0.398, 0.797, 0.688), strict=True)),
-             *(Expect("accuracy", v, tol=0.05, task=7, size=z) for z, v in zip(SIZES, (0.555, 1.0, 1.0, 0.914), strict=True))],
-    "rare": [*(Expect("accuracy", 1.0, tol=0.02, task=1, size=z) for z in RARE_SIZES),
-             *(Expect("accuracy", v, tol=0.05, task=2, size=z) for z, v in zip(RARE_SIZES, (0.383, 0.813, 0.977), strict=True)),
-             *(Expect("accuracy", v, tol=0.05, task=4, size=z) for z, v in zip(RARE_SIZES, (0.0, 0.323, 1.0), strict=True))],
-    "complexity": [*(Expect("accuracy", v, tol=0.05, task=1, size=z) for z, v in zip(("tiny-a", "tiny-b", "tiny-d"),
-                                                                                      (0.112, 0.990, 1.0), strict=True)),
-                   *(Expect("accuracy", v, tol=0.05, task=3, size=z) for z, v in zip(("tiny-a", "tiny-b", "tiny-d"),
-                                                                                      (0.0, 0.643, 0.956), strict=True)),
-                   *(Expect("accuracy", 1.0, tol=0.02, task=t, size=z) for t in (2, 4)
-                     for z in ("tiny-a", "tiny-b", "tiny-d"))],
+  "demo": [
+    *(Expect("accuracy", v, tol=0.05, task=3, size=z) for z, v in zip(SIZES, (0.750, 0.961, 0.953, 1.0), strict=True)),
+    *(
+      Expect("accuracy", v, tol=0.05, task=4, size=z) for z, v in zip(SIZES, (0.281, 0.398, 0.797, 0.688), strict=True)
+    ),
+    *(Expect("accuracy", v, tol=0.05, task=7, size=z) for z, v in zip(SIZES, (0.555, 1.0, 1.0, 0.914), strict=True)),
+  ],
+  "rare": [
+    *(Expect("accuracy", 1.0, tol=0.02, task=1, size=z) for z in RARE_SIZES),
+    *(Expect("accuracy", v, tol=0.05, task=2, size=z) for z, v in zip(RARE_SIZES, (0.383, 0.813, 0.977), strict=True)),
+    *(Expect("accuracy", v, tol=0.05, task=4, size=z) for z, v in zip(RARE_SIZES, (0.0, 0.323, 1.0), strict=True)),
+  ],
+  "complexity": [
+    *(
+      Expect("accuracy", v, tol=0.05, task=1, size=z)
+      for z, v in zip(("tiny-a", "tiny-b", "tiny-d"), (0.112, 0.990, 1.0), strict=True)
+    ),
+    *(
+      Expect("accuracy", v, tol=0.05, task=3, size=z)
+      for z, v in zip(("tiny-a", "tiny-b", "tiny-d"), (0.0, 0.643, 0.956), strict=True)
+    ),
+    *(Expect("accuracy", 1.0, tol=0.02, task=t, size=z) for t in (2, 4) for z in ("tiny-a", "tiny-b", "tiny-d")),
+  ],
 }
 
 
@@ -112,23 +124,49 @@ def get_config(preset: str = "demo"):
   config = defaults.language_config()
   if preset == "demo":
     config.data.update(source="synthetic", vocab_size=512, seq_len=32)
-    add_tasks_and_schedules(config, modulus=7, n_items=8, frequent=dict(kind="per_batch", count=8),
-                            rare=dict(kind="per_batch", count=2))
+    add_tasks_and_schedules(
+      config, modulus=7, n_items=8, frequent=dict(kind="per_batch", count=8), rare=dict(kind="per_batch", count=2)
+    )
     config.model.sizes = ("tiny-a", "tiny-b", "tiny-c", "tiny-d")
     config.sweep.lrs = (3e-3,)
-    config.train.update(steps=1200, batch_size=32, eval_every=200, checkpoint_every=400, keep_every=400,
-                        steps_per_dispatch=50, warmup_steps=100, eval_examples_per_task=128,
-                        trace_every=25, trace_examples=64)
+    config.train.update(
+      steps=1200,
+      batch_size=32,
+      eval_every=200,
+      checkpoint_every=400,
+      keep_every=400,
+      steps_per_dispatch=50,
+      warmup_steps=100,
+      eval_examples_per_task=128,
+      trace_every=25,
+      trace_examples=64,
+    )
   elif preset == "paper":
     config.data.update(source="token_files", vocab_size=50_304, seq_len=2049, dtype="uint16", eos_id=50_279)
-    add_tasks_and_schedules(config, modulus=97, n_items=100, frequent=dict(kind="per_batch", count=250),
-                            rare=dict(kind="every", count=1, every=10))
-    config.model.update(sizes=("4M", "6M", "8M", "10M", "14M", "16M", "20M", "60M", "90M", "150M", "300M",
-                               "530M", "750M", "1B", "4B"), compute_dtype="bfloat16")
+    add_tasks_and_schedules(
+      config,
+      modulus=97,
+      n_items=100,
+      frequent=dict(kind="per_batch", count=250),
+      rare=dict(kind="every", count=1, every=10),
+    )
+    config.model.update(
+      sizes=("4M", "6M", "8M", "10M", "14M", "16M", "20M", "60M", "90M", "150M", "300M", "530M", "750M", "1B", "4B"),
+      compute_dtype="bfloat16",
+    )
     config.sweep.lrs = (4e-3,)
-    config.train.update(steps=100_000, batch_size=512, eval_every=1000, checkpoint_every=5000, keep_every=10_000,
-                        steps_per_dispatch=100, warmup_steps=2000, eval_examples_per_task=512,
-                        trace_every=100, trace_examples=256)
+    config.train.update(
+      steps=100_000,
+      batch_size=512,
+      eval_every=1000,
+      checkpoint_every=5000,
+      keep_every=10_000,
+      steps_per_dispatch=100,
+      warmup_steps=2000,
+      eval_examples_per_task=512,
+      trace_every=100,
+      trace_examples=256,
+    )
   elif preset == "rare":
     config.data.update(source="synthetic", vocab_size=512, seq_len=8)
     config.token_tasks.cmp_frequent = defaults.token_task("comparison", 1, n_items=8)
@@ -138,9 +176,19 @@ def get_config(preset: str = "demo"):
     config.model.sizes = RARE_SIZES
     config.sweep.lrs = (3e-3,)
     config.sweep.seeds = (0, 1, 2)
-    config.train.update(steps=4000, batch_size=64, eval_every=250, checkpoint_every=2000, keep_every=2000,
-                        steps_per_dispatch=50, warmup_steps=100, eval_examples_per_task=128,
-                        trace_every=1, trace_tasks=(2,), trace_examples=32)
+    config.train.update(
+      steps=4000,
+      batch_size=64,
+      eval_every=250,
+      checkpoint_every=2000,
+      keep_every=2000,
+      steps_per_dispatch=50,
+      warmup_steps=100,
+      eval_examples_per_task=128,
+      trace_every=1,
+      trace_tasks=(2,),
+      trace_examples=32,
+    )
   elif preset == "complexity":
     config.data.update(source="synthetic", vocab_size=512, seq_len=8)
     config.token_tasks.add = defaults.token_task("modular_addition", 1, modulus=23)
@@ -150,13 +198,26 @@ def get_config(preset: str = "demo"):
     config.model.sizes = ("tiny-a", "tiny-b", "tiny-d")
     config.sweep.lrs = (3e-3,)
     config.sweep.seeds = (0, 1, 2)
-    config.train.update(steps=6000, batch_size=64, eval_every=500, checkpoint_every=3000, keep_every=3000,
-                        steps_per_dispatch=50, warmup_steps=100, eval_examples_per_task=128, weight_decay=1.0)
+    config.train.update(
+      steps=6000,
+      batch_size=64,
+      eval_every=500,
+      checkpoint_every=3000,
+      keep_every=3000,
+      steps_per_dispatch=50,
+      warmup_steps=100,
+      eval_examples_per_task=128,
+      weight_decay=1.0,
+    )
   elif preset == "rates":
     config.data.update(source="synthetic", vocab_size=50_304, seq_len=1024)
-    rates = [("0_200pb", dict(kind="per_batch", count=200)), ("1_40pb", dict(kind="per_batch", count=40)),
-             ("2_10pb", dict(kind="per_batch", count=10)), ("3_1pb", dict(kind="per_batch", count=1)),
-             ("4_every10", dict(kind="every", count=1, every=10))]
+    rates = [
+      ("0_200pb", dict(kind="per_batch", count=200)),
+      ("1_40pb", dict(kind="per_batch", count=40)),
+      ("2_10pb", dict(kind="per_batch", count=10)),
+      ("3_1pb", dict(kind="per_batch", count=1)),
+      ("4_every10", dict(kind="every", count=1, every=10)),
+    ]
     kinds = [("add", "modular_addition", dict(modulus=97)), ("cmp", "comparison", dict(n_items=100))]
     task_id = 0
     for short, kind, fields in kinds:  # ids in name order: add_0.. add_4, cmp_0.. cmp_4
@@ -166,7 +227,17 @@ def get_config(preset: str = "demo"):
         config.inject[f"{short}_{label}"] = dict(task=task_id, **how)
     config.model.update(sizes=("4M", "8M", "20M", "60M", "150M"), compute_dtype="bfloat16")
     config.sweep.lrs = (3e-3,)
-    config.train.update(steps=20_000, batch_size=512, eval_every=500, checkpoint_every=5000, keep_every=5000,
-                        steps_per_dispatch=100, warmup_steps=1000, eval_examples_per_task=512,
-                        trace_every=10, trace_tasks=(4, 5, 9, 10), trace_examples=256)
+    config.train.update(
+      steps=20_000,
+      batch_size=512,
+      eval_every=500,
+      checkpoint_every=5000,
+      keep_every=5000,
+      steps_per_dispatch=100,
+      warmup_steps=1000,
+      eval_examples_per_task=512,
+      trace_every=10,
+      trace_tasks=(4, 5, 9, 10),
+      trace_examples=256,
+    )
   return config

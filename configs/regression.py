@@ -16,13 +16,22 @@ step 4000 (mean over the 3 seeds), the number of tasks with signal > 0.5 per wid
 paper: 32 tasks, d=m=16 (512 directions), widths 8..512, 3 seeds, 100k steps of batch 4096;
 for a GPU/TPU (python -m launch.train --config=configs/regression.py:paper --workdir=DIR).
 """
+
 from scaling_interference import defaults
 from scaling_interference.recipes import Expect
 
-EXPECTED = {"demo": [
-    *(Expect("signal", n, tol=0, width=w, count_above=0.5) for w, n in zip((2, 4, 8, 16, 32, 64), (2, 3, 5, 9, 16, 16), strict=True)),
-    *(Expect("signal", n, tol=0, width=w, count_above=0.99) for w, n in zip((2, 4, 8, 16, 32, 64), (0, 0, 0, 1, 3, 16), strict=True)),
-]}
+EXPECTED = {
+  "demo": [
+    *(
+      Expect("signal", n, tol=0, width=w, count_above=0.5)
+      for w, n in zip((2, 4, 8, 16, 32, 64), (2, 3, 5, 9, 16, 16), strict=True)
+    ),
+    *(
+      Expect("signal", n, tol=0, width=w, count_above=0.99)
+      for w, n in zip((2, 4, 8, 16, 32, 64), (0, 0, 0, 1, 3, 16), strict=True)
+    ),
+  ]
+}
 
 
 PRESETS = ("demo", "paper")
@@ -43,14 +52,27 @@ def get_config(preset: str = "demo"):
     config.model.widths = (2, 4, 8, 16, 32, 64)
     config.sweep.seeds = (0, 1, 2)
     config.sweep.lrs = (2e-2,)
-    config.train.update(steps=4000, batch_size=512, eval_every=200, checkpoint_every=1000,
-                        steps_per_dispatch=200, eval_examples_per_task=4096)
+    config.train.update(
+      steps=4000,
+      batch_size=512,
+      eval_every=200,
+      checkpoint_every=1000,
+      steps_per_dispatch=200,
+      eval_examples_per_task=4096,
+    )
   elif preset == "paper":
     config.task.update(num_tasks=32, input_dim=16, output_dim=16, alpha=1.0, beta=1.0)
     config.model.widths = (8, 16, 32, 64, 128, 256, 512)
     config.sweep.seeds = (0, 1, 2)
     config.sweep.lrs = (3e-3,)
-    config.train.update(steps=100_000, batch_size=4096, eval_every=1000, checkpoint_every=10_000,
-                        keep_every=50_000, steps_per_dispatch=500, eval_examples_per_task=4096,
-                        warmup_steps=1000)
+    config.train.update(
+      steps=100_000,
+      batch_size=4096,
+      eval_every=1000,
+      checkpoint_every=10_000,
+      keep_every=50_000,
+      steps_per_dispatch=500,
+      eval_examples_per_task=4096,
+      warmup_steps=1000,
+    )
   return config

@@ -45,20 +45,33 @@ Where the two otherwise differ, without effect here:
   taken before the update of every steps/1000-th step; ours weights each task's eval loss by
   the exact p_k, after the update. The two weightings differed by < 0.002 here.
 """
+
 import numpy as np
 
 from scaling_interference import defaults
 from scaling_interference.recipes import Expect
 
-EXPECTED = {"demo": [
-    *(Expect("accuracy", n, tol=1, width=w, count_above=0.95) for w, n in zip((16, 32, 64, 128, 256), (2, 3, 6, 7, 10), strict=True)),
+EXPECTED = {
+  "demo": [
+    *(
+      Expect("accuracy", n, tol=1, width=w, count_above=0.95)
+      for w, n in zip((16, 32, 64, 128, 256), (2, 3, 6, 7, 10), strict=True)
+    ),
     Expect("accuracy", 1.0, tol=0.01, task=0, width=16),
     Expect("accuracy", 0.94, tol=0.03, task=10, width=256),
     Expect("accuracy", 0.48, tol=0.05, task=10, width=16),
-], "reference": [
-    *(Expect("accuracy", n, tol=1, width=w, count_above=0.95) for w, n in zip((32, 64, 128, 256, 512), (1, 1, 1, 2, 3), strict=True)),
-    *(Expect("signal", v, tol=0.05, task=1, width=w) for w, v in zip((32, 64, 128, 256, 512), (0.39, 0.38, 0.72, 0.95, 1.0), strict=True)),
-]}
+  ],
+  "reference": [
+    *(
+      Expect("accuracy", n, tol=1, width=w, count_above=0.95)
+      for w, n in zip((32, 64, 128, 256, 512), (1, 1, 1, 2, 3), strict=True)
+    ),
+    *(
+      Expect("signal", v, tol=0.05, task=1, width=w)
+      for w, v in zip((32, 64, 128, 256, 512), (0.39, 0.38, 0.72, 0.95, 1.0), strict=True)
+    ),
+  ],
+}
 
 
 PRESETS = ("demo", "paper", "reference")
@@ -74,19 +87,40 @@ def get_config(preset: str = "demo"):
     config.task.update(num_tasks=20, n_bits=24, k=3, alpha=1.4)
     config.model.widths = (16, 32, 64, 128, 256)
     config.sweep.lrs = (3e-3,)
-    config.train.update(steps=3000, batch_size=1024, eval_every=250, checkpoint_every=1000,
-                        steps_per_dispatch=250, eval_examples_per_task=512)
+    config.train.update(
+      steps=3000,
+      batch_size=1024,
+      eval_every=250,
+      checkpoint_every=1000,
+      steps_per_dispatch=250,
+      eval_examples_per_task=512,
+    )
   elif preset == "paper":
     config.task.update(num_tasks=500, n_bits=100, k=3, alpha=1.4)
     config.model.widths = tuple(int(w) for w in np.unique(np.round(np.geomspace(10, 500, 12))))
     config.sweep.lrs = (1e-3,)
-    config.train.update(optimizer="adamw", steps=200_000, batch_size=20_000, eval_every=2000,
-                        checkpoint_every=20_000, keep_every=50_000, steps_per_dispatch=500,
-                        eval_examples_per_task=1000)
+    config.train.update(
+      optimizer="adamw",
+      steps=200_000,
+      batch_size=20_000,
+      eval_every=2000,
+      checkpoint_every=20_000,
+      keep_every=50_000,
+      steps_per_dispatch=500,
+      eval_examples_per_task=1000,
+    )
   elif preset == "reference":
     config.task.update(num_tasks=100, n_bits=50, k=3, alpha=1.4)
     config.model.update(widths=(32, 64, 128, 256, 512), init="torch")
     config.sweep.lrs = (1e-3,)
-    config.train.update(optimizer="adamw", weight_decay=0.0, steps=2000, batch_size=500, eval_every=100,
-                        checkpoint_every=1000, steps_per_dispatch=100, eval_examples_per_task=1000)
+    config.train.update(
+      optimizer="adamw",
+      weight_decay=0.0,
+      steps=2000,
+      batch_size=500,
+      eval_every=100,
+      checkpoint_every=1000,
+      steps_per_dispatch=100,
+      eval_examples_per_task=1000,
+    )
   return config

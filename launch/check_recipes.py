@@ -4,6 +4,7 @@ python -m launch.check_recipes [--recipes=injection:demo,...] [--workdir_root=ru
 A recipe is `NAME:PRESET` of configs/NAME.py. A workdir of a finished recipe is reused (its run
 resumes and changes nothing) unless --fresh. Exit 1 when any expectation does not hold.
 """
+
 import glob
 import importlib
 import json
@@ -47,6 +48,7 @@ def chosen(found: dict, names) -> list[str]:
 def run_recipe(recipe: str, module, expectations) -> pd.DataFrame:
   import scaling_interference as si  # pylint: disable=g-import-not-at-top
   from scaling_interference.recipes import check  # pylint: disable=g-import-not-at-top
+
   workdir = os.path.join(_ROOT.value, recipe.replace(":", "-"))
   if _FRESH.value:
     shutil.rmtree(workdir, ignore_errors=True)

@@ -1,4 +1,5 @@
 """Shared behaviour of entry points: readable progress, and expected errors as one line."""
+
 import importlib.util
 import logging
 import os
@@ -28,7 +29,7 @@ def show_progress() -> None:
 
 
 def run_or_exit(fn, *args):
-  """Calls fn; a bad config, path or workdir exits 2, a diverged member 3, a failed write or save 4, each with one line."""
+  """Calls fn; a bad config, path or workdir exits 2, a diverged member 3, a failed write 4, each with one line."""
   show_progress()
   try:
     return fn(*args)

@@ -3,6 +3,7 @@
 Per config: the first line of its docstring, the train command, and its presets (module PRESETS),
 each marked "checked" where the module states its EXPECTED results (make check-recipes).
 """
+
 import glob
 import importlib
 import os
@@ -23,8 +24,10 @@ def listing() -> str:
     summary = (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else "(no docstring)"
     checked = getattr(module, "EXPECTED", {})
     presets = ", ".join(f"{p} (checked)" if p in checked else p for p in getattr(module, "PRESETS", ()))
-    blocks.append(f"configs/{name}.py: {summary}\n  presets: {presets or '(none listed)'}\n"
-                  f"  python -m launch.train --config=configs/{name}.py:PRESET --workdir=DIR")
+    blocks.append(
+      f"configs/{name}.py: {summary}\n  presets: {presets or '(none listed)'}\n"
+      f"  python -m launch.train --config=configs/{name}.py:PRESET --workdir=DIR"
+    )
   return "\n\n".join(blocks)
 
 

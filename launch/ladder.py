@@ -1,6 +1,7 @@
 """Prints the OLMo size ladder: python -m launch.ladder [--format=json|table] [--vocab_size=N];
 with --plan, what each size costs at a batch: python -m launch.ladder --plan [--batch_size=512]
 [--seq_len=2048] [--remat] [--peak_tflops=989] [--mfu=0.4] (the MFU is an assumption until measured)."""
+
 import json
 
 from absl import app, flags
@@ -21,9 +22,12 @@ _MFU = flags.DEFINE_float("mfu", ladder.ASSUMED_MFU, "--plan: the model FLOPs ut
 def main(argv):
   del argv
   if _PLAN.value:
-    rows = cli.run_or_exit(ladder.plan_table, _BATCH.value, _SEQ_LEN.value, "bfloat16", _REMAT.value,
-                           _PEAK.value * 1e12, _MFU.value)
-    print(json.dumps(rows, indent=2) if _FORMAT.value == "json" else ladder.plan_text(rows, _MFU.value, _PEAK.value * 1e12))
+    rows = cli.run_or_exit(
+      ladder.plan_table, _BATCH.value, _SEQ_LEN.value, "bfloat16", _REMAT.value, _PEAK.value * 1e12, _MFU.value
+    )
+    print(
+      json.dumps(rows, indent=2) if _FORMAT.value == "json" else ladder.plan_text(rows, _MFU.value, _PEAK.value * 1e12)
+    )
     return
   rows = cli.run_or_exit(ladder.ladder_table, _VOCAB_SIZE.value)
   print(json.dumps(rows, indent=2) if _FORMAT.value == "json" else ladder.table_text(rows))

@@ -1,5 +1,6 @@
 """Runs one training run on this machine's GPUs: python -m launch.local_gpus --config=configs/NAME.py
 --workdir=DIR [--processes=N] [--dry_run=false]. One process sees every GPU, or N processes one GPU each."""
+
 import sys
 
 from absl import app, flags
@@ -18,8 +19,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  processes = cli.run_or_exit(cluster.local_gpu_processes, _CONFIG.value, _WORKDIR.value, _PROCESSES.value,
-                              _EXTRA.value, sys.executable, _PORT.value)
+  processes = cli.run_or_exit(
+    cluster.local_gpu_processes,
+    _CONFIG.value,
+    _WORKDIR.value,
+    _PROCESSES.value,
+    _EXTRA.value,
+    sys.executable,
+    _PORT.value,
+  )
   print(cluster.shell_text(processes))
   if not _DRY_RUN.value:
     sys.exit(cluster.run_processes(processes))

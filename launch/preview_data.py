@@ -1,4 +1,5 @@
 """Prints the first batches of a config: python -m launch.preview_data --config=configs/NAME.py[:preset] [--steps=N]."""
+
 import sys
 
 from absl import app, flags
@@ -15,6 +16,7 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   del argv
   from scaling_interference.problems import preview
+
   print(cli.run_or_exit(preview.preview, _CONFIG.value, _STEPS.value, _EXAMPLES.value))
 
 

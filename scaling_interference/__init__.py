@@ -33,8 +33,10 @@ Each letter means one thing throughout the package, its benchmarks and tests:
   Y  a regression task's output block (m coordinates)
   Z  injection schedules
 """
+
 import importlib.metadata
 import os
+from typing import Any
 
 
 def _quiet_false_cache_alarm() -> None:
@@ -58,10 +60,13 @@ from scaling_interference.sweep.loop import train  # noqa: E402
 __all__ = ["Run", "build", "load_run", "train"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
   """Run and load_run on first use: the reader brings pandas, which a training process never needs."""
   if name in ("Run", "load_run"):
     from scaling_interference import reader
+
     return getattr(reader, name)
   raise AttributeError(f"module 'scaling_interference' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 `field` is the dotted name the user sees (`train.steps`, `task.k`); the value is read from
 `section` under the field's last part.
 """
+
 import math
 import numbers
 

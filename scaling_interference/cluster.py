@@ -4,6 +4,7 @@ Pure functions build argv lists and scripts; launch/tpu_pod.py, launch/slurm.py 
 launch/local_gpus.py print them and, asked to, run them. Every process runs the same
 `launch.train` command; `scaling_interference.distributed` joins them.
 """
+
 import os
 import re
 import shlex
@@ -27,8 +28,16 @@ def process_flags(address: str, count, index) -> list[str]:
   return [f"--coordinator_address={address}", f"--num_processes={count}", f"--process_id={index}"]
 
 
-def tpu_pod_argv(tpu_name: str, zone: str, repo_dir: str, config: str, workdir: str, extra: str = "",
-                 setup: str | None = None, project: str | None = None) -> list[str]:
+def tpu_pod_argv(
+  tpu_name: str,
+  zone: str,
+  repo_dir: str,
+  config: str,
+  workdir: str,
+  extra: str = "",
+  setup: str | None = None,
+  project: str | None = None,
+) -> list[str]:
   """`gcloud compute tpus tpu-vm ssh` that runs the same training command on every worker.
 
   The workers find each other through `jax.distributed.initialize()` (GCE metadata), which
@@ -37,8 +46,18 @@ def tpu_pod_argv(tpu_name: str, zone: str, repo_dir: str, config: str, workdir: 
   train = f"{distributed.AUTO_ENV}=auto {shlex.join(train_argv(config, workdir, extra))}"
   steps = [f"cd {remote_path(repo_dir)}", *([setup] if setup else []), train]
   project_flag = [f"--project={project}"] if project else []
-  return ["gcloud", "compute", "tpus", "tpu-vm", "ssh", tpu_name, f"--zone={zone}", *project_flag,
-          "--worker=all", f"--command={' && '.join(steps)}"]
+  return [
+    "gcloud",
+    "compute",
+    "tpus",
+    "tpu-vm",
+    "ssh",
+    tpu_name,
+    f"--zone={zone}",
+    *project_flag,
+    "--worker=all",
+    f"--command={' && '.join(steps)}",
+  ]
 
 
 def remote_path(path: str) -> str:
@@ -46,9 +65,17 @@ def remote_path(path: str) -> str:
   return "~/" + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
 
 
-def sbatch_script(nodes: int, gpus_per_node: int, config: str, workdir: str, extra: str = "",
-                  job_name: str = "scaling_interference", partition: str | None = None,
-                  time: str | None = None, account: str | None = None) -> str:
+def sbatch_script(
+  nodes: int,
+  gpus_per_node: int,
+  config: str,
+  workdir: str,
+  extra: str = "",
+  job_name: str = "scaling_interference",
+  partition: str | None = None,
+  time: str | None = None,
+  account: str | None = None,
+) -> str:
   """A bash script for sbatch: one task per GPU (per node without GPUs), all tasks one JAX run.
 
   Every task sees its node's GPUs and drives GPU SLURM_LOCALID; `jax.distributed.initialize()`
@@ -58,23 +85,31 @@ def sbatch_script(nodes: int, gpus_per_node: int, config: str, workdir: str, ext
     raise ConfigError(f"--nodes must be >= 1, got {nodes}")
   if gpus_per_node < 0:
     raise ConfigError(f"--gpus_per_node must be >= 0, got {gpus_per_node}")
-  lines = ["#!/bin/bash", *sbatch_directives(nodes, gpus_per_node, job_name, partition, time, account),
-           "set -eu",
-           "# JAX finds the tasks from SLURM's variables: process 0 coordinates on the first node.",
-           f"srun {shlex.join(train_argv(config, workdir, extra))}"]
+  lines = [
+    "#!/bin/bash",
+    *sbatch_directives(nodes, gpus_per_node, job_name, partition, time, account),
+    "set -eu",
+    "# JAX finds the tasks from SLURM's variables: process 0 coordinates on the first node.",
+    f"srun {shlex.join(train_argv(config, workdir, extra))}",
+  ]
   return "\n".join(lines) + "\n"
 
 
 def sbatch_directives(nodes, gpus_per_node, job_name, partition, time, account) -> list[str]:
   """#SBATCH lines for the resources; optional ones only when given."""
-  options = {"job-name": job_name, "nodes": nodes, "ntasks-per-node": max(gpus_per_node, 1),
-             "gpus-per-node": gpus_per_node or None, "partition": partition, "time": time,
-             "account": account}
+  options = {
+    "job-name": job_name,
+    "nodes": nodes,
+    "ntasks-per-node": max(gpus_per_node, 1),
+    "gpus-per-node": gpus_per_node or None,
+    "partition": partition,
+    "time": time,
+    "account": account,
+  }
   lines = []
   for name, value in options.items():
     if value is not None and not re.fullmatch(r"[\w.:@%+-]+", str(value)):
-      raise ConfigError(f"--{name.replace('-', '_')} must be one word (letters, digits, .:@%+-_), "
-                        f"got {value!r}")
+      raise ConfigError(f"--{name.replace('-', '_')} must be one word (letters, digits, .:@%+-_), got {value!r}")
     if value is not None:
       lines.append(f"#SBATCH --{name}={value}")
   return lines
@@ -85,22 +120,27 @@ def sbatch_argv(script_path: str) -> list[str]:
   return ["sbatch", script_path]
 
 
-def local_gpu_processes(config: str, workdir: str, processes: int = 1, extra: str = "",
-                        python: str = "python3", port: int = distributed.PORT):
+def local_gpu_processes(
+  config: str, workdir: str, processes: int = 1, extra: str = "", python: str = "python3", port: int = distributed.PORT
+):
   """(environment, argv) per process: one that sees every GPU, or one per GPU joined at 127.0.0.1:port."""
   if processes < 1:
     raise ConfigError(f"--processes must be >= 1, got {processes}")
   train = train_argv(config, workdir, extra, python)
   if processes == 1:
     return [({}, train)]
-  return [({"CUDA_VISIBLE_DEVICES": str(index)},
-           train + process_flags(f"127.0.0.1:{port}", processes, index)) for index in range(processes)]
+  return [
+    ({"CUDA_VISIBLE_DEVICES": str(index)}, train + process_flags(f"127.0.0.1:{port}", processes, index))
+    for index in range(processes)
+  ]
 
 
 def shell_text(processes) -> str:
   """Processes as shell lines; several run in the background, then `wait`."""
-  lines = [" ".join([*(f"{name}={shlex.quote(value)}" for name, value in env.items()), shlex.join(argv)])
-           for env, argv in processes]
+  lines = [
+    " ".join([*(f"{name}={shlex.quote(value)}" for name, value in env.items()), shlex.join(argv)])
+    for env, argv in processes
+  ]
   if len(lines) > 1:
     lines = [line + " &" for line in lines] + ["wait"]
   return "\n".join(lines)

@@ -3,6 +3,7 @@
 A second process on the same programs (a resumed run, a report rebuilt, the analysis of a run whose
 members share shapes with an earlier one) loads them instead of compiling them again.
 """
+
 import os
 
 import jax

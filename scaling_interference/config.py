@@ -4,6 +4,7 @@ Each check raises ConfigError with one line naming the field, the allowed values
 got. The data side (task family, token tasks, schedules, traced tasks) is checked where the
 problem is built (`problems.make_problem`), each model's shape where its kind builds it.
 """
+
 import json
 
 import ml_collections
@@ -58,7 +59,7 @@ def validate_train(train) -> None:
   require_choice(train, "train.pack", PACK_MODES)
   require_choice(train, "train.tensorboard", (True, False))
   if not isinstance(train.wandb_project, str):
-    raise ConfigError(f"train.wandb_project: must be a W&B project name (\"\": off), got {train.wandb_project!r}")
+    raise ConfigError(f'train.wandb_project: must be a W&B project name ("": off), got {train.wandb_project!r}')
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -3,11 +3,13 @@
 Every field a user may override on the command line exists here (ml_collections only
 accepts overrides of fields that exist), so each section lists all of its fields.
 """
+
 import ml_collections
 
 
 def model_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       name="mlp",
       widths=(8, 16, 32),
       depth=1,  # hidden layers
@@ -16,7 +18,8 @@ def model_config() -> ml_collections.ConfigDict:
       init="lecun",  # lecun: LeCun-normal kernels, zero biases; torch: PyTorch nn.Linear's, all U(+-1/sqrt(fan_in))
       init_scale=1.0,  # multiplies the init of every parameter
       compute_dtype="float32",  # or bfloat16: matmuls in bf16 (parameters and the loss stay float32)
-  ))
+    )
+  )
 
 
 def sweep_config() -> ml_collections.ConfigDict:
@@ -24,7 +27,8 @@ def sweep_config() -> ml_collections.ConfigDict:
 
 
 def train_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       steps=1000,
       batch_size=256,
       eval_every=100,
@@ -53,11 +57,13 @@ def train_config() -> ml_collections.ConfigDict:
       nonfinite="halt",  # a member's non-finite loss: halt (checkpoint, exit naming it) or drop (freeze it)
       tensorboard=True,  # event files in WORKDIR/tensorboard, one run per member (sweep/tensorboard.py)
       wandb_project="",  # also log to this W&B project, one run per member (sweep/wandb_log.py); "": off
-  ))
+    )
+  )
 
 
 def regression_task() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       family="regression",
       num_tasks=16,
       input_dim=8,  # d: input block per task
@@ -68,11 +74,13 @@ def regression_task() -> ml_collections.ConfigDict:
       noise=0.0,  # label-noise std
       frequencies=(),  # explicit base frequencies (empty: Zipf with alpha)
       seed=0,
-  ))
+    )
+  )
 
 
 def sparse_parity_task() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       family="sparse_parity",
       num_tasks=100,
       n_bits=50,
@@ -80,7 +88,8 @@ def sparse_parity_task() -> ml_collections.ConfigDict:
       alpha=1.4,
       frequencies=(),
       seed=0,
-  ))
+    )
+  )
 
 
 def base_config(task: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -95,7 +104,8 @@ def base_config(task: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def schedule() -> ml_collections.ConfigDict:
   """Every field of an injection schedule `inject.NAME`; None: required by the kinds that read it."""
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       kind=None,  # share | per_batch | every | burst
       task=None,  # the task id it injects
       share=None,  # share: the share of all examples, in (0, 1]
@@ -104,11 +114,13 @@ def schedule() -> ml_collections.ConfigDict:
       offset=0,  # every: the first step it injects at
       at=0,  # burst: the one step it injects at
       windows=(),  # any kind: [start, stop) step ranges it is active in (empty: always)
-  ))
+    )
+  )
 
 
 def olmo_model_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       name="olmo",
       sizes=("tiny-a", "tiny-c"),  # ladder presets (python -m launch.ladder lists them)
       rope_theta=500_000.0,
@@ -118,20 +130,21 @@ def olmo_model_config() -> ml_collections.ConfigDict:
       compute_dtype="float32",  # or bfloat16 (parameters stay float32)
       mup_base_width=0,  # > 0: muP width scaling relative to this d_model (0: off)
       z_loss=1e-5,
-  ))
+    )
+  )
 
 
 def token_task(kind: str, seed: int, **fields) -> ml_collections.ConfigDict:
   """A token task `token_tasks.NAME` (tasks/token_tasks.py): every field of both kinds, then `fields`."""
   base = dict(
-      kind=kind,  # modular_addition | comparison
-      seed=seed,  # draws the task's tokens, held-out tuples and hidden order
-      vocab_size=0,  # set by the problem to the model's vocabulary (problems/language.py)
-      reserved_tokens=1,  # token ids below this are left to the base stream (EOS)
-      heldout_fraction=0.1,  # share of operand tuples never shown in training
-      modulus=11,  # modular_addition only: values are 0..modulus-1
-      n_operands=2,  # modular_addition only (comparison always takes two items)
-      n_items=10,  # comparison only: items of the hidden order
+    kind=kind,  # modular_addition | comparison
+    seed=seed,  # draws the task's tokens, held-out tuples and hidden order
+    vocab_size=0,  # set by the problem to the model's vocabulary (problems/language.py)
+    reserved_tokens=1,  # token ids below this are left to the base stream (EOS)
+    heldout_fraction=0.1,  # share of operand tuples never shown in training
+    modulus=11,  # modular_addition only: values are 0..modulus-1
+    n_operands=2,  # modular_addition only (comparison always takes two items)
+    n_items=10,  # comparison only: items of the hidden order
   )
   base.update(fields)
   return ml_collections.ConfigDict(base)
@@ -139,7 +152,8 @@ def token_task(kind: str, seed: int, **fields) -> ml_collections.ConfigDict:
 
 def data_config() -> ml_collections.ConfigDict:
   """Every field of the `data` section (a language model's base stream, data/token_streams.py)."""
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       source="synthetic",
       seq_len=256,
       vocab_size=4096,  # synthetic and token_files
@@ -156,7 +170,8 @@ def data_config() -> ml_collections.ConfigDict:
       eos_id=0,  # token_files: the tokenizer's EOS
       read_threads=2,  # grain reader threads
       inject_mode="splice",  # token-task examples: "splice" into a row, or "replace" (the example starts a row)
-  ))
+    )
+  )
 
 
 def language_config() -> ml_collections.ConfigDict:
@@ -167,7 +182,15 @@ def language_config() -> ml_collections.ConfigDict:
   config.model = olmo_model_config()
   config.sweep = sweep_config()
   config.train = train_config()
-  config.train.update(optimizer="adamw", b1=0.9, b2=0.95, weight_decay=0.1, grad_clip=1.0,
-                      decay="cosine", final_lr_fraction=0.01, warmup_steps=100)
+  config.train.update(
+    optimizer="adamw",
+    b1=0.9,
+    b2=0.95,
+    weight_decay=0.1,
+    grad_clip=1.0,
+    decay="cosine",
+    final_lr_fraction=0.01,
+    warmup_steps=100,
+  )
   config.inject = ml_collections.ConfigDict()  # name -> fields of schedule(); task ids 1.. (0: the base stream)
   return config

@@ -18,6 +18,7 @@ cluster detection off; otherwise the environment decides, and JAX fills in what 
   TPU VM pod names its workers in GCE metadata, not in the environment.
 - Anything else, a one-task SLURM step, or `--num_processes=1` alone: one process (None).
 """
+
 import dataclasses
 import logging
 import os
@@ -31,10 +32,9 @@ AUTO_ENV = "SCALING_INTERFERENCE_DISTRIBUTED"
 FIELDS = ("coordinator_address", "num_processes", "process_id")
 SLURM_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
 AUTO_VARS = (
-    ("tpu", ("TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES", "MEGASCALE_COORDINATOR_ADDRESS",
-             "CLOUD_TPU_TASK_ID")),
-    ("kubernetes", ("JAX_COORDINATOR_ADDRESS",)),
-    ("mpi", ("OMPI_MCA_orte_hnp_uri",)),
+  ("tpu", ("TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES", "MEGASCALE_COORDINATOR_ADDRESS", "CLOUD_TPU_TASK_ID")),
+  ("kubernetes", ("JAX_COORDINATOR_ADDRESS",)),
+  ("mpi", ("OMPI_MCA_orte_hnp_uri",)),
 )
 
 
@@ -44,6 +44,7 @@ class DistributedSpec:
 
   local_device_ids: the GPUs this process drives, numbered among those it sees; () for all of them.
   """
+
   coordinator_address: str | None = None
   num_processes: int | None = None
   process_id: int | None = None
@@ -54,8 +55,11 @@ class DistributedSpec:
 
 def resolve(coordinator_address=None, num_processes=None, process_id=None, env=os.environ):
   """The run's processes from flags, else from the cluster's environment; None for one process."""
-  given = {name: value for name, value in zip(FIELDS, (coordinator_address, num_processes, process_id), strict=True)
-           if value is not None}
+  given = {
+    name: value
+    for name, value in zip(FIELDS, (coordinator_address, num_processes, process_id), strict=True)
+    if value is not None
+  }
   if given == {"num_processes": 1}:
     return None
   if len(given) == len(FIELDS):
@@ -65,8 +69,10 @@ def resolve(coordinator_address=None, num_processes=None, process_id=None, env=o
     return detected
   if detected is None:
     missing = [f"--{name}" for name in FIELDS if name not in given]
-    raise ConfigError(f"--coordinator_address, --num_processes and --process_id go together outside a "
-                      f"cluster; missing {', '.join(missing)}")
+    raise ConfigError(
+      f"--coordinator_address, --num_processes and --process_id go together outside a "
+      f"cluster; missing {', '.join(missing)}"
+    )
   return validate(dataclasses.replace(detected, **given))
 
 
@@ -96,8 +102,7 @@ def from_slurm(env) -> DistributedSpec | None:
     return None
   nodes = env_int(env, "SLURM_STEP_NUM_NODES" if "SLURM_STEP_NUM_NODES" in env else "SLURM_NNODES", "1")
   shared = tasks > nodes and "SLURM_GPUS_PER_TASK" not in env  # the node's tasks share its GPUs
-  return DistributedSpec(local_device_ids=(env_int(env, "SLURM_LOCALID"),) if shared else (),
-                         auto=True, source="slurm")
+  return DistributedSpec(local_device_ids=(env_int(env, "SLURM_LOCALID"),) if shared else (), auto=True, source="slurm")
 
 
 def env_int(env, name: str, default: str | None = None) -> int:
@@ -130,9 +135,13 @@ def initialize(spec: DistributedSpec | None) -> tuple[int, int]:
   show each process only the GPU numbered SLURM_LOCALID.
   """
   if spec is not None:
-    jax.distributed.initialize(spec.coordinator_address, spec.num_processes, spec.process_id,
-                               local_device_ids=spec.local_device_ids,
-                               cluster_detection_method=None if spec.auto else "deactivate")
+    jax.distributed.initialize(
+      spec.coordinator_address,
+      spec.num_processes,
+      spec.process_id,
+      local_device_ids=spec.local_device_ids,
+      cluster_detection_method=None if spec.auto else "deactivate",
+    )
   if not is_primary():  # progress lines come from process 0; warnings and errors from every process
     logging.getLogger("scaling_interference").setLevel(logging.WARNING)
   return jax.process_index(), jax.process_count()

@@ -1,6 +1,8 @@
 """Reading a workdir back: config, members, tasks, metrics, and restoring checkpoints."""
+
 import dataclasses
 import functools
+import os
 
 import jax
 import ml_collections
@@ -10,6 +12,7 @@ from etils import epath
 from scaling_interference import storage
 from scaling_interference.config import resolve_saved
 from scaling_interference.problems import Problem
+from scaling_interference.problems.synthetic import FamilyProblem
 from scaling_interference.sweep import workdir as wd
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.checkpoint import Checkpoints
@@ -31,6 +34,7 @@ def read_metrics(path: epath.Path) -> pd.DataFrame:
 @dataclasses.dataclass
 class Run:
   """A workdir opened for analysis. Task definitions are rebuilt from the saved config."""
+
   path: epath.Path
   config: ml_collections.ConfigDict
   members: pd.DataFrame
@@ -49,7 +53,10 @@ class Run:
   @property
   def family(self) -> Family:
     """The task family of synthetic runs."""
-    return self.problem.family
+    problem = self.problem
+    if not isinstance(problem, FamilyProblem):
+      raise AttributeError(f"run {self.path}: a language-model run has no task family")
+    return problem.family
 
   @property
   def groups(self) -> list[Group]:
@@ -74,8 +81,10 @@ class Run:
 
   def _abstract_states(self) -> list:
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    return [jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
-            for abstract in self.engine.abstract_states()]
+    return [
+      jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
+      for abstract in self.engine.abstract_states()
+    ]
 
   def restore(self, step: int | None = None, group: int | None = None, member: int | None = None) -> dict:
     """The state {"params", "opt_state", "active"} of one group (stacked) or one member, on the default device.
@@ -89,11 +98,15 @@ class Run:
       row = self.members.set_index("id").loc[member]
       group = int(row["group"])
       index = [m.id for m in self.groups[group].members].index(member)
+    assert group is not None  # given, or the member's
     ckpt = self.checkpoints()
     try:
       step = ckpt.latest_step() if step is None else step
-      state = (self.engine.init_states()[group] if step == 0 and 0 not in ckpt.all_steps()
-               else ckpt.restore_group(step, group, self._abstract_states()[group]))
+      state = (
+        self.engine.init_states()[group]
+        if step == 0 and 0 not in ckpt.all_steps()
+        else ckpt.restore_group(step, group, self._abstract_states()[group])
+      )
     finally:
       ckpt.close()
     return state if member is None else jax.tree.map(lambda a: a[index], state)
@@ -113,12 +126,12 @@ class Run:
       ckpt.close()
 
 
-def load_run(path) -> Run:
+def load_run(path: str | os.PathLike) -> Run:
   """Opens a workdir written by `launch.train` (a local path or a URL such as gs://bucket/run)."""
-  path = wd.workdir_path(path)
-  if not (path / wd.CONFIG).exists():
-    raise FileNotFoundError(f"{path} holds no {wd.CONFIG}: not a scaling_interference workdir")
-  config = resolve_saved(storage.read_json(path / wd.CONFIG))
-  members = pd.DataFrame(storage.read_json(path / wd.MEMBERS))
-  tasks = pd.DataFrame(storage.read_json(path / wd.TASKS))
-  return Run(path, config, members, tasks, read_metrics(path))
+  folder = wd.workdir_path(path)
+  if not (folder / wd.CONFIG).exists():
+    raise FileNotFoundError(f"{folder} holds no {wd.CONFIG}: not a scaling_interference workdir")
+  config = resolve_saved(storage.read_json(folder / wd.CONFIG))
+  members = pd.DataFrame(storage.read_json(folder / wd.MEMBERS))
+  tasks = pd.DataFrame(storage.read_json(folder / wd.TASKS))
+  return Run(folder, config, members, tasks, read_metrics(folder))

@@ -6,6 +6,7 @@ each one a number read from a finished run's recorded evals (its metrics/) with 
 tolerance. `check(run, expectations)` measures them; `python -m launch.check_recipes` trains every
 preset that has expectations and exits non-zero when one does not hold.
 """
+
 import dataclasses
 
 import numpy as np
@@ -25,6 +26,7 @@ class Expect:
   metric exceeds count_above. Members: those of `width`, or of ladder `size`, or all.
   step: an eval step (default: the last one).
   """
+
   metric: str
   value: float
   tol: float
@@ -42,8 +44,11 @@ class Expect:
 
   def describe(self) -> str:
     who = f"width {self.width}" if self.width is not None else f"size {self.size}" if self.size else "all members"
-    what = (f"tasks with {self.metric} > {self.count_above:g}" if self.count_above is not None
-            else f"{self.metric} of task {self.task}")
+    what = (
+      f"tasks with {self.metric} > {self.count_above:g}"
+      if self.count_above is not None
+      else f"{self.metric} of task {self.task}"
+    )
     return f"{what}, {who}, step {'last' if self.step is None else self.step}"
 
 
@@ -78,6 +83,13 @@ def check(run: Run, expectations) -> pd.DataFrame:
   rows = []
   for expect in expectations:
     measured = measure(run, expect)
-    rows.append({"expectation": expect.describe(), "expected": expect.value, "tolerance": expect.tol,
-                 "measured": measured, "holds": bool(abs(measured - expect.value) <= expect.tol)})
+    rows.append(
+      {
+        "expectation": expect.describe(),
+        "expected": expect.value,
+        "tolerance": expect.tol,
+        "measured": measured,
+        "holds": bool(abs(measured - expect.value) <= expect.tol),
+      }
+    )
   return pd.DataFrame(rows, columns=CHECK_COLUMNS)

@@ -6,6 +6,7 @@ line naming the path and what is missing, before anything is written. Object sto
 rename and no append: a file written here appears whole or not at all (a temporary name and a
 rename on local disks, one upload on object stores).
 """
+
 import contextlib
 import importlib.util
 import io
@@ -25,10 +26,10 @@ CLIENT_LOGGERS = ("gcsfs", "fsspec", "s3fs", "google", "urllib3")
 
 # scheme -> (the module its epath backend needs, what to install for it)
 BACKENDS = {
-    "gs": ("gcsfs", "pip install 'scaling_interference[gcs]'"),
-    "s3": ("s3fs", "pip install s3fs"),
-    "az": ("adlfs", "pip install adlfs"),
-    "hf": ("huggingface_hub", "pip install huggingface_hub"),
+  "gs": ("gcsfs", "pip install 'scaling_interference[gcs]'"),
+  "s3": ("s3fs", "pip install s3fs"),
+  "az": ("adlfs", "pip install adlfs"),
+  "hf": ("huggingface_hub", "pip install huggingface_hub"),
 }
 
 
@@ -48,8 +49,10 @@ def as_path(path, what: str = "path") -> epath.Path:
   if not name:
     return epath.Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
   if name not in BACKENDS:
-    raise StorageError(f"{what} {path}: the scheme {name}:// is not supported "
-                       f"(supported: local paths, {', '.join(s + '://' for s in BACKENDS)})")
+    raise StorageError(
+      f"{what} {path}: the scheme {name}:// is not supported "
+      f"(supported: local paths, {', '.join(s + '://' for s in BACKENDS)})"
+    )
   module, install = BACKENDS[name]
   if not any(importlib.util.find_spec(m) for m in (module, "tensorflow")):
     raise StorageError(f"{what} {path}: {name}:// needs the {module} package, which is not installed; {install}")
@@ -74,12 +77,16 @@ def check_reachable(path: epath.Path, what: str = "path") -> None:
   thread.start()
   thread.join(seconds)
   if not answer:
-    raise StorageError(f"{what} {path}: {bucket} did not answer within {seconds:g} s "
-                       f"(network, credentials or endpoint; ${TIMEOUT_ENV} sets the wait)")
+    raise StorageError(
+      f"{what} {path}: {bucket} did not answer within {seconds:g} s "
+      f"(network, credentials or endpoint; ${TIMEOUT_ENV} sets the wait)"
+    )
   found, error = answer[0]
   if error is not None:
-    raise StorageError(f"{what} {path}: {bucket} cannot be reached ({type(error).__name__}: "
-                       f"{str(error).splitlines()[0][:200] if str(error) else 'no message'})")
+    raise StorageError(
+      f"{what} {path}: {bucket} cannot be reached ({type(error).__name__}: "
+      f"{str(error).splitlines()[0][:200] if str(error) else 'no message'})"
+    )
   if not found:
     raise StorageError(f"{what} {path}: the bucket {bucket} does not exist or this account cannot see it")
 

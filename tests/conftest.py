@@ -1,4 +1,5 @@
 """Test setup: CPU, and small configs built from the project's defaults."""
+
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -15,9 +16,15 @@ def small_regression(**task):
   config.task.update(**task)
   config.model.update(widths=(8, 16), activation="linear", use_bias=False)
   config.sweep.update(seeds=(0, 1), lrs=(1e-2, 3e-3))
-  config.train.update(steps=60, batch_size=64, eval_every=20, checkpoint_every=30,
-                      steps_per_dispatch=10, eval_examples_per_task=64,
-                      tensorboard=False)  # test_tensorboard.py turns it on; off, each run is 0.3 s shorter
+  config.train.update(
+    steps=60,
+    batch_size=64,
+    eval_every=20,
+    checkpoint_every=30,
+    steps_per_dispatch=10,
+    eval_examples_per_task=64,
+    tensorboard=False,
+  )  # test_tensorboard.py turns it on; off, each run is 0.3 s shorter
   return config
 
 
@@ -29,6 +36,7 @@ def regression_config():
 def as_fn(map_IxO):
   """A linear member's map as the function the families' signal takes."""
   import jax.numpy as jnp
+
   m = jnp.asarray(map_IxO, jnp.float32)
   return lambda x_NxI: x_NxI @ m
 
@@ -48,6 +56,7 @@ def small_injection():
 def injection_workdir(tmp_path_factory):
   """A trained small_injection() run, shared read-only by the analysis tests."""
   import scaling_interference as si
+
   path = str(tmp_path_factory.mktemp("injection") / "run")
   si.train(small_injection(), path)
   return path
@@ -56,4 +65,5 @@ def injection_workdir(tmp_path_factory):
 def metrics_text(workdir) -> str:
   """Every eval file under workdir/metrics, in step order, as one text (to compare runs byte for byte)."""
   from scaling_interference.sweep import workdir as wd  # pylint: disable=g-import-not-at-top
+
   return "".join(f.read_text() for _, f in wd.metric_files(wd.workdir_path(workdir)))

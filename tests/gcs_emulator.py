@@ -5,6 +5,7 @@ store) relies on and the package leaves out: media downloads carry the object's 
 `x-goog-generation`, and `ifGenerationMatch` / `ifGenerationNotMatch` are honoured (412 for a
 failed write condition, 304 for an unchanged read), atomically per request.
 """
+
 import sys
 import threading
 from http import HTTPStatus
@@ -50,8 +51,11 @@ def download(request, response, storage, *args, **kwargs):
 
 def media_upload(request, response, storage):
   with LOCK:
-    status = unmet(request, generation(storage, request.params["bucket_name"], request.query["name"][0]),
-                   HTTPStatus.PRECONDITION_FAILED)
+    status = unmet(
+      request,
+      generation(storage, request.params["bucket_name"], request.query["name"][0]),
+      HTTPStatus.PRECONDITION_FAILED,
+    )
     if status is not None:
       response.status = status
       return None

@@ -1,4 +1,5 @@
 """Neuron ablation on hand-built MLPs, ownership, and Elhage et al.'s feature dimensionality."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,12 +29,21 @@ def test_ablation_finds_the_neuron_of_each_task(depth):
   batch = eval_examples(family, jax.random.key(0), jnp.arange(4), 64)
   expected_T = np.asarray(jnp.square(batch.y).sum(-1).reshape(4, -1).mean(1))  # loss of a zeroed task
   for layer in range(depth):
-    attr_WxT = np.asarray(allocation.ablation_attribution(model, family, jax.tree.map(lambda a: a[None], params),
-                                                          batch, 4, layer)[0])
-    np.testing.assert_allclose(attr_WxT, np.eye(5, 4) * expected_T, rtol=1e-5, atol=1e-6,
-                               err_msg=f"zeroing neuron k of layer {layer} costs exactly task k's target energy")
-    np.testing.assert_array_equal(allocation.owned(attr_WxT), np.eye(5, 4, dtype=bool),
-                                  err_msg="neuron k is owned by task k alone; the dead neuron by none")
+    attr_WxT = np.asarray(
+      allocation.ablation_attribution(model, family, jax.tree.map(lambda a: a[None], params), batch, 4, layer)[0]
+    )
+    np.testing.assert_allclose(
+      attr_WxT,
+      np.eye(5, 4) * expected_T,
+      rtol=1e-5,
+      atol=1e-6,
+      err_msg=f"zeroing neuron k of layer {layer} costs exactly task k's target energy",
+    )
+    np.testing.assert_array_equal(
+      allocation.owned(attr_WxT),
+      np.eye(5, 4, dtype=bool),
+      err_msg="neuron k is owned by task k alone; the dead neuron by none",
+    )
 
 
 def test_ownership_rule():
@@ -43,11 +53,17 @@ def test_ownership_rule():
 
 
 def test_dimensionality():
-  np.testing.assert_allclose(allocation.dimensionality(np.diag([1.0, 2.0, 0.5])), [1, 1, 1],
-                             err_msg="orthogonal features each get a full dimension, whatever their norm")
+  np.testing.assert_allclose(
+    allocation.dimensionality(np.diag([1.0, 2.0, 0.5])),
+    [1, 1, 1],
+    err_msg="orthogonal features each get a full dimension, whatever their norm",
+  )
   np.testing.assert_allclose(allocation.dimensionality([[1.0, 0.0], [1.0, 0.0], [0.0, 3.0]]), [0.5, 0.5, 1.0])
-  np.testing.assert_allclose(allocation.dimensionality([[1.0, 0.0], [-2.0, 0.0], [0.0, 0.0]]), [0.2, 0.8, 0.0],
-                             err_msg="antipodal features share a dimension in proportion to their squared norms")
+  np.testing.assert_allclose(
+    allocation.dimensionality([[1.0, 0.0], [-2.0, 0.0], [0.0, 0.0]]),
+    [0.2, 0.8, 0.0],
+    err_msg="antipodal features share a dimension in proportion to their squared norms",
+  )
   d_I = allocation.dimensionality(np.random.default_rng(0).standard_normal((12, 5)))
   assert np.all((d_I >= 0) & (d_I <= 1)) and d_I.sum() <= 5 + 1e-9, "dimensionalities sum to at most the width"
 
@@ -64,8 +80,9 @@ def parity_config():
   config = defaults.base_config(defaults.sparse_parity_task())
   config.task.update(num_tasks=6, n_bits=10, k=2, alpha=1.0)
   config.model.update(widths=(8, 16), activation="relu")
-  config.train.update(steps=40, batch_size=128, eval_every=40, checkpoint_every=40, steps_per_dispatch=20,
-                      eval_examples_per_task=64)
+  config.train.update(
+    steps=40, batch_size=128, eval_every=40, checkpoint_every=40, steps_per_dispatch=20, eval_examples_per_task=64
+  )
   return config
 
 
@@ -84,6 +101,7 @@ def test_allocation_table_on_a_parity_run(tmp_path):
 
 def test_allocation_of_a_language_model_run_is_named_not_guessed(tmp_path):
   from test_language import tiny_lm
+
   config = tiny_lm()
   config.sweep.update(seeds=(0,), lrs=(1e-3,))
   config.train.update(steps=10, eval_every=10, checkpoint_every=10)

@@ -1,5 +1,6 @@
 """Each claim's verdict on small hand-built tables: one where it holds, one where it does not (and the
 not-measurable cases), its evidence quoting the numbers the verdict was computed from."""
+
 import types
 
 import ml_collections
@@ -21,8 +22,12 @@ def check(number: int, t: dict, run=REGRESSION) -> tuple[str, str]:
 
 def per_width(values: dict, **columns) -> pd.DataFrame:
   """One row per width (member i has width w), values as columns; the other columns constant."""
-  return pd.DataFrame([dict(member=i, width=w, **columns, **{k: v[w] for k, v in values.items()})
-                       for i, w in enumerate(next(iter(values.values())))])
+  return pd.DataFrame(
+    [
+      dict(member=i, width=w, **columns, **{k: v[w] for k, v in values.items()})
+      for i, w in enumerate(next(iter(values.values())))
+    ]
+  )
 
 
 # ---- 1: learning ------------------------------------------------------------------------------------------------
@@ -56,8 +61,20 @@ def test_learning_not_held_and_not_measurable():
 
 # ---- 2: oracle --------------------------------------------------------------------------------------------------
 def oracle(trained_loss) -> dict:
-  rows = [dict(width=w, task=0, frequency=1.0, complexity=1.0, trained_signal=0.9, oracle_signal=0.9,
-               trained_loss=trained_loss, oracle_loss=1.0, zero_loss=10.0) for w in (8, 16)]
+  rows = [
+    dict(
+      width=w,
+      task=0,
+      frequency=1.0,
+      complexity=1.0,
+      trained_signal=0.9,
+      oracle_signal=0.9,
+      trained_loss=trained_loss,
+      oracle_loss=1.0,
+      zero_loss=10.0,
+    )
+    for w in (8, 16)
+  ]
   return {"oracle": pd.DataFrame(rows)}
 
 
@@ -73,10 +90,31 @@ def test_oracle_claim():
 # ---- 3: common-task gradients (replay) ---------------------------------------------------------------------------
 def replay(values: dict) -> pd.DataFrame:
   """Two windows per width of task 4 (the window's task) and a row of a common task (not the window's)."""
-  frames = [per_width(values, window=w, schedule="rare", start=5 + 10 * w, task=4, window_task=True,
-                      replay_max_diff=1e-7, replay_noise_floor=0.0, closure_error=1e-3) for w in range(2)]
-  other = per_width(values, window=0, schedule="rare", start=5, task=0, window_task=False, replay_max_diff=1e-7,
-                    replay_noise_floor=0.0, closure_error=1e-3).assign(common_grad_norm=99.0, dL_common=99.0)
+  frames = [
+    per_width(
+      values,
+      window=w,
+      schedule="rare",
+      start=5 + 10 * w,
+      task=4,
+      window_task=True,
+      replay_max_diff=1e-7,
+      replay_noise_floor=0.0,
+      closure_error=1e-3,
+    )
+    for w in range(2)
+  ]
+  other = per_width(
+    values,
+    window=0,
+    schedule="rare",
+    start=5,
+    task=0,
+    window_task=False,
+    replay_max_diff=1e-7,
+    replay_noise_floor=0.0,
+    closure_error=1e-3,
+  ).assign(common_grad_norm=99.0, dL_common=99.0)
   return pd.concat(frames + [other], ignore_index=True)
 
 
@@ -104,8 +142,10 @@ def test_gradient_claim_without_windows_quotes_the_next_update_estimate():
 # ---- 4: overwrite (replay and counterfactual) ---------------------------------------------------------------------
 def overwrite(common: dict, kept: dict, own: dict) -> dict:
   cf = pd.concat([per_width({"signal_kept_by_removal": kept}, window=w, task=4) for w in range(2)])
-  return {"replay": replay({"dL_common": common, "dL_own": own, "common_grad_norm": {8: 0.5, 16: 0.3}}),
-          "counterfactual": cf}
+  return {
+    "replay": replay({"dL_common": common, "dL_own": own, "common_grad_norm": {8: 0.5, 16: 0.3}}),
+    "counterfactual": cf,
+  }
 
 
 def test_overwrite_held_when_both_fall_with_width():
@@ -134,8 +174,10 @@ def test_overwrite_not_measurable_without_the_counterfactual():
 
 # ---- 5: allocation ----------------------------------------------------------------------------------------------
 def allocation(rare_owned: dict) -> dict:
-  frames = [per_width({"owned_neurons": {8: 8, 16: 8}}, step=60, task=0, frequency=0.9, capacity=1.0),
-            per_width({"owned_neurons": rare_owned}, step=60, task=1, frequency=0.1, capacity=1.0)]
+  frames = [
+    per_width({"owned_neurons": {8: 8, 16: 8}}, step=60, task=0, frequency=0.9, capacity=1.0),
+    per_width({"owned_neurons": rare_owned}, step=60, task=1, frequency=0.1, capacity=1.0),
+  ]
   return {"allocation": pd.concat(frames, ignore_index=True)}
 
 
@@ -148,8 +190,11 @@ def test_allocation_claim():
 
 # ---- 6: probes, above the same member at initialisation ------------------------------------------------------------
 def decodable(at_init: dict, trained: dict) -> dict:
-  frames = [per_width({"n_decodable": counts}, step=step, layer=layer)
-            for step, counts in ((0, at_init), (60, trained)) for layer in ("input", "hidden0")]
+  frames = [
+    per_width({"n_decodable": counts}, step=step, layer=layer)
+    for step, counts in ((0, at_init), (60, trained))
+    for layer in ("input", "hidden0")
+  ]
   return {"decodable": pd.concat(frames, ignore_index=True)}
 
 
@@ -165,8 +210,21 @@ def test_probe_claim_counts_features_above_the_init():
 
 # ---- 7: injection protocol: spike and retention -------------------------------------------------------------------
 def retention(peak: dict, retained: dict) -> dict:
-  frames = [per_width({"peak": peak, "retained": retained}, task=4, schedule="rare", kind="every", event_step=s,
-                      pre=0.1, peak_step=s + 3, steps_to_peak=3, half_life=np.nan, final=0.2) for s in (5, 15)]
+  frames = [
+    per_width(
+      {"peak": peak, "retained": retained},
+      task=4,
+      schedule="rare",
+      kind="every",
+      event_step=s,
+      pre=0.1,
+      peak_step=s + 3,
+      steps_to_peak=3,
+      half_life=np.nan,
+      final=0.2,
+    )
+    for s in (5, 15)
+  ]
   return {"retention": pd.concat(frames, ignore_index=True)}
 
 
@@ -181,9 +239,22 @@ def test_injection_claim_checks_spike_and_retention():
 
 
 def loss_retention(lowest: dict, retained: dict) -> pd.DataFrame:
-  frames = [per_width({"peak": lowest, "retained": retained}, task=4, schedule="rare", kind="every", event_step=s,
-                      measure="loss", pre=1.0, peak_step=s + 1, steps_to_peak=1, half_life=np.nan, final=0.9)
-            for s in (5, 15)]
+  frames = [
+    per_width(
+      {"peak": lowest, "retained": retained},
+      task=4,
+      schedule="rare",
+      kind="every",
+      event_step=s,
+      measure="loss",
+      pre=1.0,
+      peak_step=s + 1,
+      steps_to_peak=1,
+      half_life=np.nan,
+      final=0.9,
+    )
+    for s in (5, 15)
+  ]
   return pd.concat(frames, ignore_index=True)
 
 
@@ -203,9 +274,22 @@ def test_injection_claim_is_judged_on_the_loss_where_the_table_has_it():
 
 def averages(gain: dict, kept: dict) -> pd.DataFrame:
   """Event-triggered loss averages: per width, a fall of `gain` at lag 2 and `kept` of it left at lag 10."""
-  rows = [dict(member=i, width=w, task=4, schedule="rare", kind="every", measure="loss", part="all", lag=lag, events=20,
-               change=-(gain[w] if lag == 2 else kept[w] if lag == 10 else 0.5 * kept[w]))
-          for i, w in enumerate(gain) for lag in (1, 2, 10)]
+  rows = [
+    dict(
+      member=i,
+      width=w,
+      task=4,
+      schedule="rare",
+      kind="every",
+      measure="loss",
+      part="all",
+      lag=lag,
+      events=20,
+      change=-(gain[w] if lag == 2 else kept[w] if lag == 10 else 0.5 * kept[w]),
+    )
+    for i, w in enumerate(gain)
+    for lag in (1, 2, 10)
+  ]
   return pd.DataFrame(rows)
 
 
@@ -222,8 +306,9 @@ def test_injection_claim_reads_the_event_triggered_average():
   assert status == NOT_HELD and "no spike" in evidence, evidence
   sparse = averages({8: 0.1, 16: 0.1}, {8: 0.01, 16: 0.05})
   status, evidence = check(7, {**per_event, "event_average": sparse[sparse.lag == 10]})
-  assert status == NOT_HELD and "not judged: 1 observation(s) between events" in evidence, \
-      "a trace sparser than the events cannot show a spike: one lag is no evidence either way"
+  assert status == NOT_HELD and "not judged: 1 observation(s) between events" in evidence, (
+    "a trace sparser than the events cannot show a spike: one lag is no evidence either way"
+  )
 
 
 @pytest.mark.parametrize("number", sorted(claims.CLAIMS))

@@ -1,4 +1,5 @@
 """Cluster launch commands: quoted right, valid bash, the same training command on every process."""
+
 import os
 import shlex
 import stat
@@ -27,22 +28,39 @@ def test_bad_extra_is_named():
 
 
 def test_tpu_pod_command():
-  argv = cluster.tpu_pod_argv("pod", "us-central2-b", "scaling_interference", "configs/regression.py:demo",
-                              "gs://b/run")
-  assert argv == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod", "--zone=us-central2-b", "--worker=all",
-                  "--command=cd scaling_interference && SCALING_INTERFERENCE_DISTRIBUTED=auto "
-                  + shlex.join(TRAIN)]
+  argv = cluster.tpu_pod_argv(
+    "pod", "us-central2-b", "scaling_interference", "configs/regression.py:demo", "gs://b/run"
+  )
+  assert argv == [
+    "gcloud",
+    "compute",
+    "tpus",
+    "tpu-vm",
+    "ssh",
+    "pod",
+    "--zone=us-central2-b",
+    "--worker=all",
+    "--command=cd scaling_interference && SCALING_INTERFERENCE_DISTRIBUTED=auto " + shlex.join(TRAIN),
+  ]
 
 
 def test_tpu_pod_command_with_project_setup_and_odd_paths():
-  argv = cluster.tpu_pod_argv("pod", "z", "~/my repo", ODD_CONFIG, "gs://b/run", "--config.seed=3",
-                              setup="pip install -e .", project="proj")
+  argv = cluster.tpu_pod_argv(
+    "pod", "z", "~/my repo", ODD_CONFIG, "gs://b/run", "--config.seed=3", setup="pip install -e .", project="proj"
+  )
   assert argv[6:9] == ["--zone=z", "--project=proj", "--worker=all"]
   remote = argv[-1].removeprefix("--command=")
   cd, setup, train = remote.split(" && ")
   assert (cd, setup) == ("cd ~/'my repo'", "pip install -e .")
-  assert shlex.split(train) == [f"{distributed.AUTO_ENV}=auto", "python3", "-m", "launch.train",
-                                f"--config={ODD_CONFIG}", "--workdir=gs://b/run", "--config.seed=3"]
+  assert shlex.split(train) == [
+    f"{distributed.AUTO_ENV}=auto",
+    "python3",
+    "-m",
+    "launch.train",
+    f"--config={ODD_CONFIG}",
+    "--workdir=gs://b/run",
+    "--config.seed=3",
+  ]
   assert shlex.split(shlex.join(argv)) == argv
 
 
@@ -61,8 +79,9 @@ def run_script(script, tmp_path):
 
 
 def test_sbatch_script_is_valid_bash_and_leaves_the_processes_to_jax(tmp_path):
-  script = cluster.sbatch_script(2, 8, ODD_CONFIG, "/shared/runs/r1", "--config.seed=3", partition="gpu",
-                                 time="24:00:00", account="lab")
+  script = cluster.sbatch_script(
+    2, 8, ODD_CONFIG, "/shared/runs/r1", "--config.seed=3", partition="gpu", time="24:00:00", account="lab"
+  )
   path = tmp_path / "check.sbatch"
   path.write_text(script)
   subprocess.run(["bash", "-n", str(path)], check=True)
@@ -72,9 +91,16 @@ def test_sbatch_script_is_valid_bash_and_leaves_the_processes_to_jax(tmp_path):
 
 def test_sbatch_script_runs_one_task_per_gpu():
   lines = cluster.sbatch_script(4, 8, "c.py", "/w", partition="gpu", time="2:00:00", account="lab").splitlines()
-  assert lines[:8] == ["#!/bin/bash", "#SBATCH --job-name=scaling_interference", "#SBATCH --nodes=4",
-                       "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8", "#SBATCH --partition=gpu",
-                       "#SBATCH --time=2:00:00", "#SBATCH --account=lab"]
+  assert lines[:8] == [
+    "#!/bin/bash",
+    "#SBATCH --job-name=scaling_interference",
+    "#SBATCH --nodes=4",
+    "#SBATCH --ntasks-per-node=8",
+    "#SBATCH --gpus-per-node=8",
+    "#SBATCH --partition=gpu",
+    "#SBATCH --time=2:00:00",
+    "#SBATCH --account=lab",
+  ]
   assert lines[-1] == "srun python3 -m launch.train --config=c.py --workdir=/w"
 
 
@@ -88,12 +114,15 @@ def test_sbatch_script_leaves_out_what_is_not_asked_for():
     assert absent not in script
 
 
-@pytest.mark.parametrize("kwargs,message", [
+@pytest.mark.parametrize(
+  "kwargs,message",
+  [
     (dict(nodes=0), r"^--nodes must be >= 1, got 0$"),
     (dict(gpus_per_node=-1), r"^--gpus_per_node must be >= 0, got -1$"),
     (dict(job_name="my job"), r"^--job_name must be one word .*, got 'my job'$"),
     (dict(time="1:00\n#SBATCH --x"), r"^--time must be one word"),
-])
+  ],
+)
 def test_bad_sbatch_input_is_named(kwargs, message):
   args = {**dict(nodes=1, gpus_per_node=1, config="c.py", workdir="/w"), **kwargs}
   with pytest.raises(ConfigError, match=message):
@@ -109,8 +138,10 @@ def test_one_process_sees_every_gpu():
 def test_one_process_per_gpu():
   text = cluster.shell_text(cluster.local_gpu_processes("c.py", "runs/r", processes=2, port=4321))
   assert text.splitlines() == [
-      f"CUDA_VISIBLE_DEVICES={i} python3 -m launch.train --config=c.py --workdir=runs/r "
-      f"--coordinator_address=127.0.0.1:4321 --num_processes=2 --process_id={i} &" for i in range(2)] + ["wait"]
+    f"CUDA_VISIBLE_DEVICES={i} python3 -m launch.train --config=c.py --workdir=runs/r "
+    f"--coordinator_address=127.0.0.1:4321 --num_processes=2 --process_id={i} &"
+    for i in range(2)
+  ] + ["wait"]
 
 
 def test_bad_process_count_is_named():
@@ -128,26 +159,47 @@ def launcher_runs(tmp_path):
   """(module, flags, parts of stdout) per run; the last writes its script where no sbatch is on PATH."""
   dry, written = tmp_path / "dry.sbatch", tmp_path / "written.sbatch"
   tpu_flags = ["--tpu_name=pod", "--zone=z", "--repo_dir=repo", "--config=c.py", "--workdir=gs://b/r"]
-  tpu_line = ("gcloud compute tpus tpu-vm ssh pod --zone=z --worker=all '--command=cd repo && "
-              "SCALING_INTERFERENCE_DISTRIBUTED=auto python3 -m launch.train --config=c.py --workdir=gs://b/r'\n")
+  tpu_line = (
+    "gcloud compute tpus tpu-vm ssh pod --zone=z --worker=all '--command=cd repo && "
+    "SCALING_INTERFERENCE_DISTRIBUTED=auto python3 -m launch.train --config=c.py --workdir=gs://b/r'\n"
+  )
   return [
-      ("tpu_pod", tpu_flags, [tpu_line]),
-      ("slurm", ["--nodes=2", "--gpus_per_node=4", "--config=c.py", "--workdir=/w", f"--output={dry}"],
-       ["#SBATCH --ntasks-per-node=4\n#SBATCH --gpus-per-node=4\n",
-        "srun python3 -m launch.train --config=c.py --workdir=/w\n", f"\n# write it to {dry}, then: sbatch {dry}\n"]),
-      ("local_gpus", ["--config=c.py", "--workdir=w", "--processes=2"],
-       ["--num_processes=2 --process_id=1 &\nwait\n"]),
-      ("slurm", ["--nodes=2", "--config=c.py", "--workdir=/w", f"--output={written}", "--nodry_run"],
-       [f"wrote {written}; sbatch is not on PATH here: submit it on the cluster with sbatch {written}\n"]),
+    ("tpu_pod", tpu_flags, [tpu_line]),
+    (
+      "slurm",
+      ["--nodes=2", "--gpus_per_node=4", "--config=c.py", "--workdir=/w", f"--output={dry}"],
+      [
+        "#SBATCH --ntasks-per-node=4\n#SBATCH --gpus-per-node=4\n",
+        "srun python3 -m launch.train --config=c.py --workdir=/w\n",
+        f"\n# write it to {dry}, then: sbatch {dry}\n",
+      ],
+    ),
+    ("local_gpus", ["--config=c.py", "--workdir=w", "--processes=2"], ["--num_processes=2 --process_id=1 &\nwait\n"]),
+    (
+      "slurm",
+      ["--nodes=2", "--config=c.py", "--workdir=/w", f"--output={written}", "--nodry_run"],
+      [f"wrote {written}; sbatch is not on PATH here: submit it on the cluster with sbatch {written}\n"],
+    ),
   ]
 
 
 def test_launchers_print_their_commands(tmp_path):
   """Started together, as each costs a package import; PATH is empty, so nothing is submitted."""
   env = {**os.environ, "PATH": ""}
-  runs = [(subprocess.Popen([sys.executable, "-m", f"launch.{module}", *flags], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE), expected)
-          for module, flags, expected in launcher_runs(tmp_path)]
+  runs = [
+    (
+      subprocess.Popen(
+        [sys.executable, "-m", f"launch.{module}", *flags],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+      ),
+      expected,
+    )
+    for module, flags, expected in launcher_runs(tmp_path)
+  ]
   for run, expected in runs:
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err

@@ -3,6 +3,7 @@
 The toy family names no probe features, task inputs or oracle: analysis must ask the family
 (tasks/base.py's defaults), never its name.
 """
+
 import os
 import pathlib
 
@@ -36,8 +37,7 @@ class CopyBit(Family):
 
   @classmethod
   def default_config(cls):
-    return ml_collections.ConfigDict(dict(family=cls.name, num_tasks=4, n_bits=4, alpha=1.0, frequencies=(),
-                                          seed=0))
+    return ml_collections.ConfigDict(dict(family=cls.name, num_tasks=4, n_bits=4, alpha=1.0, frequencies=(), seed=0))
 
   @classmethod
   def validate_config(cls, task_config) -> None:
@@ -64,8 +64,9 @@ def copy_bit_config():
   config = defaults.base_config(CopyBit.default_config())
   config.model.update(widths=(4, 32), activation="relu")
   config.sweep.update(seeds=(0,), lrs=(3e-2,))
-  config.train.update(steps=150, batch_size=64, eval_every=50, checkpoint_every=75, steps_per_dispatch=25,
-                      eval_examples_per_task=128)
+  config.train.update(
+    steps=150, batch_size=64, eval_every=50, checkpoint_every=75, steps_per_dispatch=25, eval_examples_per_task=128
+  )
   return config
 
 

@@ -1,4 +1,5 @@
 """benchmarks/device_check.py in its CPU smoke mode: every row is measured and the JSON holds it."""
+
 import json
 import os
 import subprocess
@@ -9,9 +10,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_device_check_smoke_measures_every_row(tmp_path):
   out = tmp_path / "check.json"
-  result = subprocess.run([sys.executable, "-m", "benchmarks.device_check", "--smoke", "--repeats=1", f"--out={out}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  result = subprocess.run(
+    [sys.executable, "-m", "benchmarks.device_check", "--smoke", "--repeats=1", f"--out={out}"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   rows = json.loads(out.read_text())["rows"]
   assert set(rows["matmul"]) == {"bfloat16", "float32"} and all(m["tflop_per_s"] > 0 for m in rows["matmul"].values())

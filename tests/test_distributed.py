@@ -1,12 +1,19 @@
 """Which processes a run has: explicit flags, SLURM, auto-detected clusters, one process; bad input in one line."""
+
 import pytest
 
 from scaling_interference import distributed
 from scaling_interference.distributed import DistributedSpec, resolve
 from scaling_interference.errors import ConfigError
 
-SLURM = {"SLURM_JOB_ID": "4242", "SLURM_STEP_NODELIST": "node[01-04]", "SLURM_NTASKS": "4", "SLURM_PROCID": "2",
-         "SLURM_LOCALID": "0", "SLURM_STEP_NUM_NODES": "4"}  # what JAX's SlurmCluster reads, inside an srun step
+SLURM = {
+  "SLURM_JOB_ID": "4242",
+  "SLURM_STEP_NODELIST": "node[01-04]",
+  "SLURM_NTASKS": "4",
+  "SLURM_PROCID": "2",
+  "SLURM_LOCALID": "0",
+  "SLURM_STEP_NUM_NODES": "4",
+}  # what JAX's SlurmCluster reads, inside an srun step
 
 
 def test_explicit_flags():
@@ -71,7 +78,9 @@ def test_bad_slurm_integer_is_named():
     resolve(env={**SLURM, "SLURM_NTASKS": "four"})
 
 
-@pytest.mark.parametrize("env,source", [
+@pytest.mark.parametrize(
+  "env,source",
+  [
     ({"TPU_WORKER_HOSTNAMES": "t0,t1,t2,t3", "TPU_WORKER_ID": "1"}, "tpu"),
     ({"TPU_PROCESS_ADDRESSES": "t0:8476,t1:8476"}, "tpu"),
     ({"MEGASCALE_COORDINATOR_ADDRESS": "t0"}, "tpu"),
@@ -80,7 +89,8 @@ def test_bad_slurm_integer_is_named():
     ({"JAX_COORDINATOR_ADDRESS": "trainer-0.trainer:1234"}, "kubernetes"),
     ({"OMPI_MCA_orte_hnp_uri": "123.0;tcp://10.0.0.1:5000"}, "mpi"),
     ({distributed.AUTO_ENV: "auto"}, distributed.AUTO_ENV),
-])
+  ],
+)
 def test_clusters_jax_detects_itself_are_auto(env, source):
   assert resolve(env=env) == DistributedSpec(auto=True, source=source)
 
@@ -94,7 +104,9 @@ def test_bad_auto_marker():
     resolve(env={distributed.AUTO_ENV: "yes"})
 
 
-@pytest.mark.parametrize("flags,message", [
+@pytest.mark.parametrize(
+  "flags,message",
+  [
     (("h:1", 0, 0), r"^--num_processes must be >= 1, got 0$"),
     (("h:1", 2, 2), r"^--process_id must be in \[0, 2\) for --num_processes=2, got 2$"),
     (("h:1", 2, -1), r"^--process_id must be in \[0, 2\) for --num_processes=2, got -1$"),
@@ -102,7 +114,8 @@ def test_bad_auto_marker():
     ((":1234", 2, 0), r"^--coordinator_address must be host:port .*, got ':1234'$"),
     (("h:port", 2, 0), r"^--coordinator_address must be host:port .*, got 'h:port'$"),
     (("h:70000", 2, 0), r"^--coordinator_address must be host:port .*, got 'h:70000'$"),
-])
+  ],
+)
 def test_bad_flags_are_named(flags, message):
   with pytest.raises(ConfigError, match=message):
     resolve(*flags, env={})
@@ -124,5 +137,7 @@ def test_initialize_turns_jax_detection_off_only_for_an_explicit_spec(monkeypatc
   monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
   distributed.initialize(DistributedSpec("node01:1234", 4, 2, local_device_ids=(0, 1)))
   distributed.initialize(DistributedSpec(local_device_ids=(), auto=True, source="slurm"))
-  assert calls == [(("node01:1234", 4, 2), {"local_device_ids": (0, 1), "cluster_detection_method": "deactivate"}),
-                   ((None, None, None), {"local_device_ids": (), "cluster_detection_method": None})]
+  assert calls == [
+    (("node01:1234", 4, 2), {"local_device_ids": (0, 1), "cluster_detection_method": "deactivate"}),
+    ((None, None, None), {"local_device_ids": (), "cluster_detection_method": None}),
+  ]

@@ -1,4 +1,5 @@
 """The engine against independent references: a member alone, numpy recomputation."""
+
 import types
 
 import jax
@@ -23,7 +24,10 @@ def trained_states(config, steps):
 
 
 def max_rel_diff(a, b):
-  return max(float(jnp.linalg.norm(x - y) / jnp.linalg.norm(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+  return max(
+    float(jnp.linalg.norm(x - y) / jnp.linalg.norm(y))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  )
 
 
 @pytest.mark.parametrize("activation,depth", [("linear", 1), ("gelu", 2)])
@@ -79,8 +83,10 @@ def test_eval_matches_numpy_recomputation(regression_config):
       loss_T = ((out - y) ** 2).sum(-1).reshape(family.num_tasks, n).mean(1)
       np.testing.assert_allclose(result.loss[g], loss_T, rtol=1e-4)
       m = p["hidden"][0]["kernel"] @ p["readout"]["kernel"]
-      signal_T = [np.linalg.norm(m[4 * k:4 * k + 4, 4 * k:4 * k + 4]) / np.linalg.norm(family.w_star_KxYxD[k])
-                  for k in range(family.num_tasks)]
+      signal_T = [
+        np.linalg.norm(m[4 * k : 4 * k + 4, 4 * k : 4 * k + 4]) / np.linalg.norm(family.w_star_KxYxD[k])
+        for k in range(family.num_tasks)
+      ]
       np.testing.assert_allclose(result.signal[g], signal_T, rtol=1e-4)
 
 
@@ -90,7 +96,7 @@ def test_eval_set_is_fixed_and_equal_per_task(regression_config):
   e1 = Engine(regression_config, problem, groups)
   s = e1.init_states()
   r1 = e1.evaluate(s)
-  regression_config.train.eval_chunk_examples = 10 ** 6
+  regression_config.train.eval_chunk_examples = 10**6
   problem, groups = build(regression_config)
   e2 = Engine(regression_config, problem, groups)
   r2 = e2.evaluate(s)

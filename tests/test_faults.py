@@ -1,4 +1,5 @@
 """Faults: preemption signals, corrupt checkpoints, failed saves, non-finite losses."""
+
 import glob
 import json
 import os
@@ -63,8 +64,11 @@ def test_failed_save_is_an_error_and_never_the_latest(tmp_path, regression_confi
     return real_save(self, step, *args, **kwargs)
 
   monkeypatch.setattr(ocp.CheckpointManager, "save", save_fails_after_step_30)
-  with pytest.raises(CheckpointError, match=r"could not write the checkpoint of step 60 in .*checkpoints: No space "
-                                            r"left on device \[errno 28\]; the newest complete checkpoint is step 30"):
+  with pytest.raises(
+    CheckpointError,
+    match=r"could not write the checkpoint of step 60 in .*checkpoints: No space "
+    r"left on device \[errno 28\]; the newest complete checkpoint is step 30",
+  ):
     si.train(regression_config, workdir)
   assert si.load_run(workdir).steps() == [30]
 
@@ -73,8 +77,11 @@ def test_halt_keeps_the_last_good_state(tmp_path, regression_config):
   regression_config.sweep.lrs = (1e-2, 1e12)
   regression_config.train.optimizer = "sgd"
   workdir = str(tmp_path / "run")
-  with pytest.raises(NonFiniteLossError, match=r"member 1 \(width=8.*lr=1e\+12\): training loss is not finite at step "
-                                               r"\d+ \(train.nonfinite=halt; the last good state is in the checkpoint"):
+  with pytest.raises(
+    NonFiniteLossError,
+    match=r"member 1 \(width=8.*lr=1e\+12\): training loss is not finite at step "
+    r"\d+ \(train.nonfinite=halt; the last good state is in the checkpoint",
+  ):
     si.train(regression_config, workdir)
   run = si.load_run(workdir)
   state = run.restore(member=1)

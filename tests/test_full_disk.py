@@ -5,6 +5,7 @@ nothing half-written is left for a later run to read; once the filler is removed
 and ends bit for bit like an uninterrupted run. Where this machine may not mount a tmpfs (not root), the
 tests are skipped with that reason.
 """
+
 import errno
 import os
 import pathlib
@@ -36,13 +37,15 @@ REPORT_SKIP = [n for n, s in tables.SPECS.items() if s.scope == "step" or n.star
 def mount_tmpfs(path: pathlib.Path, size: str) -> None:
   path.mkdir(parents=True, exist_ok=True)
   try:
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+      ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True, check=False
+    )
   except FileNotFoundError:
     pytest.skip("no mount command on this machine: the full-disk tests need a tmpfs")
   if done.returncode:
-    pytest.skip(f"this machine may not mount a tmpfs ({done.stderr.strip() or 'mount failed'}); "
-                "the full-disk tests need root")
+    pytest.skip(
+      f"this machine may not mount a tmpfs ({done.stderr.strip() or 'mount failed'}); the full-disk tests need root"
+    )
 
 
 @pytest.fixture
@@ -120,8 +123,11 @@ def test_a_claim_on_a_full_disk_is_one_error_and_can_be_claimed_again(disk, refe
 def test_metrics_on_a_full_disk(disk, reference, monkeypatch):
   workdir = disk / "run"
   fill_before_writing(monkeypatch, disk, "000000040.jsonl", after=workdir / "checkpoints" / "30")
-  with pytest.raises(WriteError, match=rf"could not write {workdir}/metrics/000000040.jsonl: {FULL}; the newest "
-                                       "complete checkpoint is step 30: once the write can succeed"):
+  with pytest.raises(
+    WriteError,
+    match=rf"could not write {workdir}/metrics/000000040.jsonl: {FULL}; the newest "
+    "complete checkpoint is step 30: once the write can succeed",
+  ):
     si.train(small_regression(), str(workdir))
   assert not (workdir / "metrics" / "000000040.jsonl").exists() and not leftovers(workdir)
   (disk / "filler").unlink()
@@ -132,8 +138,11 @@ def test_metrics_on_a_full_disk(disk, reference, monkeypatch):
 def test_traces_on_a_full_disk(disk, injection_workdir, monkeypatch):
   workdir = disk / "run"
   fill_before_writing(monkeypatch, disk, "traces.npz", after=workdir / "checkpoints" / "30", nth=2)
-  with pytest.raises(WriteError, match=rf"could not write {workdir}/traces.npz: {FULL}; the newest complete "
-                                       "checkpoint is step 30"):
+  with pytest.raises(
+    WriteError,
+    match=rf"could not write {workdir}/traces.npz: {FULL}; the newest complete "
+    "checkpoint is step 30",
+  ):
     si.train(small_injection(), str(workdir))
   assert not leftovers(workdir)
   with np.load(workdir / "traces.npz") as f:
@@ -165,8 +174,11 @@ def test_a_failed_checkpoint_stops_the_run_at_the_next_dispatch(disk, tmp_path, 
       time.sleep(0.01)
 
   monkeypatch.setattr(Checkpoints, "save", save)
-  with pytest.raises(CheckpointError, match=rf"could not write the checkpoint of step 60 in {workdir}/checkpoints: "
-                                            rf"{FULL}; the newest complete checkpoint is step 30"):
+  with pytest.raises(
+    CheckpointError,
+    match=rf"could not write the checkpoint of step 60 in {workdir}/checkpoints: "
+    rf"{FULL}; the newest complete checkpoint is step 30",
+  ):
     si.train(long_regression(), str(workdir))
   assert not (workdir / "metrics" / "000000080.jsonl").exists(), "stopped at step 70, not trained on to step 90"
   assert not (workdir / "checkpoints" / "60").exists()
@@ -220,8 +232,14 @@ def test_the_report_on_a_full_disk(disk, injection_workdir, reference_report, mo
   assert sorted(os.listdir(out / "figures")) == sorted(os.listdir(reference_report / "figures"))
 
 
-OVERRIDES = {"train.steps": 200, "train.checkpoint_every": 100, "train.eval_every": 100, "train.tensorboard": False,
-             "model.widths": (4, 8), "sweep.seeds": (0,)}
+OVERRIDES = {
+  "train.steps": 200,
+  "train.checkpoint_every": 100,
+  "train.eval_every": 100,
+  "train.tensorboard": False,
+  "model.widths": (4, 8),
+  "sweep.seeds": (0,),
+}
 
 
 def command(workdir):

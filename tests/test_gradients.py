@@ -1,4 +1,5 @@
 """Per-task gradients vs closed forms, the update decomposition vs optax's real update, the weights vs real batches."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,13 +56,18 @@ def test_task_gradients_match_closed_form():
   grads = gradients.task_gradients(model, as_problem(family), params_M, example_K)
   for m in range(2):
     for t in range(k):
-      d1, d2 = numpy_gradients(params_M["hidden"][0]["kernel"][m], params_M["readout"]["kernel"][m],
-                               example_K.x[t], example_K.y[t])
+      d1, d2 = numpy_gradients(
+        params_M["hidden"][0]["kernel"][m], params_M["readout"]["kernel"][m], example_K.x[t], example_K.y[t]
+      )
       np.testing.assert_allclose(grads["hidden"][0]["kernel"][m, t], d1, rtol=1e-4, atol=1e-6)
       np.testing.assert_allclose(grads["readout"]["kernel"][m, t], d2, rtol=1e-4, atol=1e-6)
   chunked = gradients.group_gradients(model, as_problem(family), params_M, batch, k, task_chunk=3)
-  np.testing.assert_allclose(chunked, flatten(grads, lead=2), rtol=1e-6,
-                             err_msg="chunking tasks (with a padded last chunk) must not change gradients")
+  np.testing.assert_allclose(
+    chunked,
+    flatten(grads, lead=2),
+    rtol=1e-6,
+    err_msg="chunking tasks (with a padded last chunk) must not change gradients",
+  )
 
 
 def test_cosines_identical_and_disjoint_blocks(run):
@@ -85,11 +91,12 @@ def optimizer_state(train_config, params, steps=3, lr=1e-2):
 
 
 TRAIN_VARIANTS = {
-    "adam": dict(optimizer="adam"),
-    "adamw_clip_cosine": dict(optimizer="adamw", weight_decay=0.1, grad_clip=0.05, warmup_steps=2, decay="cosine",
-                              final_lr_fraction=0.1, steps=10),
-    "sgd": dict(optimizer="sgd"),
-    "sgd_momentum": dict(optimizer="sgd", momentum=0.9, warmup_steps=5),
+  "adam": dict(optimizer="adam"),
+  "adamw_clip_cosine": dict(
+    optimizer="adamw", weight_decay=0.1, grad_clip=0.05, warmup_steps=2, decay="cosine", final_lr_fraction=0.1, steps=10
+  ),
+  "sgd": dict(optimizer="sgd"),
+  "sgd_momentum": dict(optimizer="sgd", momentum=0.9, warmup_steps=5),
 }
 
 
@@ -109,11 +116,17 @@ def test_decomposition_sums_to_optax_update(variant):
   terms = gradients.update_terms(tc, state, params, g_mix)
   scale, precond_P, carry_P = float(terms.scale), ravel_pytree(terms.precond)[0], ravel_pytree(terms.carry)[0]
   u_TxP = scale * p_T[:, None] * np.asarray(precond_P)[None] * g_TxP
-  np.testing.assert_allclose(np.asarray(carry_P) + u_TxP.sum(0), real_P, rtol=1e-5, atol=1e-9,
-                             err_msg="carry + per-task terms must equal optax's update on the mixture gradient")
+  np.testing.assert_allclose(
+    np.asarray(carry_P) + u_TxP.sum(0),
+    real_P,
+    rtol=1e-5,
+    atol=1e-9,
+    err_msg="carry + per-task terms must equal optax's update on the mixture gradient",
+  )
   parts = gradients.member_interference(g_TxP, p_T, scale, precond_P, carry_P)
-  np.testing.assert_allclose(parts["dL_carry"] + parts["dL"].sum(1), g_TxP @ np.asarray(real_P, np.float64),
-                             rtol=1e-4, atol=1e-10)
+  np.testing.assert_allclose(
+    parts["dL_carry"] + parts["dL"].sum(1), g_TxP @ np.asarray(real_P, np.float64), rtol=1e-4, atol=1e-10
+  )
 
 
 def test_dL_is_the_first_order_loss_change():
@@ -126,11 +139,14 @@ def test_dL_is_the_first_order_loss_change():
   opt, state = optimizer_state(tc, params, lr=1e-4)
   update = opt.update(g_mix, state, params)[0]
   terms = gradients.update_terms(tc, state, params, g_mix)
-  parts = gradients.member_interference(g_TxP, p_T, float(terms.scale), ravel_pytree(terms.precond)[0],
-                                        ravel_pytree(terms.carry)[0])
+  parts = gradients.member_interference(
+    g_TxP, p_T, float(terms.scale), ravel_pytree(terms.precond)[0], ravel_pytree(terms.carry)[0]
+  )
   predicted_T = parts["dL_carry"] + parts["dL"].sum(1)
+
   def task_losses(p):
     return np.asarray(family.loss(model.apply(p, batch.x), batch).reshape(4, -1).mean(1), np.float64)
+
   actual_T = task_losses(optax.apply_updates(params, update)) - task_losses(params)
   np.testing.assert_allclose(actual_T, predicted_T, rtol=0.01, err_msg="dL is the loss change to first order")
 
@@ -175,8 +191,12 @@ def lm_run(tmp_path_factory):
 def test_language_model_weights_are_shares_of_trained_positions(lm_run):
   gi = gradients.group_interference(lm_run, 20, lm_run.groups[0], n_per_task=4)
   np.testing.assert_allclose(gi.p_T.sum(), 1.0, rtol=1e-12, err_msg="the shares of the loss's terms sum to 1")
-  np.testing.assert_allclose(gi.p_T, counted_shares(lm_run.problem, range(20)), atol=1e-12,
-                             err_msg="replace: each example holds its 5 positions but the marker at column 0")
+  np.testing.assert_allclose(
+    gi.p_T,
+    counted_shares(lm_run.problem, range(20)),
+    atol=1e-12,
+    err_msg="replace: each example holds its 5 positions but the marker at column 0",
+  )
   np.testing.assert_allclose(gi.p_T[1], 8 * 4 / (32 * 15), err_msg="8 examples a step, 4 positions each, 32 x 15")
   assert gi.p_T[2] == 0.0, "held-out tuples are never trained"
   examples_per_row = lm_run.tasks.sort_values("id").frequency.to_numpy()
@@ -196,14 +216,22 @@ def test_splice_weights_count_the_positions_of_real_batches():
   shares = problem.loss_shares(np.arange(100))
   np.testing.assert_allclose(shares.sum(), 1.0, rtol=1e-12)
   np.testing.assert_allclose(shares[1], 16 * (5 - 1 / 12) / (32 * 15))
-  np.testing.assert_allclose(shares, counted_shares(problem, range(100)), atol=1e-3,
-                             err_msg="expected shares must match counting positions of real batches")
+  np.testing.assert_allclose(
+    shares,
+    counted_shares(problem, range(100)),
+    atol=1e-3,
+    err_msg="expected shares must match counting positions of real batches",
+  )
 
 
 def test_family_weights_are_shares_of_examples(injection_workdir):
   run = si.load_run(injection_workdir)
-  np.testing.assert_allclose(gradients.realised_frequencies(run), run.tasks.sort_values("id").frequency, rtol=1e-9,
-                             err_msg="a task family's loss terms are examples: run.tasks' realised frequencies")
+  np.testing.assert_allclose(
+    gradients.realised_frequencies(run),
+    run.tasks.sort_values("id").frequency,
+    rtol=1e-9,
+    err_msg="a task family's loss terms are examples: run.tasks' realised frequencies",
+  )
   shares = gradients.step_frequencies(run, 7)
   assert shares[5] == 16 / 64, "the burst's 16 examples of 64 at step 7"
   task_B = np.asarray(run.problem.batch(jnp.int32(7)).task)

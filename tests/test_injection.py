@@ -1,4 +1,5 @@
 """Injection schedules: exact counts on host and device, the mixture they make, files, traces, science."""
+
 import json
 import os
 import pathlib
@@ -16,20 +17,23 @@ from scaling_interference.problems.synthetic import train_batch
 from scaling_interference.sweep.build import build
 
 
-@pytest.mark.parametrize("schedule,expected_total,first_steps", [
+@pytest.mark.parametrize(
+  "schedule,expected_total,first_steps",
+  [
     (Schedule("a", 0, "share", 512, share=0.0025), 0.0025 * 512 * 10_000, None),
     (Schedule("b", 0, "per_batch", 64, count=3), 30_000, [0, 1, 2]),
     (Schedule("c", 0, "every", 64, count=2, every=10, offset=3), 2 * 1000, [3, 13, 23]),
     (Schedule("d", 0, "burst", 64, count=5, at=77), 5, [77]),
     (Schedule("e", 0, "per_batch", 64, count=1, windows=((5, 8), (100, 102))), 5, [5, 6, 7, 100, 101]),
-])
+  ],
+)
 def test_counts_are_exact_and_equal_on_host_and_device(schedule, expected_total, first_steps):
   host = schedule.counts(np.arange(10_000), xp=np)
   device = np.asarray(schedule.counts(jnp.arange(10_000, dtype=jnp.int32)))
   np.testing.assert_array_equal(host, device)
   assert host.sum() == pytest.approx(expected_total)
   if first_steps:
-    assert list(np.nonzero(host)[0][:len(first_steps)]) == first_steps
+    assert list(np.nonzero(host)[0][: len(first_steps)]) == first_steps
 
 
 def injection_config():
@@ -56,7 +60,9 @@ def test_schedule_file_frequencies_and_traces(tmp_path):
     assert list(f["name"]) == ["burst", "rare"] and list(f["task"]) == [5, 4]
     counts = np.zeros((60, 2), int)
     counts[f["step"]] = f["count"]
-  np.testing.assert_array_equal(counts[:, 1], [int(np.floor((s + 1) * 0.64)) - int(np.floor(s * 0.64)) for s in range(60)])
+  np.testing.assert_array_equal(
+    counts[:, 1], [int(np.floor((s + 1) * 0.64)) - int(np.floor(s * 0.64)) for s in range(60)]
+  )
   assert counts[:, 0].sum() == 16 and counts[7, 0] == 16
   tasks = json.loads(pathlib.Path(workdir, "tasks.json").read_text())
   shares = [t["frequency"] for t in tasks]
@@ -67,21 +73,41 @@ def test_schedule_file_frequencies_and_traces(tmp_path):
     assert f["signal"].shape == f["loss"].shape == (12, 2, 2)
     run = si.load_run(workdir)
     at_20 = run.metrics[(run.metrics.step == 20) & run.metrics.task.isin([4, 5])]
-    np.testing.assert_allclose(f["signal"][3], at_20.signal.values.reshape(2, 2), rtol=1e-5,
-                               err_msg="traced signal differs from the eval signal at the same step")
-    np.testing.assert_allclose(f["loss"][3], at_20.loss.values.reshape(2, 2), rtol=1e-5,
-                               err_msg="traced loss differs from the eval loss at the same step")
+    np.testing.assert_allclose(
+      f["signal"][3],
+      at_20.signal.values.reshape(2, 2),
+      rtol=1e-5,
+      err_msg="traced signal differs from the eval signal at the same step",
+    )
+    np.testing.assert_allclose(
+      f["loss"][3],
+      at_20.loss.values.reshape(2, 2),
+      rtol=1e-5,
+      err_msg="traced loss differs from the eval loss at the same step",
+    )
 
 
-@pytest.mark.parametrize("fields,message", [
-    (dict(task=4, kind="often"), r"inject\.x\.kind: must be one of \['share', 'per_batch', 'every', 'burst'\], got 'often'"),
+@pytest.mark.parametrize(
+  "fields,message",
+  [
+    (
+      dict(task=4, kind="often"),
+      r"inject\.x\.kind: must be one of \['share', 'per_batch', 'every', 'burst'\], got 'often'",
+    ),
     (dict(task=9, kind="per_batch", count=1), r"inject\.x\.task: must be a task id in \[0, 6\), got 9"),
     (dict(task=4, kind="share", share=1.5), r"inject\.x\.share: must be a number in \(0, 1\], got 1\.5"),
     (dict(task=4, kind="burst", count=0, at=3), r"inject\.x\.count: must be an integer >= 1, got 0"),
     (dict(task=4, kind="every", count=1, every=0), r"inject\.x\.every: must be an integer >= 1"),
-    (dict(task=4, kind="per_batch", count=1, windows=((5, 2),)), r"inject\.x\.windows: must be a list of \[start, stop\)"),
-    (dict(task=4, kind="per_batch", count=65), r"inject: schedules can ask for 65 examples in one batch, more than train\.batch_size=64"),
-])
+    (
+      dict(task=4, kind="per_batch", count=1, windows=((5, 2),)),
+      r"inject\.x\.windows: must be a list of \[start, stop\)",
+    ),
+    (
+      dict(task=4, kind="per_batch", count=65),
+      r"inject: schedules can ask for 65 examples in one batch, more than train\.batch_size=64",
+    ),
+  ],
+)
 def test_bad_schedules_are_named(fields, message):
   config = small_regression(num_tasks=6)
   config.inject.x = fields
@@ -107,6 +133,7 @@ def test_small_width_forgets_and_large_width_keeps_a_rare_task(tmp_path):
   """The study's protocol, small: a task at 0.25% (26 examples every 10 batches) spikes and decays in a
   narrow member (width 64; width 16 never spikes), persists in a wide one."""
   from configs import injection
+
   config = injection.get_config("demo")
   config.model.widths = (64, 128)
   config.inject.burst.at = 10_000  # off
@@ -122,6 +149,7 @@ def test_small_width_forgets_and_large_width_keeps_a_rare_task(tmp_path):
 
 def test_base_mixture_draws_match_frequencies():
   from scaling_interference.data.mixture import Mixture
+
   mixture = Mixture(np.array([0.5, 0.25, 0.0, 0.2, 0.05]))
   task = np.asarray(mixture.task_ids(jax.random.key(0), 0, 400_000))
   np.testing.assert_allclose(np.bincount(task, minlength=5) / task.size, [0.5, 0.25, 0.0, 0.2, 0.05], atol=3e-3)

@@ -1,4 +1,5 @@
 """Injecting task examples into token rows, checked against numpy reconstructions of the rows."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,14 +26,19 @@ def _splice(batch, examples, tasks, rows, length, key):
 
 @jax.jit
 def _replace(batch, examples, tasks, rows, length, key):
-  return inject_sequences(batch, examples, tasks, rows, mode="replace", key=key, eos_id=EOS,
-                          length_N=length)
+  return inject_sequences(batch, examples, tasks, rows, mode="replace", key=key, eos_id=EOS, length_N=length)
 
 
 def _run(inject, batch, examples, tasks, rows, length=None, seed=0):
   length = np.full(len(rows), examples.shape[1], np.int32) if length is None else np.asarray(length)
-  out = inject(batch, jnp.asarray(examples), jnp.asarray(tasks, jnp.int32), jnp.asarray(rows, jnp.int32),
-               jnp.asarray(length, jnp.int32), jax.random.key(seed))
+  out = inject(
+    batch,
+    jnp.asarray(examples),
+    jnp.asarray(tasks, jnp.int32),
+    jnp.asarray(rows, jnp.int32),
+    jnp.asarray(length, jnp.int32),
+    jax.random.key(seed),
+  )
   return [np.asarray(x) for x in (out.tokens, out.task, out.answer_mask)]
 
 
@@ -54,7 +60,9 @@ def test_replace_puts_examples_then_eos_at_row_start():
   for r in range(B):
     chosen = [n for n, row in enumerate(rows) if row == r]
     want = _expected_replace_row(_base()[r], examples[chosen], np.array(tasks)[chosen])
-    for got, expected, what in zip((tokens[r], task[r], mask[r]), want, ("tokens", "task ids", "answer mask"), strict=True):
+    for got, expected, what in zip(
+      (tokens[r], task[r], mask[r]), want, ("tokens", "task ids", "answer mask"), strict=True
+    ):
       np.testing.assert_array_equal(got, expected, f"row {r}: {what}")
 
 
@@ -73,7 +81,7 @@ def _check_spliced_row(base_L, tokens_L, task_L, mask_L, examples, tasks):
   for start, stop, k in blocks:
     np.testing.assert_array_equal(tokens_L[start:stop], by_task[k], "the example must appear intact")
     kept[start:stop] = False
-  np.testing.assert_array_equal(tokens_L[kept], base_L[:kept.sum()], "base tokens must keep their order")
+  np.testing.assert_array_equal(tokens_L[kept], base_L[: kept.sum()], "base tokens must keep their order")
   want_mask = np.zeros(L, bool)
   want_mask[[stop - 2 for _, stop, _ in blocks]] = True
   np.testing.assert_array_equal(mask_L, want_mask, "answer mask exactly before each answer")
@@ -122,5 +130,11 @@ def test_answers_cut_off_by_the_row_end_get_no_mask():
 
 def test_bad_mode_is_refused():
   with pytest.raises(ConfigError, match=r"mode: must be one of \['replace', 'splice'\]"):
-    inject_sequences(base_batch(_base()), jnp.asarray(_examples(1)), jnp.ones(1, jnp.int32),
-                     jnp.zeros(1, jnp.int32), mode="overwrite", key=jax.random.key(0))
+    inject_sequences(
+      base_batch(_base()),
+      jnp.asarray(_examples(1)),
+      jnp.ones(1, jnp.int32),
+      jnp.zeros(1, jnp.int32),
+      mode="overwrite",
+      key=jax.random.key(0),
+    )

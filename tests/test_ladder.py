@@ -1,4 +1,5 @@
 """The OLMo size ladder: parameter counts, sizing rules, messages, memory, and `python -m launch.ladder`."""
+
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ LADDER_NAMES = "4M, 6M, 8M, 10M, 14M, 16M, 20M, 60M, 90M, 150M, 300M, 530M, 750M
 
 def expected_params(d_model, n_layers, vocab, qk_norm=True):
   """Tied embedding + per layer (4 D^2 attention + 3 D 4D SwiGLU + 2 D norms [+ 2 D QK-norms]) + final norm."""
-  per_layer = 4 * d_model ** 2 + 3 * d_model * 4 * d_model + 2 * d_model + (2 * d_model if qk_norm else 0)
+  per_layer = 4 * d_model**2 + 3 * d_model * 4 * d_model + 2 * d_model + (2 * d_model if qk_norm else 0)
   return vocab * d_model + n_layers * per_layer + d_model
 
 
@@ -86,8 +87,11 @@ def test_tiny_presets_need_the_run_vocabulary():
 def test_ladder_rules_for_4m_150m_1b():
   rows = {row["name"]: row for row in ladder.ladder_table()}
   # golden numbers: lr = 0.0047 (N/108M)^(-1/3), batch = round(160 (N/108M)^(2/3)), warmup = N / (batch*2048)
-  golden = {"4M": (3_745_856, 0.014412, 17, 108), "150M": (151_917_312, 0.0041947, 201, 369),
-            "1B": (1_176_897_536, 0.0021200, 786, 731)}
+  golden = {
+    "4M": (3_745_856, 0.014412, 17, 108),
+    "150M": (151_917_312, 0.0041947, 201, 369),
+    "1B": (1_176_897_536, 0.0021200, 786, 731),
+  }
   for name, (n, lr, batch, warmup) in golden.items():
     row = rows[name]
     assert row["n_params"] == n
@@ -110,8 +114,9 @@ def test_memory_estimate():
 
 def test_launch_ladder_prints_json():
   cmd = [sys.executable, "-m", "launch.ladder", "--format=json"]
-  result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  result = subprocess.run(
+    cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"}
+  )
   assert result.returncode == 0, result.stderr
   rows = json.loads(result.stdout)
   assert [row["name"] for row in rows] == list(ladder.LADDER)

@@ -1,4 +1,5 @@
 """Language-model sweeps: vmapped member = member alone, learning an injected task, host streams resume, bad input."""
+
 import os
 import shutil
 
@@ -22,8 +23,16 @@ def tiny_lm(**data):
   config.inject.add = dict(task=1, kind="per_batch", count=16)
   config.model.sizes = ("32/4/1",)
   config.sweep.update(seeds=(0, 1), lrs=(1e-2, 3e-3))
-  config.train.update(steps=20, batch_size=32, eval_every=10, checkpoint_every=10, steps_per_dispatch=10,
-                      warmup_steps=5, eval_examples_per_task=32, tensorboard=False)
+  config.train.update(
+    steps=20,
+    batch_size=32,
+    eval_every=10,
+    checkpoint_every=10,
+    steps_per_dispatch=10,
+    warmup_steps=5,
+    eval_examples_per_task=32,
+    tensorboard=False,
+  )
   return config
 
 
@@ -81,12 +90,15 @@ def test_host_stream_run_resumes_with_the_same_batches(tmp_path):
   assert metrics_text(full) == metrics_text(resumed), "the resumed run saw other batches than the uninterrupted one"
 
 
-@pytest.mark.parametrize("change,message", [
+@pytest.mark.parametrize(
+  "change,message",
+  [
     (dict(sizes=("5M",)), r"model\.sizes: unknown size '5M'; the ladder is: 4M, 6M, 8M"),
     (dict(sizes=("48/5/2",)), r"model\.n_heads: must divide d_model=48, got n_heads=5"),
     (dict(seq_len=4), r"data\.seq_len: must be >= 6 to hold the injected tasks' format \(5 tokens\)"),
     (dict(vocab_size=7), r"task\.vocab_size: modular_addition needs"),
-])
+  ],
+)
 def test_bad_language_config_is_named(change, message):
   config = tiny_lm()
   if "sizes" in change:
@@ -99,6 +111,7 @@ def test_bad_language_config_is_named(change, message):
 
 def test_gradient_interference_on_a_language_model_run(tmp_path):
   from scaling_interference.analysis import gradients
+
   config = tiny_lm(inject_mode="replace")
   config.sweep.update(seeds=(0,), lrs=(1e-2,))
   config.train.update(steps=20, checkpoint_every=20)
@@ -110,11 +123,19 @@ def test_gradient_interference_on_a_language_model_run(tmp_path):
   assert table.loc[table.task == 2, "frequency"].item() == 0.0, "held-out tuples are never trained on"
 
 
-@pytest.mark.parametrize("section,field,value,message", [
+@pytest.mark.parametrize(
+  "section,field,value,message",
+  [
     ("data", "inject_mode", "prepend", r"data\.inject_mode: must be one of \['splice', 'replace'\], got 'prepend'"),
     ("model", "sizes", ("tiny-a", "tiny-a"), r"model\.sizes: entries must be distinct, got \['tiny-a', 'tiny-a'\]"),
-    ("inject", "add", dict(task=0, kind="per_batch", count=1), r"inject\.add\.task: must be a token task id in \[1, 1\]"),
-])
+    (
+      "inject",
+      "add",
+      dict(task=0, kind="per_batch", count=1),
+      r"inject\.add\.task: must be a token task id in \[1, 1\]",
+    ),
+  ],
+)
 def test_more_bad_language_fields_are_named(section, field, value, message):
   config = tiny_lm()
   config[section][field] = value

@@ -1,6 +1,7 @@
 """The report on a language-model run: learned per token task (trained and held-out tuples), probes
 against the seeded init, and the interference replay of a rare task's injection windows, each
 claim measured."""
+
 import os
 import re
 import subprocess
@@ -44,8 +45,12 @@ def test_token_tasks_table_has_trained_and_heldout_tuples_of_every_size(built):
   table = pd.read_csv(f"{out}/tables/token_tasks.csv")
   assert set(table["size"]) == {"16/2/1", "32/4/1"}
   for _, rows in table.groupby("size"):
-    assert sorted(zip(rows.name, rows.split, strict=True)) == [("add", "heldout"), ("add", "train"), ("cmp", "heldout"),
-                                                  ("cmp", "train")]
+    assert sorted(zip(rows.name, rows.split, strict=True)) == [
+      ("add", "heldout"),
+      ("add", "train"),
+      ("cmp", "heldout"),
+      ("cmp", "train"),
+    ]
   metrics = run.metrics[(run.metrics.step == run.metrics.step.max()) & (run.metrics.task != "all")]
   heldout_cmp = int(run.tasks[(run.tasks.name == "cmp") & (run.tasks.split == "heldout")].id.iloc[0])
   recorded = metrics[metrics.task.astype(int) == heldout_cmp].accuracy.mean()  # one member per size
@@ -71,12 +76,22 @@ def test_the_language_model_claims_are_measured(built):
 def test_summary_prints_each_token_task_per_size(built):
   run, out, _ = built
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  result = subprocess.run([sys.executable, "-m", "analysis.summary", f"--workdir={run.path}"], cwd=root,
-                          capture_output=True, text=True, timeout=120)
+  result = subprocess.run(
+    [sys.executable, "-m", "analysis.summary", f"--workdir={run.path}"],
+    cwd=root,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
-  assert lines[1].split() == ["name", "add", "cmp"] and lines[2].split() == ["split", "train", "heldout", "train",
-                                                                             "heldout"], lines[:3]
+  assert lines[1].split() == ["name", "add", "cmp"] and lines[2].split() == [
+    "split",
+    "train",
+    "heldout",
+    "train",
+    "heldout",
+  ], lines[:3]
   table = pd.read_csv(f"{out}/tables/token_tasks.csv").set_index(["size", "name", "split"])
   for size in ("16/2/1", "32/4/1"):
     row = next(line for line in lines if line.startswith(size))

@@ -1,4 +1,5 @@
 """The demo's width x task table: trained rows from metrics, oracle rows from the analytic optimum."""
+
 import numpy as np
 
 import scaling_interference as si
@@ -26,9 +27,13 @@ def test_render_shows_a_projection_row_under_each_trained_row(injection_workdir)
   assert "projection = <M_kk, W*_k> / ||W*_k||^2" in lines[0]
   for width in ("8", "16"):
     at = next(i for i, line in enumerate(lines) if line.split()[:2] == [width, "trained"])
-    assert lines[at + 1].split()[0] == "projection" and lines[at + 2].split()[0] == "oracle", lines[at:at + 3]
+    assert lines[at + 1].split()[0] == "projection" and lines[at + 2].split()[0] == "oracle", lines[at : at + 3]
   table = learned.projection_table(run)
   assert list(table.index) == [(8, "projection"), (16, "projection")]
   final = scaling.final_table(run).set_index(["width", "task"]).projection
-  np.testing.assert_allclose(table.loc[(16, "projection")].to_numpy(), final.loc[16].to_numpy(), rtol=1e-12,
-                             err_msg="the printed row is final_table's projection column")
+  np.testing.assert_allclose(
+    table.loc[(16, "projection")].to_numpy(),
+    final.loc[16].to_numpy(),
+    rtol=1e-12,
+    err_msg="the printed row is final_table's projection column",
+  )

@@ -1,4 +1,5 @@
 """model.init: "lecun" is Flax's default, unchanged; "torch" is PyTorch nn.Linear's default."""
+
 import jax
 import numpy as np
 import pytest
@@ -6,15 +7,18 @@ import pytest
 from scaling_interference.models.mlp import MLPDef
 
 # hidden[0] kernel of MLPDef(5, 4, 2, depth=2) from key 3, computed before model.init existed.
-LECUN_HIDDEN0_KEY3 = np.array([
+LECUN_HIDDEN0_KEY3 = np.array(
+  [
     [-0.9484876, -0.77084565, -0.23757614, -0.45986995],
     [0.09225636, 0.52830166, 0.3618439, -0.89754033],
     [0.95823663, -0.53474784, -0.99696434, 0.19690084],
     [-0.0387601, 0.06914385, -0.01279311, 0.27576238],
     [0.31713426, 0.31048763, -0.4056942, 0.22270235],
-])
-LECUN_READOUT_KEY3 = np.array([[0.82730234, 1.1290028], [0.17941785, -0.7734069],
-                               [0.20210834, -0.41617265], [0.0123083, -0.28204882]])
+  ]
+)
+LECUN_READOUT_KEY3 = np.array(
+  [[0.82730234, 1.1290028], [0.17941785, -0.7734069], [0.20210834, -0.41617265], [0.0123083, -0.28204882]]
+)
 
 
 def test_lecun_is_unchanged():

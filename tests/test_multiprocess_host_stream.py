@@ -1,5 +1,6 @@
 """A token-file stream on two processes on 127.0.0.1, each reading only its rows of every batch: the same
 metrics as one process, and the pair resumes from a checkpoint's per-process iterator states bit for bit."""
+
 import os
 import shutil
 import subprocess
@@ -19,21 +20,40 @@ from scaling_interference.errors import WorkdirError
 from scaling_interference.problems import make_problem
 from scaling_interference.sweep.engine import process_row_order
 
-FLAGS = ["--config=configs/olmo_injection.py:demo", "--config.data.source=token_files",
-         "--config.data.vocab_size=64", "--config.data.seq_len=16", "--config.model.sizes=32/4/1",
-         "--config.sweep.seeds=0", "--config.train.steps=40", "--config.train.eval_every=10",
-         "--config.train.checkpoint_every=20", "--config.train.batch_size=32", "--config.train.steps_per_dispatch=10",
-         "--config.train.eval_examples_per_task=16"]
+FLAGS = [
+  "--config=configs/olmo_injection.py:demo",
+  "--config.data.source=token_files",
+  "--config.data.vocab_size=64",
+  "--config.data.seq_len=16",
+  "--config.model.sizes=32/4/1",
+  "--config.sweep.seeds=0",
+  "--config.train.steps=40",
+  "--config.train.eval_every=10",
+  "--config.train.checkpoint_every=20",
+  "--config.train.batch_size=32",
+  "--config.train.steps_per_dispatch=10",
+  "--config.train.eval_examples_per_task=16",
+]
 
 
 def launch(workdir, tokens, processes: int) -> list[str]:
   env, port = dict(os.environ, JAX_PLATFORMS="cpu"), free_port()
   flags = [f"--workdir={workdir}", *FLAGS, f"--config.data.paths={tokens}/*.npy"]
+
   def place(i):
     return [f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={i}"]
-  procs = [subprocess.Popen([sys.executable, "-m", "launch.train", *flags, *(place(i) if processes > 1 else [])],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(processes)]
+
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-m", "launch.train", *flags, *(place(i) if processes > 1 else [])],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(processes)
+  ]
   outputs = [p.communicate(timeout=300)[0] for p in procs]
   assert [p.returncode for p in procs] == [0] * processes, outputs
   return outputs
@@ -47,14 +67,19 @@ def test_two_processes_read_a_token_file_stream_like_one_and_resume(tmp_path):
   launch(two, tokens, 2)
   a, b = si.load_run(one).metrics, si.load_run(two).metrics
   assert len(a) > 0
-  pd.testing.assert_frame_equal(b, a, check_exact=False, rtol=1e-5, obj="metrics of 2 processes vs 1 (their global "
-                                "batches must be the same rows)")
+  pd.testing.assert_frame_equal(
+    b, a, check_exact=False, rtol=1e-5, obj="metrics of 2 processes vs 1 (their global batches must be the same rows)"
+  )
   shutil.copytree(two, resumed)
   shutil.rmtree(os.path.join(resumed, "checkpoints", "40"))  # as if both were killed after the step-20 checkpoint
   outputs = launch(resumed, tokens, 2)
   assert "resuming" in outputs[0] and "from step 20" in outputs[0], outputs[0]
-  pd.testing.assert_frame_equal(si.load_run(resumed).metrics, b, check_exact=True,
-                                obj="metrics of the resumed pair vs the uninterrupted pair (other batches after step 20?)")
+  pd.testing.assert_frame_equal(
+    si.load_run(resumed).metrics,
+    b,
+    check_exact=True,
+    obj="metrics of the resumed pair vs the uninterrupted pair (other batches after step 20?)",
+  )
 
 
 def test_one_process_reads_the_checkpoint_of_two_as_one_stream(tmp_path):
@@ -63,8 +88,10 @@ def test_one_process_reads_the_checkpoint_of_two_as_one_stream(tmp_path):
   config = tiny_lm()
   config.data.update(source="token_files", paths=(str(tmp_path / "tokens" / "*.npy"),))
   alone, pair = make_problem(config), make_problem(config)
-  shards = [make_host_iterator(config.data, config.train.batch_size, config.data.seq_len, config.train.data_seed,
-                               (i, 2)) for i in range(2)]
+  shards = [
+    make_host_iterator(config.data, config.train.batch_size, config.data.seq_len, config.train.data_seed, (i, 2))
+    for i in range(2)
+  ]
   for _ in range(5):
     alone.stream.next()
     for shard in shards:
@@ -78,9 +105,9 @@ def test_rows_of_processes_interleaved_in_the_mesh_come_back_in_process_order():
   devices = [types.SimpleNamespace(process_index=p) for p in (1, 0, 0, 1, 1, 0)]  # mesh order, 3 devices each
   global_B, per_device = np.arange(12), 2  # process p's rows: [6p, 6p + 6)
   blocks_B = np.empty(12, int)  # as jax.make_array_from_process_local_data lays them out: a process's rows fill
-  for p in (0, 1):              # its devices' blocks in mesh order
+  for p in (0, 1):  # its devices' blocks in mesh order
     for i, k in enumerate(k for k, d in enumerate(devices) if d.process_index == p):
-      blocks_B[k * per_device:(k + 1) * per_device] = global_B[6 * p + i * per_device:6 * p + (i + 1) * per_device]
+      blocks_B[k * per_device : (k + 1) * per_device] = global_B[6 * p + i * per_device : 6 * p + (i + 1) * per_device]
   np.testing.assert_array_equal(blocks_B[process_row_order(devices, 12)], global_B)
   assert process_row_order(sorted(devices, key=lambda d: d.process_index), 12) is None, "process order: no gather"
 

@@ -1,5 +1,6 @@
 """Two CPU processes on 127.0.0.1 join through distributed.initialize and gather each other's index:
 with explicit flags, and as a faked SLURM step that JAX's own SLURM detection joins."""
+
 import os
 import socket
 import subprocess
@@ -20,8 +21,10 @@ gathered = multihost_utils.process_allgather(index).tolist()
 print("gathered", gathered, "count", count, "primary", distributed.is_primary(),
       "gpus", jax.config.read("jax_cuda_visible_devices"))
 """
-needs_gloo = pytest.mark.skipif(not hasattr(_jax, "make_gloo_tcp_collectives"),
-                                reason="this jaxlib has no gloo CPU collectives, so CPU processes cannot gather")
+needs_gloo = pytest.mark.skipif(
+  not hasattr(_jax, "make_gloo_tcp_collectives"),
+  reason="this jaxlib has no gloo CPU collectives, so CPU processes cannot gather",
+)
 
 
 def free_port() -> int:
@@ -32,8 +35,17 @@ def free_port() -> int:
 
 def run_two(args, envs) -> list[str]:
   """Runs CHILD as two processes (args and environment per process); their stdout, once both exit 0."""
-  children = [subprocess.Popen([sys.executable, "-c", CHILD, *a], cwd=ROOT, env={**os.environ, **e}, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for a, e in zip(args, envs, strict=True)]
+  children = [
+    subprocess.Popen(
+      [sys.executable, "-c", CHILD, *a],
+      cwd=ROOT,
+      env={**os.environ, **e},
+      text=True,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+    )
+    for a, e in zip(args, envs, strict=True)
+  ]
   try:
     outputs = [child.communicate(timeout=60) for child in children]
   finally:
@@ -56,8 +68,14 @@ def test_two_processes_gather_their_indices():
 @pytest.mark.parametrize("nodes,gpus", [(1, ["0", "1"]), (2, ["all", "all"])])
 def test_jax_joins_a_slurm_step(nodes, gpus):
   """Two tasks on one node drive GPUs 0 and 1; one task on each of two nodes drives every GPU it sees."""
-  step = {"JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_PORT": str(free_port()), "SLURM_JOB_ID": "77",
-          "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_NTASKS": "2", "SLURM_STEP_NUM_NODES": str(nodes)}
+  step = {
+    "JAX_PLATFORMS": "cpu",
+    "JAX_COORDINATOR_PORT": str(free_port()),
+    "SLURM_JOB_ID": "77",
+    "SLURM_STEP_NODELIST": "127.0.0.1",
+    "SLURM_NTASKS": "2",
+    "SLURM_STEP_NUM_NODES": str(nodes),
+  }
   envs = [{**step, "SLURM_PROCID": str(i), "SLURM_LOCALID": str(i if nodes == 1 else 0)} for i in range(2)]
   outputs = run_two([[], []], envs)
   for i, out in enumerate(outputs):

@@ -1,5 +1,6 @@
 """Two processes on 127.0.0.1: SIGTERM to one of them stops both at one step with one checkpoint, and the
 resumed pair ends bit for bit like an uninterrupted pair; a corrupt latest checkpoint is set aside once."""
+
 import os
 import shutil
 import signal
@@ -10,18 +11,42 @@ from conftest import metrics_text
 from test_multiprocess_train import ROOT, free_port
 from test_resume import wait_for_checkpoint
 
-FLAGS = ["--config=configs/regression.py:demo", "--config.task.num_tasks=4", "--config.model.widths=4,8",
-         "--config.sweep.seeds=0,1", "--config.train.steps=3000", "--config.train.eval_every=100",
-         "--config.train.checkpoint_every=500", "--config.train.steps_per_dispatch=10",
-         "--config.train.batch_size=64", "--config.train.eval_examples_per_task=32"]
+FLAGS = [
+  "--config=configs/regression.py:demo",
+  "--config.task.num_tasks=4",
+  "--config.model.widths=4,8",
+  "--config.sweep.seeds=0,1",
+  "--config.train.steps=3000",
+  "--config.train.eval_every=100",
+  "--config.train.checkpoint_every=500",
+  "--config.train.steps_per_dispatch=10",
+  "--config.train.batch_size=64",
+  "--config.train.eval_examples_per_task=32",
+]
 
 
 def launch_pair(workdir, flags=tuple(FLAGS)):
   port, env = free_port(), dict(os.environ, JAX_PLATFORMS="cpu")
-  return [subprocess.Popen([sys.executable, "-m", "launch.train", f"--workdir={workdir}", *flags,
-                            f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
-                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-          for i in range(2)]
+  return [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "launch.train",
+        f"--workdir={workdir}",
+        *flags,
+        f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2",
+        f"--process_id={i}",
+      ],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
 
 
 def finish(procs) -> list[str]:
@@ -47,6 +72,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
 
 def test_a_corrupt_latest_checkpoint_is_set_aside_once_and_both_resume_from_the_same_step(tmp_path):
   import glob
+
   full, damaged = str(tmp_path / "full"), str(tmp_path / "damaged")
   flags = [f for f in FLAGS if "steps=" not in f or "steps_per" in f] + ["--config.train.steps=1000"]
   finish(launch_pair(full, flags))

@@ -1,4 +1,5 @@
 """analysis/explore.ipynb runs top to bottom, headless, on a small injection run given by SI_WORKDIR."""
+
 import json
 import os
 
@@ -28,10 +29,16 @@ def test_notebook_runs_on_a_small_run(injection_workdir, tmp_path, monkeypatch):
   monkeypatch.setenv("SI_OUT", str(tmp_path / "out"))
   monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
   nb = nbformat.read(NOTEBOOK, as_version=4)
-  client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                   resources={"metadata": {"path": os.path.join(ROOT, "analysis")}})
+  client = nbclient.NotebookClient(
+    nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": os.path.join(ROOT, "analysis")}}
+  )
   client.execute()
-  images = sum(1 for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
-               if "image/png" in out.get("data", {}))
+  images = sum(
+    1
+    for cell in nb.cells
+    if cell.cell_type == "code"
+    for out in cell.get("outputs", [])
+    if "image/png" in out.get("data", {})
+  )
   assert images >= 6, f"the notebook drew {images} figures"
   assert os.path.exists(tmp_path / "out" / "index.html")

@@ -1,4 +1,5 @@
 """The OLMo decoder against independent references: numpy norms and losses, causality, RoPE algebra, muP."""
+
 import functools
 
 import jax
@@ -65,11 +66,16 @@ def test_init_is_truncated_normal_std_002(params):
 def test_logits_do_not_depend_on_future_tokens(params, tokens):
   logits = logits_of(tiny(), params, tokens)
   for t in range(L - 1):
-    changed = tokens.at[:, t + 1:].set((tokens[:, t + 1:] + 1) % V)
+    changed = tokens.at[:, t + 1 :].set((tokens[:, t + 1 :] + 1) % V)
     other = logits_of(tiny(), params, changed)
-    np.testing.assert_allclose(other[:, :t + 1], logits[:, :t + 1], rtol=0, atol=1e-6,
-                               err_msg=f"position <= {t} sees a later token: the causal mask is broken")
-    assert np.abs(other[:, t + 1:] - logits[:, t + 1:]).max() > 1e-4
+    np.testing.assert_allclose(
+      other[:, : t + 1],
+      logits[:, : t + 1],
+      rtol=0,
+      atol=1e-6,
+      err_msg=f"position <= {t} sees a later token: the causal mask is broken",
+    )
+    assert np.abs(other[:, t + 1 :] - logits[:, t + 1 :]).max() > 1e-4
 
 
 def test_rotary_matches_complex_rotation():
@@ -110,8 +116,13 @@ def test_untied_readout_has_its_own_matrix(params, tokens):
   assert shapes["unembed"].shape == (D, V)
   assert count(shapes) == model.n_params == tiny().n_params + D * V
   as_tied = {**params, "unembed": params["embedding"].T}
-  np.testing.assert_allclose(logits_of(model, as_tied, tokens), logits_of(tiny(), params, tokens), rtol=1e-5,
-                             atol=1e-6, err_msg="an unembedding equal to the embedding's transpose must match tying")
+  np.testing.assert_allclose(
+    logits_of(model, as_tied, tokens),
+    logits_of(tiny(), params, tokens),
+    rtol=1e-5,
+    atol=1e-6,
+    err_msg="an unembedding equal to the embedding's transpose must match tying",
+  )
   other = {**params, "unembed": jax.random.normal(jax.random.key(4), (D, V))}
   x = rms_norm(np.asarray(streams_of(tiny(), params, tokens)[-1]), np.asarray(params["final_norm"]["scale"]))
   np.testing.assert_allclose(logits_of(model, other, tokens), x @ np.asarray(other["unembed"]), rtol=1e-4, atol=1e-4)
@@ -128,7 +139,7 @@ def test_lm_loss_matches_numpy():
   lse = top + np.log(np.exp(logits - top[..., None]).sum(-1))
   target_logit = np.take_along_axis(logits, targets[..., None], -1)[..., 0]
   np.testing.assert_allclose(ce, (lse - target_logit) * weights, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(z, 1e-4 * lse ** 2 * weights, rtol=1e-5, atol=1e-9)
+  np.testing.assert_allclose(z, 1e-4 * lse**2 * weights, rtol=1e-5, atol=1e-9)
 
 
 def test_bf16_compute_returns_float32_logits_close_to_float32(params, tokens):
@@ -145,6 +156,7 @@ def test_remat_gives_identical_outputs_and_gradients(params, tokens):
     def loss(p):
       ce, z = lm_loss(model.apply(p, tokens[:, :-1]), tokens[:, 1:], jnp.ones((2, L - 1)))
       return (ce + z).mean()
+
     return jax.jit(jax.value_and_grad(loss))(one_block)
 
   jaxpr = str(jax.make_jaxpr(tiny(n_layers=1, remat=True).apply)(one_block, tokens))
@@ -182,7 +194,7 @@ def test_mup_lr_scales_per_leaf():
   assert sorted(jax.tree.leaves(scales)).count(0.25) == 7 * model.n_layers
   assert set(jax.tree.leaves(tiny().mup_lr_scales(jax.eval_shape(tiny().init, jax.random.key(0))))) == {1.0}
   assert model.attn_scale == 1 / 32 and model.logit_scale == 0.25
-  assert tiny(d_model=128).attn_scale == 1 / 32 ** 0.5
+  assert tiny(d_model=128).attn_scale == 1 / 32**0.5
 
 
 def test_mup_hidden_init_shrinks_with_width():

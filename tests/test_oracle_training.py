@@ -1,4 +1,5 @@
 """Science that must hold: trained two-layer linear members reach the analytic rank-N optimum."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,8 +28,10 @@ def test_linear_members_reach_the_oracle():
     best = oracle.oracle(family, group.model.width)
     total = oracle.population_total(family, map_IxO)
     assert abs(total / best.total_loss - 1) < 0.02, (
-        f"width {group.model.width}: trained loss {total:.5f} vs oracle {best.total_loss:.5f}")
-    learned = np.linalg.norm([map_IxO[4 * k:4 * k + 4, 4 * k:4 * k + 4] for k in range(16)], axis=(1, 2))
+      f"width {group.model.width}: trained loss {total:.5f} vs oracle {best.total_loss:.5f}"
+    )
+    learned = np.linalg.norm([map_IxO[4 * k : 4 * k + 4, 4 * k : 4 * k + 4] for k in range(16)], axis=(1, 2))
     signal = learned / np.linalg.norm(family.w_star_KxYxD, axis=(1, 2))
-    np.testing.assert_allclose(signal, best.signal_K, atol=0.1,
-                               err_msg=f"width {group.model.width} kept other tasks than the oracle")
+    np.testing.assert_allclose(
+      signal, best.signal_K, atol=0.1, err_msg=f"width {group.model.width} kept other tasks than the oracle"
+    )

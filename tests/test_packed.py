@@ -1,6 +1,7 @@
 """Packed MLP members (train.pack): each equals the member trained alone, a stopped and resumed run
 equals an uninterrupted one, checkpoints keep the per-group layout, and the engine packs only what
 it may."""
+
 import os
 import signal
 
@@ -41,6 +42,7 @@ def trained_params(config, steps=30):
 def relative(a, b) -> float:
   def flat(tree):
     return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+
   return float(np.abs(flat(a) - flat(b)).max() / np.abs(flat(b)).max())
 
 

@@ -1,4 +1,5 @@
 """preview_data shows the first batches with injected examples marked and the schedule counts."""
+
 import re
 
 from configs import injection

@@ -1,4 +1,5 @@
 """Ridge probes vs least squares, decodable vs random features, task identity, MLP and LM probe tables."""
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -30,8 +31,11 @@ def test_embedded_feature_decodes_and_random_does_not():
   rng = np.random.default_rng(1)
   rep = rng.standard_normal((600, 12))
   embedded = rep @ rng.standard_normal((12, 1))
-  features = {"embedded": ("r2", embedded), "random": ("r2", rng.standard_normal((600, 1))),
-              "sign": ("accuracy", (embedded > 0).astype(float))}
+  features = {
+    "embedded": ("r2", embedded),
+    "random": ("r2", rng.standard_normal((600, 1))),
+    "sign": ("accuracy", (embedded > 0).astype(float)),
+  }
   scores = probes.feature_scores(rep, features, probes.split_labels(600))
   assert scores["embedded"][1] > 0.999
   assert abs(scores["random"][1]) < 0.1, "held-out R^2 of an independent feature is about 0"
@@ -71,8 +75,9 @@ def tiny_language_config():
   config.inject.compare = ml_collections.ConfigDict(dict(task=1, kind="per_batch", count=16))
   config.model.sizes = ("32/4/1",)
   config.sweep.update(seeds=(0,), lrs=(1e-2,))
-  config.train.update(steps=200, batch_size=32, eval_every=100, checkpoint_every=200,
-                      steps_per_dispatch=100, eval_examples_per_task=32)
+  config.train.update(
+    steps=200, batch_size=32, eval_every=100, checkpoint_every=200, steps_per_dispatch=100, eval_examples_per_task=32
+  )
   return config
 
 
@@ -80,13 +85,13 @@ def test_probe_table_on_a_language_model_run(tmp_path):
   si.train(tiny_language_config(), str(tmp_path / "run"))
   run = si.load_run(str(tmp_path / "run"))
   table = probes.probe_table(run, 200)
-  assert list(table.columns) == ["step", "member", "width", "layer", "task", "feature", "metric", "value",
-                                 "decodable"]
+  assert list(table.columns) == ["step", "member", "width", "layer", "task", "feature", "metric", "value", "decodable"]
   assert set(table.layer) == {"embed", "block1"} and set(table.task) == {1}
   assert set(table.feature) == {"operand1", "operand2", "answer"}, "one token task: no task_id"
   value = table.set_index(["layer", "feature"]).value
-  assert value["embed", "operand1"] < 0.5 and value["embed", "operand2"] < 0.5, \
-      "the separator's embedding is the same in every example"
+  assert value["embed", "operand1"] < 0.5 and value["embed", "operand2"] < 0.5, (
+    "the separator's embedding is the same in every example"
+  )
   assert not table.set_index(["layer", "feature"]).decodable["embed", "answer"]
   assert value["block1", "answer"] > 0.9, "the trained model answers from the last block's stream"
   counts = probes.decodable_counts(table)

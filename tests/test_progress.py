@@ -1,5 +1,6 @@
 """Progress a researcher can see: si.train in a plain script or notebook prints the compile line and progress
 lines, between evals too."""
+
 import os
 import subprocess
 import sys
@@ -19,8 +20,14 @@ si.train(config, {workdir!r})
 
 def test_a_plain_script_shows_compilation_and_progress_between_evals(tmp_path):
   code = SCRIPT.format(tests=os.path.join(ROOT, "tests"), workdir=str(tmp_path / "run"))
-  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  result = subprocess.run(
+    [sys.executable, "-c", code],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   lines = [s for s in result.stderr.splitlines() if "scaling_interference" in s or "step " in s]
   assert any("compiling the training program (10 steps per dispatch)" in s for s in lines), result.stderr
@@ -31,10 +38,21 @@ def test_a_plain_script_shows_compilation_and_progress_between_evals(tmp_path):
 
 def test_the_command_line_honours_verbosity(tmp_path):
   def train(*flags):
-    cmd = [sys.executable, "-m", "launch.train", "--config=configs/regression.py:demo", "--config.train.steps=20",
-           "--config.train.eval_every=10", "--config.model.widths=4,", "--config.sweep.seeds=0,", *flags]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    cmd = [
+      sys.executable,
+      "-m",
+      "launch.train",
+      "--config=configs/regression.py:demo",
+      "--config.train.steps=20",
+      "--config.train.eval_every=10",
+      "--config.model.widths=4,",
+      "--config.sweep.seeds=0,",
+      *flags,
+    ]
+    return subprocess.run(
+      cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"}
+    )
+
   default = train(f"--workdir={tmp_path / 'a'}")
   quiet = train(f"--workdir={tmp_path / 'b'}", "--verbosity=-1")
   assert default.returncode == quiet.returncode == 0, default.stderr + quiet.stderr

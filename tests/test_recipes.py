@@ -1,4 +1,5 @@
 """Recipes that check themselves: Expect measured on runs with known numbers, and every stated EXPECTED."""
+
 import importlib
 import subprocess
 import sys
@@ -19,9 +20,14 @@ def test_an_expectation_holds_within_its_tolerance_and_fails_outside_it():
   assert measure(run, Expect("signal", 0.5, tol=0, task=0, width=16)) == pytest.approx(0.5)
   assert measure(run, Expect("signal", 0, tol=0, width=128, count_above=0.9)) == 2
   assert measure(run, Expect("signal", 0, tol=0, width=16, count_above=0.9)) == 0
-  verdicts = check(run, [Expect("signal", 0.52, tol=0.05, task=0, width=16),
-                         Expect("signal", 0.6, tol=0.05, task=0, width=16),
-                         Expect("loss", 1.0, tol=1e-6, task=2, step=100)])
+  verdicts = check(
+    run,
+    [
+      Expect("signal", 0.52, tol=0.05, task=0, width=16),
+      Expect("signal", 0.6, tol=0.05, task=0, width=16),
+      Expect("loss", 1.0, tol=1e-6, task=2, step=100),
+    ],
+  )
   assert verdicts.holds.tolist() == [True, False, True]
   assert verdicts.expectation[0] == "signal of task 0, width 16, step last"
 
@@ -47,15 +53,27 @@ def test_every_stated_expectation_names_a_preset_that_builds(name):
 
 
 def test_an_unknown_recipe_is_one_line():
-  result = subprocess.run([sys.executable, "-m", "launch.check_recipes", "--recipes=regression:paper"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+  result = subprocess.run(
+    [sys.executable, "-m", "launch.check_recipes", "--recipes=regression:paper"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 2
-  assert result.stderr.strip().splitlines()[-1].startswith(
-      "error: --recipes: regression:paper state no EXPECTED results; choose from "), result.stderr
+  assert (
+    result.stderr.strip()
+    .splitlines()[-1]
+    .startswith("error: --recipes: regression:paper state no EXPECTED results; choose from ")
+  ), result.stderr
 
 
-PRESETS = {"regression": ("demo", "paper"), "sparse_parity": ("demo", "paper", "reference"),
-           "injection": ("demo", "rates", "paper"), "olmo_injection": ("demo", "rare", "complexity", "rates", "paper")}
+PRESETS = {
+  "regression": ("demo", "paper"),
+  "sparse_parity": ("demo", "paper", "reference"),
+  "injection": ("demo", "rates", "paper"),
+  "olmo_injection": ("demo", "rare", "complexity", "rates", "paper"),
+}
 
 
 @pytest.mark.parametrize("name,preset", [(n, p) for n, presets in PRESETS.items() for p in presets])
@@ -63,6 +81,7 @@ def test_every_preset_builds(name, preset):
   """Every preset passes validation and builds its problem and members (token files swapped for the
   synthetic language of the same vocabulary: the files are the user's)."""
   from scaling_interference.sweep.build import build
+
   config = importlib.import_module(f"configs.{name}").get_config(preset)
   if config.get("data") and config.data.source == "token_files":
     config.data.source = "synthetic"

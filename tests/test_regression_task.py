@@ -1,4 +1,5 @@
 """The regression family against numpy recomputations of its definition."""
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -13,8 +14,18 @@ from scaling_interference.tasks.regression import Regression, participation_rati
 
 
 def _config(**overrides):
-  fields = dict(family="regression", num_tasks=3, input_dim=5, output_dim=4, alpha=1.0,
-                beta=(0.0, 1.0, 2.0), scales=(1.0, 2.0, 0.5), noise=0.0, frequencies=(), seed=0)
+  fields = dict(
+    family="regression",
+    num_tasks=3,
+    input_dim=5,
+    output_dim=4,
+    alpha=1.0,
+    beta=(0.0, 1.0, 2.0),
+    scales=(1.0, 2.0, 0.5),
+    noise=0.0,
+    frequencies=(),
+    seed=0,
+  )
   fields.update(overrides)
   return ml_collections.ConfigDict(fields)
 
@@ -42,14 +53,13 @@ def test_bases_are_orthonormal():
   family = Regression(_config())
   for basis in (family.u_KxYxR, family.v_KxDxR):
     gram_KxRxR = np.einsum("knr,kns->krs", basis, basis)
-    np.testing.assert_allclose(gram_KxRxR, np.broadcast_to(np.eye(4), gram_KxRxR.shape),
-                               atol=1e-12)
+    np.testing.assert_allclose(gram_KxRxR, np.broadcast_to(np.eye(4), gram_KxRxR.shape), atol=1e-12)
 
 
 def test_w_star_has_configured_singular_values():
   family = Regression(_config())
   i_R = np.arange(1, 5.0)
-  expected_KxR = np.stack([1.0 * i_R ** 0.0, 2.0 * i_R ** -1.0, 0.5 * i_R ** -2.0])
+  expected_KxR = np.stack([1.0 * i_R**0.0, 2.0 * i_R**-1.0, 0.5 * i_R**-2.0])
   np.testing.assert_allclose(family.singular_values_KxR, expected_KxR)
   svd_KxR = np.linalg.svd(family.w_star_KxYxD, compute_uv=False)
   np.testing.assert_allclose(svd_KxR, expected_KxR, rtol=1e-12)
@@ -64,7 +74,7 @@ def test_complexity_is_participation_ratio():
   family = Regression(_config())
   # beta = 0: all 4 directions equal; beta = 2: energies 1, 1/16, 1/81, 1/256.
   e_R = np.arange(1, 5.0) ** -4
-  np.testing.assert_allclose(family.complexities[[0, 2]], [4.0, e_R.sum() ** 2 / (e_R ** 2).sum()])
+  np.testing.assert_allclose(family.complexities[[0, 2]], [4.0, e_R.sum() ** 2 / (e_R**2).sum()])
   assert family.complexities[0] > family.complexities[1] > family.complexities[2]
   np.testing.assert_allclose(participation_ratio(np.ones((1, 7))), [7.0])
 
@@ -79,8 +89,7 @@ def test_sample_places_input_and_target_in_the_task_block():
     others = np.arange(3) != k
     assert np.all(x_BxKxD[b, others] == 0) and np.all(y_BxKxY[b, others] == 0)
     assert np.all(x_BxKxD[b, k] != 0)
-    np.testing.assert_allclose(y_BxKxY[b, k], family.w_star_KxYxD[k] @ x_BxKxD[b, k],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y_BxKxY[b, k], family.w_star_KxYxD[k] @ x_BxKxD[b, k], rtol=1e-5, atol=1e-6)
 
 
 def test_sample_is_a_pure_function_of_key_and_vmaps():
@@ -134,7 +143,9 @@ def test_signal_from_map_reads_only_the_diagonal_blocks():
   np.testing.assert_allclose(signal_K, [1.0, 0.5, 1.0], rtol=1e-6)
 
 
-@pytest.mark.parametrize("overrides, match", [
+@pytest.mark.parametrize(
+  "overrides, match",
+  [
     (dict(alpha=-1.0), r"task\.alpha: must be a finite number >= 0, got -1\.0"),
     (dict(num_tasks=0), r"task\.num_tasks: must be an integer >= 1, got 0"),
     (dict(frequencies=(0.5, 0.4, 0.2)), r"task\.frequencies: must sum to 1, got sum 1\.1"),
@@ -149,7 +160,8 @@ def test_signal_from_map_reads_only_the_diagonal_blocks():
     (dict(scales=(1.0, 0.0, 1.0)), r"task\.scales: entries must be finite numbers > 0"),
     (dict(noise=-0.1), r"task\.noise: must be a finite number >= 0, got -0\.1"),
     (dict(seed=-1), r"task\.seed: must be an integer >= 0, got -1"),
-])
+  ],
+)
 def test_config_errors_name_the_field(overrides, match):
   with pytest.raises(ConfigError, match=match):
     make_family(_config(**overrides))
@@ -158,8 +170,10 @@ def test_config_errors_name_the_field(overrides, match):
 def test_projection_credits_only_the_part_along_the_target():
   family = Regression(_config())
   target_IxO = family.target_map()
+
   def norm(map_IxO):
     return np.asarray(family.signal(jnp.arange(3), jnp.zeros(3), None, as_fn(map_IxO)))
+
   np.testing.assert_allclose(family.projection(target_IxO), np.ones(3), rtol=1e-12)
   np.testing.assert_allclose(family.projection(-target_IxO), -np.ones(3), rtol=1e-12)
   for c in (-2.0, -1.0, -0.5, 0.5, 1.0, 2.0):
@@ -183,9 +197,13 @@ def test_an_unrelated_map_of_the_targets_size_projects_to_about_zero():
   noise_KxYxD *= (np.linalg.norm(w_KxYxD, axis=(1, 2)) / np.linalg.norm(noise_KxYxD, axis=(1, 2)))[:, None, None]
   unrelated_IxO = np.zeros((3 * 64, 3 * 64))
   for k in range(3):
-    unrelated_IxO[k * 64:(k + 1) * 64, k * 64:(k + 1) * 64] = noise_KxYxD[k].T
-  np.testing.assert_allclose(family.signal(jnp.arange(3), jnp.zeros(3), None, as_fn(unrelated_IxO)), 1.0, rtol=1e-5,
-                             err_msg="the norm signal credits any block of the target's size")
+    unrelated_IxO[k * 64 : (k + 1) * 64, k * 64 : (k + 1) * 64] = noise_KxYxD[k].T
+  np.testing.assert_allclose(
+    family.signal(jnp.arange(3), jnp.zeros(3), None, as_fn(unrelated_IxO)),
+    1.0,
+    rtol=1e-5,
+    err_msg="the norm signal credits any block of the target's size",
+  )
   assert np.abs(family.projection(unrelated_IxO)).max() < 0.1, "random: about 1 / 64 standard deviation"
 
 

@@ -1,6 +1,7 @@
 """The replay of training windows: it reproduces training, its split update sums to optax's update,
 its attribution closes and agrees with a float64 closed-form recomputation, and a counterfactual that
 removes nothing is the plain replay."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -112,9 +113,9 @@ def _float64_attribution(run, rp, window, member: int):
   lr, (b1, b2) = float(state["opt_state"].hyperparams["learning_rate"]), (train.b1, train.b2)
   k, d, m = 4, family.task_input_dim, family.task_output_dim
   e_k = np.zeros((d, family.input_dim))  # x = z e_k for task k's examples
-  e_k[:, k * d:(k + 1) * d] = np.eye(d)
+  e_k[:, k * d : (k + 1) * d] = np.eye(d)
   t_k = np.zeros((d, family.output_dim))
-  t_k[:, k * m:(k + 1) * m] = family.w_star_KxYxD[k].T
+  t_k[:, k * m : (k + 1) * m] = family.w_star_KxYxD[k].T
 
   def pop_grad(w1, w2):
     r = e_k @ w1 @ w2 - t_k
@@ -133,8 +134,8 @@ def _float64_attribution(run, rp, window, member: int):
     g = [sum(parts) for parts in zip(*class_grads(w1, w2, jax.device_get(run.problem.batch(step))), strict=True)]
     count += 1
     mu = [b1 * a + (1 - b1) * b for a, b in zip(mu, g, strict=True)]
-    nu = [b2 * a + (1 - b2) * b ** 2 for a, b in zip(nu, g, strict=True)]
-    u = [-lr * (a / (1 - b1 ** count)) / (np.sqrt(v / (1 - b2 ** count)) + 1e-8) for a, v in zip(mu, nu, strict=True)]
+    nu = [b2 * a + (1 - b2) * b**2 for a, b in zip(nu, g, strict=True)]
+    u = [-lr * (a / (1 - b1**count)) / (np.sqrt(v / (1 - b2**count)) + 1e-8) for a, v in zip(mu, nu, strict=True)]
     w1, w2 = w1 + u[0], w2 + u[1]
   buffers = [[np.zeros_like(w1), np.zeros_like(w2)] for _ in rp.classes.names] + [list(mu)]
   attributed = np.zeros(len(buffers))
@@ -142,11 +143,14 @@ def _float64_attribution(run, rp, window, member: int):
     g_C = class_grads(w1, w2, jax.device_get(run.problem.batch(step)))
     g = [sum(parts) for parts in zip(*g_C, strict=True)]
     count += 1
-    nu = [b2 * a + (1 - b2) * b ** 2 for a, b in zip(nu, g, strict=True)]
-    buffers = [[b1 * a + (1 - b1) * b for a, b in zip(buf, gc, strict=True)] for buf, gc in zip(buffers[:-1], g_C, strict=True)] + [
-        [b1 * a for a in buffers[-1]]]
-    terms = [[-lr * (a / (1 - b1 ** count)) / (np.sqrt(v / (1 - b2 ** count)) + 1e-8) for a, v in zip(buf, nu, strict=True)]
-             for buf in buffers]
+    nu = [b2 * a + (1 - b2) * b**2 for a, b in zip(nu, g, strict=True)]
+    buffers = [
+      [b1 * a + (1 - b1) * b for a, b in zip(buf, gc, strict=True)] for buf, gc in zip(buffers[:-1], g_C, strict=True)
+    ] + [[b1 * a for a in buffers[-1]]]
+    terms = [
+      [-lr * (a / (1 - b1**count)) / (np.sqrt(v / (1 - b2**count)) + 1e-8) for a, v in zip(buf, nu, strict=True)]
+      for buf in buffers
+    ]
     before = pop_grad(w1, w2)
     w1, w2 = w1 + sum(t[0] for t in terms), w2 + sum(t[1] for t in terms)
     after = pop_grad(w1, w2)
@@ -169,17 +173,25 @@ def test_attribution_agrees_with_a_float64_closed_form_recomputation(event_run):
     assert np.sign(replayed_U[own]) == np.sign(expected_U[own])
 
 
-@pytest.mark.parametrize("train", [
-    dict(optimizer="adam"), dict(optimizer="adamw", weight_decay=0.1, grad_clip=0.05),
-    dict(optimizer="sgd"), dict(optimizer="sgd", momentum=0.9, grad_clip=0.05)])
+@pytest.mark.parametrize(
+  "train",
+  [
+    dict(optimizer="adam"),
+    dict(optimizer="adamw", weight_decay=0.1, grad_clip=0.05),
+    dict(optimizer="sgd"),
+    dict(optimizer="sgd", momentum=0.9, grad_clip=0.05),
+  ],
+)
 def test_split_update_sums_to_optax(train):
   config = small_injection()
   config.train.update(**train)
   params = {"w": jax.random.normal(jax.random.key(0), (3, 4)), "b": jax.random.normal(jax.random.key(1), (4,))}
   opt = member_optimizer(config.train)(learning_rate=0.03)
   state = opt.init(params)
+
   def grad(key):
     return jax.tree.map(lambda p: jax.random.normal(key, p.shape), params)
+
   for s in range(3):  # some history in the moments
     _, state = opt.update(grad(jax.random.key(10 + s)), state, params)
   buffers = initial_buffers(state, params, num_classes=3)
@@ -196,8 +208,10 @@ def test_compiled_class_jacobians_match_a_float64_closed_form():
   """The replay's jit(jacrev) of per-class losses, on the pattern jax 0.10.2 miscompiles on CPU (42% off;
   jax issue 39103, so setup.cfg excludes it): J_c = w_c * s + sum_d w_c x with s = sum_d x."""
   x_NxD, w_NDxC = jax.random.normal(jax.random.key(0), (448, 32)), jax.random.normal(jax.random.key(1), (448 * 32, 4))
+
   def f(x):
     return (x * x.sum(-1, keepdims=True)).reshape(-1) @ w_NDxC
+
   x, w_CxNxD = np.asarray(x_NxD, np.float64), np.asarray(w_NDxC, np.float64).T.reshape(4, 448, 32)
   exact = w_CxNxD * x.sum(-1)[None, :, None] + (w_CxNxD * x[None]).sum(-1, keepdims=True)
   np.testing.assert_allclose(jax.jit(jax.jacrev(f))(x_NxD), exact, rtol=1e-5, atol=1e-5 * np.abs(exact).max())
@@ -207,7 +221,9 @@ def test_language_model_replay_reproduces_training(tmp_path):
   """Three members in one group (two vmapped axes in the class jacobian, members and classes)."""
   config = tiny_lm()
   config.inject.add = dict(task=1, kind="every", count=4, every=5, offset=0)
-  config.sweep.update(seeds=(0, 1, 2), lrs=(1e-3,))  # steps small enough for the trapezoid rule on a transformer early in training
+  config.sweep.update(
+    seeds=(0, 1, 2), lrs=(1e-3,)
+  )  # steps small enough for the trapezoid rule on a transformer early in training
   config.train.update(steps=20, eval_every=5, checkpoint_every=10)
   si.train(config, str(tmp_path / "lm"))
   run = si.load_run(str(tmp_path / "lm"))
@@ -226,6 +242,7 @@ def test_windows_after_a_step(event_run):
 def test_host_stream_replay_reads_the_checkpoints_iterator_state(tmp_path):
   """A token-file run: the window after the step-20 checkpoint replays from that checkpoint's iterator position."""
   from test_language import write_token_files
+
   write_token_files(str(tmp_path / "tokens"))
   config = tiny_lm()
   config.data.update(source="token_files", paths=(str(tmp_path / "tokens" / "*.npy"),), vocab_size=64)
@@ -245,6 +262,7 @@ def test_host_stream_replay_reads_the_checkpoints_iterator_state(tmp_path):
 
 def test_bad_replay_options_are_named(event_run):
   from scaling_interference.analysis import replay_tables
+
   with pytest.raises(ValueError, match=r"replay options: unknown \['window'\]; choose from"):
     replay_tables.replay_table(event_run, window=3)
   with pytest.raises(ValueError, match=r"by: must be one of \['class', 'task'\], got 'tasks'"):

@@ -1,5 +1,6 @@
 """The report on a small injection run: index.html names every claim, figures are PNGs, tables match
 their documentation, and the cache makes a second build compute nothing."""
+
 import dataclasses
 import io
 import os
@@ -41,9 +42,17 @@ def test_index_names_every_claim_and_shows_figures(built):
   assert len(full.claims) == len(claims.CLAIMS)
   assert set(full.claims.status) <= {claims.HELD, claims.NOT_HELD, claims.NOT_MEASURABLE}
   figures = sorted(os.listdir(os.path.join(out, "figures")))
-  for name in ("run-replay.png", "run-injection_signal.png", "run-final_signal.png", "run-loss_fits.png",
-               "run-emergence.png", "run-oracle.png", "run-retention.png", "run-event_average.png",
-               "run-injection_loss.png"):
+  for name in (
+    "run-replay.png",
+    "run-injection_signal.png",
+    "run-final_signal.png",
+    "run-loss_fits.png",
+    "run-emergence.png",
+    "run-oracle.png",
+    "run-retention.png",
+    "run-event_average.png",
+    "run-injection_loss.png",
+  ):
     assert name in figures, f"missing figure {name}; made {figures}"
   for name in figures:
     with open(os.path.join(out, "figures", name), "rb") as f:
@@ -63,8 +72,22 @@ def test_tables_have_the_documented_columns(built):
     assert set(documented) <= set(frame.columns), f"{name}.csv lacks {set(documented) - set(frame.columns)}"
     for column in frame.columns:
       assert f"| {column} |" in readme, f"README.md does not document {name}.{column}"
-  for name in ("signal", "events", "retention", "event_average", "final", "power_law", "emergence", "learned",
-               "oracle", "sizing", "replay", "replay_steps", "counterfactual", "claims"):
+  for name in (
+    "signal",
+    "events",
+    "retention",
+    "event_average",
+    "final",
+    "power_law",
+    "emergence",
+    "learned",
+    "oracle",
+    "sizing",
+    "replay",
+    "replay_steps",
+    "counterfactual",
+    "claims",
+  ):
     assert os.path.exists(os.path.join(folder, f"{name}.csv")), f"missing table {name}.csv"
 
 
@@ -84,8 +107,10 @@ def test_cache_computes_only_what_is_new(built, workdir):
 
 def test_table_options_are_part_of_the_cache_key(workdir, tmp_path):
   run = si.load_run(workdir)
+
   def path(table, events):
     return report.cache_path(epath.Path("out"), run, report.Job(0, table, None), {"replay": {"events": events}})
+
   assert path("replay", 2) != path("replay", 3), "other replay options: the replay is computed again"
   assert path("final", 2) == path("final", 3), "a table without options keeps its cached results"
   with pytest.raises(ValueError, match="options: unknown names"):
@@ -97,7 +122,9 @@ def test_probes_run_at_the_seeded_init(built, workdir):
   run = si.load_run(workdir)
   assert 0 not in run.steps(), "the run has no checkpoint 0: step 0 is the seeded init"
   state, (init, meta) = run.restore(0, group=0), run.restore_all(0)
-  for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(run.engine.init_states()[0]["params"]), strict=True):
+  for a, b in zip(
+    jax.tree.leaves(state["params"]), jax.tree.leaves(run.engine.init_states()[0]["params"]), strict=True
+  ):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert len(init) == len(run.groups) and meta == {"step": 0}
   counts = pd.read_csv(os.path.join(out, "tables", "decodable.csv"))
@@ -106,16 +133,34 @@ def test_probes_run_at_the_seeded_init(built, workdir):
 
 def fake_probes(monkeypatch, fail: bool) -> None:
   """Stand-in probe tables: trained wider members decode more features (1 at init), or a probe that raises."""
+
   def probe_table(run, step):
     if fail:
       raise RuntimeError("probe exploded")
-    rows = [dict(step=step, member=m.id, width=m.width, layer=0, task=t, feature="answer", metric="r2",
-                 value=m.width / 16, decodable=t < (m.width / 4 if step else 1))
-            for m in run.members.itertuples() for t in range(6)]
+    rows = [
+      dict(
+        step=step,
+        member=m.id,
+        width=m.width,
+        layer=0,
+        task=t,
+        feature="answer",
+        metric="r2",
+        value=m.width / 16,
+        decodable=t < (m.width / 4 if step else 1),
+      )
+      for m in run.members.itertuples()
+      for t in range(6)
+    ]
     return pd.DataFrame(rows)
+
   def decodable_counts(df):
-    return df.groupby(["step", "member", "width", "layer"], as_index=False).decodable.sum().rename(
-        columns={"decodable": "n_decodable"})
+    return (
+      df.groupby(["step", "member", "width", "layer"], as_index=False)
+      .decodable.sum()
+      .rename(columns={"decodable": "n_decodable"})
+    )
+
   fake_tables(monkeypatch, {"probes": probe_table, "decodable": decodable_counts})
 
 
@@ -129,6 +174,7 @@ def fake_tables(monkeypatch, fakes: dict) -> None:
 def test_a_replay_that_does_not_reproduce_training_is_a_failed_job(workdir, tmp_path, monkeypatch):
   def replay_fails(run, **options):
     raise ReplayError("the replay of window [1, 21) differs from training: the replay does not reproduce training")
+
   fake_tables(monkeypatch, dict.fromkeys(NO_REPLAY, replay_fails))
   result = report.build([workdir], str(tmp_path), steps="last", skip=STEP_TABLES + ("probes",), options=REPLAY)
   assert {j.table for j in result.failed} == set(NO_REPLAY)
@@ -164,16 +210,36 @@ def test_probe_claim_and_figure_from_a_working_table(workdir, tmp_path, monkeypa
 
 
 def retention_rows(retained_by_width: dict) -> pd.DataFrame:
-  return pd.DataFrame([dict(member=i, width=w, task=4, schedule="rare", kind="share", event_step=0, pre=0.0,
-                            peak=1.0, peak_step=10, steps_to_peak=10, half_life=np.nan, final=r, retained=r)
-                       for i, (w, r) in enumerate(retained_by_width.items())])
+  return pd.DataFrame(
+    [
+      dict(
+        member=i,
+        width=w,
+        task=4,
+        schedule="rare",
+        kind="share",
+        event_step=0,
+        pre=0.0,
+        peak=1.0,
+        peak_step=10,
+        steps_to_peak=10,
+        half_life=np.nan,
+        final=r,
+        retained=r,
+      )
+      for i, (w, r) in enumerate(retained_by_width.items())
+    ]
+  )
 
 
-@pytest.mark.parametrize("retained,status", [
+@pytest.mark.parametrize(
+  "retained,status",
+  [
     ({16: 0.01, 32: 0.05, 64: 0.9}, claims.HELD),
     ({16: 0.9, 32: 0.5, 64: 0.1}, claims.NOT_HELD),
     ({16: 0.01, 32: 0.02, 64: 0.03}, claims.NOT_HELD),
-])
+  ],
+)
 def test_injection_claim_verdicts(workdir, retained, status):
   result, evidence = claims.CLAIM_CHECKS[7]({"retention": retention_rows(retained)}, si.load_run(workdir))
   assert result == status, evidence

@@ -1,5 +1,6 @@
 """The report of a small regression sweep (the demo's family, no injection): no job fails and every figure
 whose tables the family has is drawn."""
+
 import os
 
 import pandas as pd
@@ -9,9 +10,16 @@ import scaling_interference as si
 from scaling_interference.analysis import report, tables
 
 # Every figure but the injection ones (replay, injection_signal, retention): the sweep injects no task.
-FIGURES = {"run-final_signal.png", "run-loss_fits.png", "run-emergence.png", "run-oracle.png",
-           "run-next_update_grad_norm.png", "run-next_update_overwrite.png", "run-owned_neurons.png",
-           "run-decodable.png"}
+FIGURES = {
+  "run-final_signal.png",
+  "run-loss_fits.png",
+  "run-emergence.png",
+  "run-oracle.png",
+  "run-next_update_grad_norm.png",
+  "run-next_update_overwrite.png",
+  "run-owned_neurons.png",
+  "run-decodable.png",
+}
 
 
 def test_a_regression_sweep_reports_every_table_and_figure(tmp_path):

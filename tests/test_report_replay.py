@@ -1,5 +1,6 @@
 """The report (its command line, short replay windows) on a run whose rare task comes in discrete events:
 the replay tables with their documented columns, the replay figure, and claims 3 and 4 judged from the replay."""
+
 import os
 import pathlib
 import subprocess
@@ -25,8 +26,17 @@ def out(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("events") / "run")
   si.train(config, workdir)
   out = str(tmp_path_factory.mktemp("report"))
-  cmd = [sys.executable, "-m", "analysis.run", f"--workdir={workdir}", f"--out={out}", "--steps=last",
-         f"--skip={SKIP}", "--replay_events=2", "--replay_steps=20"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "analysis.run",
+    f"--workdir={workdir}",
+    f"--out={out}",
+    "--steps=last",
+    f"--skip={SKIP}",
+    "--replay_events=2",
+    "--replay_steps=20",
+  ]
   result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0 and "(0 failed)" in result.stdout, result.stdout + result.stderr[-3000:]
   return out
@@ -37,8 +47,11 @@ def test_replay_tables_have_their_documented_columns(out, name):
   frame = pd.read_csv(os.path.join(out, "tables", f"{name}.csv"))
   assert len(frame) and set(tables.SPECS[name].columns) <= set(frame.columns), f"{name}.csv: {list(frame.columns)}"
   windows = frame.drop_duplicates("window")
-  assert list(zip(windows.schedule, windows.start, windows.stop, strict=True)) == [("rare", 5, 15), ("burst", 7, 27),
-                                                                      ("rare", 15, 25)], "2 events, at most 20 steps"
+  assert list(zip(windows.schedule, windows.start, windows.stop, strict=True)) == [
+    ("rare", 5, 15),
+    ("burst", 7, 27),
+    ("rare", 15, 25),
+  ], "2 events, at most 20 steps"
 
 
 def test_replay_reproduces_training_and_closes(out):
@@ -61,6 +74,7 @@ def test_claims_3_and_4_are_judged_from_the_replay(out):
   for number in (3, 4):
     status, evidence = verdicts.loc[number, "status"], verdicts.loc[number, "evidence"]
     assert status in (claims.HELD, claims.NOT_HELD), evidence
-    assert evidence.startswith("replay of 3 window(s) after injection events (burst at step(s) 7; rare at step(s) "
-                               "5, 15)"), evidence
+    assert evidence.startswith(
+      "replay of 3 window(s) after injection events (burst at step(s) 7; rare at step(s) 5, 15)"
+    ), evidence
   assert "signal_kept_by_removal" in verdicts.loc[4, "evidence"] and "dL_own" in verdicts.loc[4, "evidence"]

@@ -1,4 +1,5 @@
 """A run killed after a checkpoint and resumed ends with exactly the metrics and traces of an uninterrupted run."""
+
 import os
 import signal
 import subprocess
@@ -11,11 +12,22 @@ from conftest import metrics_text
 import scaling_interference as si
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OVERRIDES = ["--config.task.input_dim=2", "--config.task.output_dim=2", "--config.inject.burst.at=1700", "--config.inject.burst.count=16", "--config.inject.rare.count=8",
-             "--config.model.widths=4,8", "--config.sweep.seeds=0,1", "--config.train.steps=4000",
-             "--config.train.batch_size=64", "--config.train.eval_every=100",
-             "--config.train.checkpoint_every=500", "--config.train.steps_per_dispatch=20",
-             "--config.train.eval_examples_per_task=32", "--config.train.trace_every=10"]
+OVERRIDES = [
+  "--config.task.input_dim=2",
+  "--config.task.output_dim=2",
+  "--config.inject.burst.at=1700",
+  "--config.inject.burst.count=16",
+  "--config.inject.rare.count=8",
+  "--config.model.widths=4,8",
+  "--config.sweep.seeds=0,1",
+  "--config.train.steps=4000",
+  "--config.train.batch_size=64",
+  "--config.train.eval_every=100",
+  "--config.train.checkpoint_every=500",
+  "--config.train.steps_per_dispatch=20",
+  "--config.train.eval_examples_per_task=32",
+  "--config.train.trace_every=10",
+]
 
 
 def launch(workdir):
@@ -29,7 +41,9 @@ def wait_for_checkpoint(proc, directory, timeout=120):
     if os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory)):
       return
     time.sleep(0.02)
-  raise AssertionError(f"no checkpoint appeared in {directory}; process output:\n{proc.stdout.read() if proc.poll() is not None else ''}")
+  raise AssertionError(
+    f"no checkpoint appeared in {directory}; process output:\n{proc.stdout.read() if proc.poll() is not None else ''}"
+  )
 
 
 def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):

@@ -1,4 +1,5 @@
 """Retention: event statistics on synthetic trajectories with known spike and decay; a real injection run."""
+
 import os
 
 import numpy as np
@@ -54,8 +55,9 @@ def test_loss_measure_reads_a_fall_as_the_gain():
   assert second["retained"] == pytest.approx(1.0)
   step_N = np.arange(0, 50, 10)
   (row,) = retention.schedule_stats(step_N, np.array([2.0, 1.0, 0.5, 1.0, 1.25]), "share", np.array([0]), "loss")
-  assert row["peak"] == 0.5 and row["retained"] == pytest.approx((2.0 - 1.25) / (2.0 - 0.5)), \
-      "a continuous schedule's loss: the share of the largest fall kept, not final / peak"
+  assert row["peak"] == 0.5 and row["retained"] == pytest.approx((2.0 - 1.25) / (2.0 - 0.5)), (
+    "a continuous schedule's loss: the share of the largest fall kept, not final / peak"
+  )
 
 
 def periodic_loss(keep: float, events=(10, 20, 30, 40)):
@@ -65,8 +67,8 @@ def periodic_loss(keep: float, events=(10, 20, 30, 40)):
   loss_N = np.full(51, 2.0)
   level = 2.0
   for e in events:
-    loss_N[e + 1], loss_N[e + 2:e + 4] = level - 0.4, level - 0.8
-    loss_N[e + 4:e + 11] = level - 0.8 + (1 - keep) * 0.8 * np.arange(1, 8) / 7
+    loss_N[e + 1], loss_N[e + 2 : e + 4] = level - 0.4, level - 0.8
+    loss_N[e + 4 : e + 11] = level - 0.8 + (1 - keep) * 0.8 * np.arange(1, 8) / 7
     level = loss_N[e + 10]
   return step_N, loss_N
 
@@ -116,8 +118,10 @@ def test_event_average_on_a_real_run_is_the_change_since_the_event(injection_run
   assert list(average.columns) == retention.AVERAGE_COLUMNS
   assert set(average.schedule) == {"burst"}, "the share schedule is continuous: no event-triggered average"
   assert set(average.part) == {"all", "0-14"}, "the burst at step 7 is in the first quarter of 60 steps"
-  pd.testing.assert_frame_equal(average[average.part == "all"].drop(columns="part").reset_index(drop=True),
-                                average[average.part == "0-14"].drop(columns="part").reset_index(drop=True))
+  pd.testing.assert_frame_equal(
+    average[average.part == "all"].drop(columns="part").reset_index(drop=True),
+    average[average.part == "0-14"].drop(columns="part").reset_index(drop=True),
+  )
   average = average[average.part == "all"]
   best = retention.best_trajectories(retention.trace_frame(injection_run))
   for (member, measure), rows in average.groupby(["member", "measure"]):

@@ -1,4 +1,5 @@
 """Scaling tables on synthetic runs with known answers: power-law exponents, emergence widths, sizing."""
+
 import jax
 import ml_collections
 import numpy as np
@@ -17,11 +18,18 @@ def synthetic_run(loss_fn, signal_fn, frequencies, complexities=None, name="synt
   """A Run whose last eval has loss_fn(task, width) and signal_fn(task, width) for two seeds per width."""
   k = len(frequencies)
   complexities = [3.0] * k if complexities is None else complexities
-  members = pd.DataFrame([dict(id=i, group=i // 2, width=w, depth=1, seed=i % 2, lr=1e-3, n_params=w)
-                          for i, w in enumerate(np.repeat(WIDTHS, 2))])
+  members = pd.DataFrame(
+    [
+      dict(id=i, group=i // 2, width=w, depth=1, seed=i % 2, lr=1e-3, n_params=w)
+      for i, w in enumerate(np.repeat(WIDTHS, 2))
+    ]
+  )
   tasks = pd.DataFrame(dict(id=range(k), family="sparse_parity", frequency=frequencies, complexity=complexities))
-  rows = [dict(step=100, member=m.id, task=t, loss=loss_fn(t, m.width), accuracy=None, signal=signal_fn(t, m.width))
-          for m in members.itertuples() for t in range(k)]
+  rows = [
+    dict(step=100, member=m.id, task=t, loss=loss_fn(t, m.width), accuracy=None, signal=signal_fn(t, m.width))
+    for m in members.itertuples()
+    for t in range(k)
+  ]
   rows += [dict(step=100, member=m.id, task="all", loss=1.0, accuracy=None, signal=None) for m in members.itertuples()]
   config = ml_collections.ConfigDict(dict(task=dict(family="sparse_parity")))
   return Run(epath.Path(f"/runs/{name}"), config, members, tasks, pd.DataFrame(rows))
@@ -29,19 +37,21 @@ def synthetic_run(loss_fn, signal_fn, frequencies, complexities=None, name="synt
 
 def test_fit_recovers_a_known_power_law():
   width_N = np.array(WIDTHS, float)
-  fit = scaling.fit_power_law(width_N, 3.0 * width_N ** -0.7)
+  fit = scaling.fit_power_law(width_N, 3.0 * width_N**-0.7)
   assert fit["exponent"] == pytest.approx(0.7) and fit["prefactor"] == pytest.approx(3.0)
   assert fit["r2"] == pytest.approx(1.0) and fit["n"] == 5
-  noisy = 3.0 * width_N ** -0.7 * np.exp(np.random.default_rng(0).normal(0, 0.02, 5))
+  noisy = 3.0 * width_N**-0.7 * np.exp(np.random.default_rng(0).normal(0, 0.02, 5))
   assert scaling.fit_power_law(width_N, noisy)["exponent"] == pytest.approx(0.7, abs=0.05)
 
 
 def test_power_law_table_fits_each_task_and_skips_degenerate_ones():
   exponents = {0: 0.5, 1: 1.2}
+
   def loss(task, width):
     if task in exponents:
       return 2.0 * width ** -exponents[task]
     return 0.3 if task == 2 else (1.0 if width <= 16 else 0.0)  # task 2 flat, task 3: two positive widths
+
   table = scaling.power_law_table(synthetic_run(loss, lambda t, w: 0.0, [0.4, 0.3, 0.2, 0.1]))
   assert list(table.columns) == scaling.FIT_COLUMNS
   assert list(table.task) == [0, 1], "a flat loss and a loss positive at two widths are skipped"
@@ -52,8 +62,10 @@ def test_power_law_table_fits_each_task_and_skips_degenerate_ones():
 
 def emergence_run(name="synthetic"):
   """Task t is learned (signal 1) from width 8 * 2^t on; task 4 never."""
+
   def signal(task, width):
-    return 1.0 if task < 4 and width >= 8 * 2 ** task else 0.1
+    return 1.0 if task < 4 and width >= 8 * 2**task else 0.1
+
   return synthetic_run(lambda t, w: 1.0, signal, [0.5, 0.25, 0.15, 0.07, 0.03], [2.0, 2.0, 3.0, 3.0, 3.0], name)
 
 

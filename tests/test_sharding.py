@@ -1,4 +1,5 @@
 """Meshes: 8 simulated devices end with the metrics of 1 device; their checkpoints restore on 1 device."""
+
 import os
 import subprocess
 import sys
@@ -92,11 +93,20 @@ def test_fsdp_language_model_matches_one_device(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   subprocess.run([sys.executable, "-c", FSDP_SCRIPT, one], cwd=ROOT, env=env, check=True, timeout=300)
   env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-  out = subprocess.run([sys.executable, "-c", FSDP_SCRIPT, many, "fsdp"], cwd=ROOT, env=env, check=True, timeout=300,
-                       capture_output=True, text=True).stdout
+  out = subprocess.run(
+    [sys.executable, "-c", FSDP_SCRIPT, many, "fsdp"],
+    cwd=ROOT,
+    env=env,
+    check=True,
+    timeout=300,
+    capture_output=True,
+    text=True,
+  ).stdout
   assert "('members', 'data', None)" in out, "members over `members`, matrices over `data`"
   a, b = si.load_run(one).metrics, si.load_run(many).metrics
+
   def at(m, s):
     return m[m.step == s].loss.values
+
   np.testing.assert_allclose(at(b, 0), at(a, 0), rtol=1e-5)
   np.testing.assert_allclose(at(b, 20), at(a, 20), rtol=1e-3)  # data-parallel sums change the order of additions

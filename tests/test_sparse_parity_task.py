@@ -1,4 +1,5 @@
 """The sparse parity family against numpy recomputations of its definition."""
+
 import itertools
 
 import jax
@@ -13,8 +14,7 @@ from scaling_interference.tasks.sparse_parity import SparseParity
 
 
 def _config(**overrides):
-  fields = dict(family="sparse_parity", num_tasks=6, n_bits=12, k=3, alpha=1.0, frequencies=(),
-                seed=0)
+  fields = dict(family="sparse_parity", num_tasks=6, n_bits=12, k=3, alpha=1.0, frequencies=(), seed=0)
   fields.update(overrides)
   return ml_collections.ConfigDict(fields)
 
@@ -78,7 +78,9 @@ def test_loss_accuracy_and_signal():
   np.testing.assert_allclose(signal_T, [0.0, 1.0, 0.5])
 
 
-@pytest.mark.parametrize("overrides, match", [
+@pytest.mark.parametrize(
+  "overrides, match",
+  [
     (dict(k=13), r"task\.k: must be an integer with 1 <= k <= n_bits \(12\), got 13"),
     (dict(k=0), r"task\.k: must be an integer with 1 <= k <= n_bits \(12\), got 0"),
     (dict(n_bits=0), r"task\.n_bits: must be an integer >= 1, got 0"),
@@ -87,7 +89,8 @@ def test_loss_accuracy_and_signal():
     (dict(frequencies=(0.5,) * 6), r"task\.frequencies: must sum to 1, got sum 3"),
     (dict(frequencies=(1.5, -0.5, 0, 0, 0, 0)), r"task\.frequencies: entries must be numbers >= 0"),
     (dict(seed=None), r"task\.seed: must be an integer >= 0, got None"),
-])
+  ],
+)
 def test_config_errors_name_the_field(overrides, match):
   with pytest.raises(ConfigError, match=match):
     make_family(_config(**overrides))

@@ -5,6 +5,7 @@ preconditions TensorStore needs) is started and stopped here. gcsfs (epath's gs:
 backend) finds it through STORAGE_EMULATOR_HOST, and TensorStore (Orbax's array store) through
 TENSORSTORE_GCS_HTTP_URL, so every file goes through the same gs:// code a real bucket sees.
 """
+
 import os
 import socket
 import subprocess
@@ -23,28 +24,50 @@ from scaling_interference import storage
 from scaling_interference.errors import StorageError
 
 BUCKET = "runs"
-FLAGS = [f"--config={ROOT}/configs/injection.py:demo", "--config.task.input_dim=2", "--config.task.output_dim=2",
-         "--config.inject.burst.at=150", "--config.inject.burst.count=16", "--config.inject.rare.count=8",
-         "--config.model.widths=4,8", "--config.sweep.seeds=0", "--config.train.steps=200",
-         "--config.train.batch_size=64", "--config.train.eval_every=50", "--config.train.checkpoint_every=100",
-         "--config.train.steps_per_dispatch=25", "--config.train.eval_examples_per_task=32",
-         "--config.train.trace_every=10"]
-REPORT = ["--steps=last", "--replay_events=1", "--replay_steps=20",
-          "--skip=probes,neurons,allocation,counterfactual,replay_steps,next_update_cosines"]
+FLAGS = [
+  f"--config={ROOT}/configs/injection.py:demo",
+  "--config.task.input_dim=2",
+  "--config.task.output_dim=2",
+  "--config.inject.burst.at=150",
+  "--config.inject.burst.count=16",
+  "--config.inject.rare.count=8",
+  "--config.model.widths=4,8",
+  "--config.sweep.seeds=0",
+  "--config.train.steps=200",
+  "--config.train.batch_size=64",
+  "--config.train.eval_every=50",
+  "--config.train.checkpoint_every=100",
+  "--config.train.steps_per_dispatch=25",
+  "--config.train.eval_examples_per_task=32",
+  "--config.train.trace_every=10",
+]
+REPORT = [
+  "--steps=last",
+  "--replay_events=1",
+  "--replay_steps=20",
+  "--skip=probes,neurons,allocation,counterfactual,replay_steps,next_update_cosines",
+]
 
 
 def emulator_env(port: int) -> dict:
   url = f"http://127.0.0.1:{port}"
-  return {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test",
-          storage.TIMEOUT_ENV: "5"}
+  return {
+    "STORAGE_EMULATOR_HOST": url,
+    "TENSORSTORE_GCS_HTTP_URL": url,
+    "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test",
+    storage.TIMEOUT_ENV: "5",
+  }
 
 
 @pytest.fixture(scope="module")
 def gcs():
   """The emulator's environment; the server runs for this module, in memory, with one bucket."""
   port = free_port()
-  server = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "gcs_emulator.py"), str(port), BUCKET],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  server = subprocess.Popen(
+    [sys.executable, os.path.join(ROOT, "tests", "gcs_emulator.py"), str(port), BUCKET],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   deadline = time.time() + 30
   while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
     assert time.time() < deadline and server.poll() is None, "the GCS emulator did not start"
@@ -60,8 +83,14 @@ def gcs():
 
 
 def run(module: str, *flags, env=None, cwd=ROOT) -> subprocess.CompletedProcess:
-  result = subprocess.run([sys.executable, "-m", module, *flags], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, **(env or {})))
+  result = subprocess.run(
+    [sys.executable, "-m", module, *flags],
+    cwd=cwd,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, **(env or {})),
+  )
   return result
 
 
@@ -91,11 +120,14 @@ def test_a_gs_workdir_trains_resumes_and_is_analysed_like_a_local_one(gcs, tmp_p
   assert metrics_text(remote) == metrics_text(local), "the resumed gs:// run differs from the local run"
   pd.testing.assert_frame_equal(si.load_run(remote).metrics, si.load_run(local).metrics)
   assert si.load_run(remote).steps() == [100, 200]
-  local_events = sorted(p.parent.relative_to(tmp_path / "r1").as_posix()
-                        for p in (tmp_path / "r1" / "tensorboard").rglob("events.out.tfevents.*"))
+  local_events = sorted(
+    p.parent.relative_to(tmp_path / "r1").as_posix()
+    for p in (tmp_path / "r1" / "tensorboard").rglob("events.out.tfevents.*")
+  )
   remote_events = sorted(str(p.parent).split("/r1/", 1)[1] for p in event_files(bucket_run / "tensorboard"))
-  assert set(remote_events) == set(local_events) and len(remote_events) >= len(local_events), \
-      "the gs:// run's event files are copied into the bucket, one folder per member"
+  assert set(remote_events) == set(local_events) and len(remote_events) >= len(local_events), (
+    "the gs:// run's event files are copied into the bucket, one folder per member"
+  )
 
   reports = {}
   for name, workdir, out in (("local", local, str(tmp_path / "report")), ("remote", remote, f"{remote}/report")):
@@ -110,8 +142,10 @@ def test_a_gs_workdir_trains_resumes_and_is_analysed_like_a_local_one(gcs, tmp_p
 
 def test_an_unreachable_or_missing_bucket_is_one_line_and_writes_nothing(gcs, tmp_path):
   closed = emulator_env(free_port())
-  for env, workdir, message in ((closed, f"gs://{BUCKET}/r2", "did not answer within 5 s"),
-                                (gcs, "gs://no-such-bucket/r2", "the bucket gs://no-such-bucket does not exist")):
+  for env, workdir, message in (
+    (closed, f"gs://{BUCKET}/r2", "did not answer within 5 s"),
+    (gcs, "gs://no-such-bucket/r2", "the bucket gs://no-such-bucket does not exist"),
+  ):
     result = run("launch.train", f"--workdir={workdir}", *FLAGS, env=env, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: workdir {workdir}: "), result.stderr
@@ -120,12 +154,18 @@ def test_an_unreachable_or_missing_bucket_is_one_line_and_writes_nothing(gcs, tm
 
 
 def test_a_scheme_without_backend_or_support_is_one_line(monkeypatch):
-  with pytest.raises(StorageError, match=r"^workdir ftp://h/r: the scheme ftp:// is not supported \(supported: "
-                                         r"local paths, gs://, s3://"):
+  with pytest.raises(
+    StorageError,
+    match=r"^workdir ftp://h/r: the scheme ftp:// is not supported \(supported: "
+    r"local paths, gs://, s3://",
+  ):
     storage.as_path("ftp://h/r", "workdir")
   monkeypatch.setattr(storage.importlib.util, "find_spec", lambda name: None)
-  with pytest.raises(StorageError, match=r"^workdir gs://b/r: gs:// needs the gcsfs package, which is not "
-                                         r"installed; pip install 'scaling_interference\[gcs\]'$"):
+  with pytest.raises(
+    StorageError,
+    match=r"^workdir gs://b/r: gs:// needs the gcsfs package, which is not "
+    r"installed; pip install 'scaling_interference\[gcs\]'$",
+  ):
     storage.as_path("gs://b/r", "workdir")
 
 
@@ -141,6 +181,9 @@ def test_local_writes_are_whole_and_leave_no_temporary_file(tmp_path):
 
 def test_a_bad_timeout_is_one_line(monkeypatch):
   monkeypatch.setenv(storage.TIMEOUT_ENV, "soon")
-  with pytest.raises(StorageError, match=r"^\$SCALING_INTERFERENCE_STORAGE_TIMEOUT: must be a number of seconds, "
-                                         r"got 'soon'$"):
+  with pytest.raises(
+    StorageError,
+    match=r"^\$SCALING_INTERFERENCE_STORAGE_TIMEOUT: must be a number of seconds, "
+    r"got 'soon'$",
+  ):
     storage.check_reachable(epath.Path("gs://b/r"), "workdir")

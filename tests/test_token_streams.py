@@ -1,4 +1,5 @@
 """Base token streams: synthetic language statistics, token files, TFDS text files, resumable grain iterators."""
+
 import json
 import os
 import sys
@@ -45,7 +46,8 @@ def test_synthetic_next_token_depends_on_previous(language_tokens):
   h_unigram = _entropy_bits(np.bincount(nxt, minlength=1024).astype(float))
   h_conditional = h_joint - h_prev
   assert h_conditional < 0.7 * h_unigram, (
-      f"H(next|prev) = {h_conditional:.2f} bits vs H(unigram) = {h_unigram:.2f}: n-gram structure lost")
+    f"H(next|prev) = {h_conditional:.2f} bits vs H(unigram) = {h_unigram:.2f}: n-gram structure lost"
+  )
 
 
 def test_synthetic_marginal_matches_stationary_distribution(language, language_tokens):
@@ -64,8 +66,11 @@ def test_synthetic_sampling_is_pure_and_fast(language):
     sample(jax.random.key(s)).block_until_ready()
   assert (time.perf_counter() - start) / 10 < 0.05, "64 x 256 tokens should take milliseconds"
   as_argument = jax.jit(token_streams.sample_language, static_argnums=(2, 3))
-  np.testing.assert_array_equal(as_argument(language.tables, jax.random.key(1), 64, 256), a,
-                                "tables passed as a jit argument must give the same tokens")
+  np.testing.assert_array_equal(
+    as_argument(language.tables, jax.random.key(1), 64, 256),
+    a,
+    "tables passed as a jit argument must give the same tokens",
+  )
   keys = jax.random.split(jax.random.key(0), 2)
   assert jax.jit(jax.vmap(lambda k: language.sample(k, 4, 8)))(keys).shape == (2, 4, 8)
 
@@ -87,7 +92,9 @@ def _config(**data):
 def test_make_stream_picks_the_source():
   stream = make_stream(_config(vocab_size=512))
   assert isinstance(stream, SyntheticLanguage) and stream.on_device and stream.vocab_size == 512
-  with pytest.raises(ConfigError, match=r"data\.source: must be one of \['synthetic', 'text_files', 'tfds', 'token_files'\]"):
+  with pytest.raises(
+    ConfigError, match=r"data\.source: must be one of \['synthetic', 'text_files', 'tfds', 'token_files'\]"
+  ):
     make_stream(_config(source="web"))
   with pytest.raises(ConfigError, match=r"data\.bigram_weight"):
     make_stream(_config(bigram_weight=1.5))
@@ -112,6 +119,7 @@ def _assert_resumes(make):
 def test_synthetic_host_iterator_resumes():
   def make():
     return make_host_iterator(_config(vocab_size=256).data, 3, 16, seed=0)
+
   assert make().next().shape == (3, 16)
   _assert_resumes(make)
 
@@ -134,7 +142,7 @@ def test_token_files_yield_every_window_once_per_epoch(tmp_path, dtype):
   iterator = make_host_iterator(config.data, 9, 10, seed=1)
   rows = np.concatenate(_take(iterator, 17))  # 100 + 53 windows of 10 tokens = 17 batches of 9
   assert rows.dtype == np.int32 and rows.shape == (153, 10)
-  windows = [tokens[i:i + 10] for tokens in files.values() for i in range(0, len(tokens) - 9, 10)]
+  windows = [tokens[i : i + 10] for tokens in files.values() for i in range(0, len(tokens) - 9, 10)]
   assert sorted(map(tuple, rows.tolist())) == sorted(map(tuple, np.array(windows).tolist()))
   assert not np.array_equal(rows[:, 0], np.sort(rows[:, 0])), "rows should be shuffled"
 
@@ -162,8 +170,9 @@ def _assert_shards_make_the_batch(make, processes: int, steps: int):
   whole, parts = make((0, 1)), [make((p, processes)) for p in range(processes)]
   for step in range(steps):
     stacked = np.concatenate([part.next() for part in parts])
-    np.testing.assert_array_equal(stacked, whole.next(), f"step {step}: the processes' rows must be the one-process "
-                                  "batch, in process order")
+    np.testing.assert_array_equal(
+      stacked, whole.next(), f"step {step}: the processes' rows must be the one-process batch, in process order"
+    )
   _assert_resumes(lambda: make((processes - 1, processes)))
 
 
@@ -172,8 +181,10 @@ def test_token_file_shards_are_rows_of_the_one_process_batch(tmp_path):
   _write_tokens(str(tmp_path / "a.npy"), np.arange(3000, dtype=np.uint16) % 300)
   _write_tokens(str(tmp_path / "b.bin"), np.arange(1000, dtype=np.uint16))
   config = _config(source="token_files", paths=(str(tmp_path / "*"),), vocab_size=1000)
+
   def make(shard):
     return make_host_iterator(config.data, 12, 16, 5, shard)
+
   _assert_shards_make_the_batch(make, 4, steps=25)  # 300 rows of 249 windows: into the second epoch
   with pytest.raises(ConfigError, match=r"train\.batch_size: a host stream on 5 processes needs a multiple of 5"):
     make_host_iterator(config.data, 12, 16, 5, (0, 5))
@@ -194,6 +205,7 @@ def _write_texts(tmp_path):
 def test_tfds_array_record_builder_round_trip_without_tensorflow(tmp_path):
   pytest.importorskip("tensorflow_datasets")
   from scaling_interference.data import tfds_text
+
   texts = _write_texts(tmp_path)
   paths = sorted(str(tmp_path / name) for name in texts)
   source = tfds_text.text_files_source(paths, str(tmp_path / "tfds"))

@@ -1,4 +1,5 @@
 """Token tasks (modular addition, comparison) against numpy recomputations of their definitions."""
+
 import collections
 import itertools
 
@@ -12,15 +13,15 @@ from scaling_interference.tasks.token_tasks import Comparison, ModularAddition, 
 
 
 def _addition(**overrides):
-  fields = dict(kind="modular_addition", seed=0, vocab_size=300, modulus=11, n_operands=2,
-                heldout_fraction=0.1, reserved_tokens=0)
+  fields = dict(
+    kind="modular_addition", seed=0, vocab_size=300, modulus=11, n_operands=2, heldout_fraction=0.1, reserved_tokens=0
+  )
   fields.update(overrides)
   return defaults.token_task(**fields)
 
 
 def _comparison(**overrides):
-  fields = dict(kind="comparison", seed=0, vocab_size=300, n_items=9, heldout_fraction=0.1,
-                reserved_tokens=0)
+  fields = dict(kind="comparison", seed=0, vocab_size=300, n_items=9, heldout_fraction=0.1, reserved_tokens=0)
   fields.update(overrides)
   return defaults.token_task(**fields)
 
@@ -75,8 +76,9 @@ def test_comparison_answers_follow_one_hidden_total_order():
   assert len(wins) == 15, "all unordered pairs of 6 items should be drawn"
   wins_N = np.bincount([w for w in wins.values()], minlength=6)
   np.testing.assert_array_equal(np.sort(wins_N), np.arange(6), "answers must form a total order")
-  np.testing.assert_array_equal(np.argsort(wins_N), np.argsort(task.item_rank_N),
-                                "the order must be the hidden item_rank_N")
+  np.testing.assert_array_equal(
+    np.argsort(wins_N), np.argsort(task.item_rank_N), "the order must be the hidden item_rank_N"
+  )
 
 
 def test_comparison_order_is_a_function_of_the_seed():
@@ -111,9 +113,11 @@ def _all_tuples(task):
   return list(itertools.permutations(range(task.n_items), 2))
 
 
-SPLIT_CONFIGS = {"addition2": _addition(modulus=11, n_operands=2, heldout_fraction=0.3),
-                 "addition3": _addition(modulus=6, n_operands=3, heldout_fraction=0.3),
-                 "comparison": _comparison(n_items=12, heldout_fraction=0.3)}
+SPLIT_CONFIGS = {
+  "addition2": _addition(modulus=11, n_operands=2, heldout_fraction=0.3),
+  "addition3": _addition(modulus=6, n_operands=3, heldout_fraction=0.3),
+  "comparison": _comparison(n_items=12, heldout_fraction=0.3),
+}
 
 
 @pytest.mark.parametrize("name", sorted(SPLIT_CONFIGS))
@@ -149,8 +153,10 @@ def test_large_modulus_keeps_only_the_heldout_indices():
 
 
 def test_tokens_avoid_reserved_ids_markers_and_other_tasks():
-  configs = [_addition(seed=1, reserved_tokens=40, vocab_size=120, modulus=30),
-             _comparison(seed=1, reserved_tokens=40, vocab_size=120, n_items=40)]
+  configs = [
+    _addition(seed=1, reserved_tokens=40, vocab_size=120, modulus=30),
+    _comparison(seed=1, reserved_tokens=40, vocab_size=120, n_items=40),
+  ]
   tasks = make_token_tasks(configs)
   ids = [t.tokens.ids() for t in tasks]
   for task_ids, task in zip(ids, tasks, strict=True):
@@ -168,7 +174,9 @@ def test_vocab_too_small_names_field_and_need():
     make_token_tasks([_addition(vocab_size=21, modulus=11), _comparison(vocab_size=21)])
 
 
-@pytest.mark.parametrize("overrides, field", [
+@pytest.mark.parametrize(
+  "overrides, field",
+  [
     (dict(kind="parity"), "task.kind"),
     (dict(modulus=1), "task.modulus"),
     (dict(n_operands=1), "task.n_operands"),
@@ -176,7 +184,8 @@ def test_vocab_too_small_names_field_and_need():
     (dict(reserved_tokens=-1), "task.reserved_tokens"),
     (dict(modulus=20_000, n_operands=2), "task.heldout_fraction"),
     (dict(modulus=2_000, n_operands=3), "task.modulus"),
-])
+  ],
+)
 def test_bad_config_names_the_field(overrides, field):
   with pytest.raises(ConfigError, match=rf"^{field}:"):
     make_token_task(_addition(**overrides))

@@ -1,5 +1,6 @@
 """W&B logging in offline mode: one run per member with its hyperparameters, the series equal to the metrics,
 the same run ids when the workdir resumes."""
+
 import shutil
 
 import numpy as np
@@ -47,8 +48,9 @@ def test_offline_runs_log_every_members_series(logged, tmp_path):
     evals = {s: v for s, v in mine if "eval/loss/task_000" in v}
     assert sorted(evals) == [0, 20, 40]
     rows = run.metrics[(run.metrics.member == member) & (run.metrics.task.astype(str) == "2")].set_index("step")
-    np.testing.assert_allclose([evals[s]["eval/signal/task_002"] for s in (0, 20, 40)], rows.signal.loc[[0, 20, 40]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+      [evals[s]["eval/signal/task_002"] for s in (0, 20, 40)], rows.signal.loc[[0, 20, 40]], rtol=1e-6
+    )
 
 
 def test_a_resumed_workdir_logs_to_the_same_runs(logged, tmp_path):

@@ -1,5 +1,6 @@
 """The suite's warning filters (setup.cfg): a DeprecationWarning raised from the project's own modules is an
 error, one raised inside a dependency is not."""
+
 import warnings
 
 import pytest

@@ -1,4 +1,5 @@
 """The workdir contract: files, load_run, restore, and errors that name what went wrong."""
+
 import json
 import os
 import pathlib

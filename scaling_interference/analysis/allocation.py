@@ -18,6 +18,7 @@ its family names (`Family.task_inputs`): regression the d coordinates of the tas
 (capacity in [0, d]); sparse parity the task's code bit and the k bits of its subset (in
 [0, 1 + k]). A family that names none has no capacity (NaN); ownership is measured all the same.
 """
+
 import functools
 
 import jax
@@ -54,15 +55,20 @@ def _task_losses(model, family, params, batch: Batch, num_tasks: int, layer: int
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 4, 5, 6))
-def ablation_attribution(model: MLPDef, family: Family, params_M: dict, batch: Batch, num_tasks: int,
-                         layer: int, neuron_chunk: int = 16):
+def ablation_attribution(
+  model: MLPDef, family: Family, params_M: dict, batch: Batch, num_tasks: int, layer: int, neuron_chunk: int = 16
+):
   """(M, W, T) change of each task's mean loss when one neuron of hidden layer `layer` is zeroed."""
+
   def member(params):
     losses = functools.partial(_task_losses, model, family, params, batch, num_tasks, layer)
     base_T = losses(jnp.ones(model.width))
+
     def ablate(n):
       return losses(1.0 - jax.nn.one_hot(n, model.width)) - base_T
+
     return jax.lax.map(ablate, jnp.arange(model.width), batch_size=neuron_chunk)
+
   return jax.vmap(member)(params_M)
 
 
@@ -86,10 +92,19 @@ def _neuron_frame(step: int, group: Group, layer: int, attr_MxWxT: np.ndarray, t
   share = np.divide(inc, total, out=np.zeros_like(inc), where=total > 0)
   own = np.stack([owned(a, threshold, floor) for a in attr_MxWxT])
   member_M = np.array([mb.id for mb in group.members])
-  return pd.DataFrame({"step": step, "member": np.repeat(member_M, w * t), "width": group.model.width,
-                       "layer": layer, "neuron": np.tile(np.repeat(np.arange(w), t), m),
-                       "task": np.tile(np.arange(t), m * w), "attribution": attr_MxWxT.ravel(),
-                       "share": share.ravel(), "owned": own.ravel()})
+  return pd.DataFrame(
+    {
+      "step": step,
+      "member": np.repeat(member_M, w * t),
+      "width": group.model.width,
+      "layer": layer,
+      "neuron": np.tile(np.repeat(np.arange(w), t), m),
+      "task": np.tile(np.arange(t), m * w),
+      "attribution": attr_MxWxT.ravel(),
+      "share": share.ravel(),
+      "owned": own.ravel(),
+    }
+  )
 
 
 def check_mlp_members(run: Run) -> None:
@@ -99,8 +114,9 @@ def check_mlp_members(run: Run) -> None:
     raise NotImplementedError(f"neuron allocation is built for MLP members; this run's members are {', '.join(kinds)}")
 
 
-def neuron_table(run: Run, step: int, n_per_task: int = 256, layers: str = "last", threshold: float = THRESHOLD,
-                 floor: float = FLOOR) -> pd.DataFrame:
+def neuron_table(
+  run: Run, step: int, n_per_task: int = 256, layers: str = "last", threshold: float = THRESHOLD, floor: float = FLOOR
+) -> pd.DataFrame:
   """One row per (member, layer, neuron, task) at `step`.
 
   Columns: step, member, width, layer (hidden layer index), neuron, task; attribution (loss
@@ -144,8 +160,9 @@ def feature_counts(family: Family) -> np.ndarray:
   return np.full(family.num_tasks, np.nan) if inputs is None else np.array([len(f) for f in inputs])
 
 
-def allocation_table(run: Run, step: int, n_per_task: int = 256, layers: str = "last", threshold: float = THRESHOLD,
-                     floor: float = FLOOR) -> pd.DataFrame:
+def allocation_table(
+  run: Run, step: int, n_per_task: int = 256, layers: str = "last", threshold: float = THRESHOLD, floor: float = FLOOR
+) -> pd.DataFrame:
   """One row per (member, task) at `step`.
 
   Columns: step, member, width, task, frequency (realised), complexity; owned_neurons (neurons
@@ -161,9 +178,21 @@ def allocation_table(run: Run, step: int, n_per_task: int = 256, layers: str = "
   for group in run.groups:
     kernel_MxIxW = np.asarray(run.restore(step, group=group.index)["params"]["hidden"][0]["kernel"])
     for m, member in enumerate(group.members):
-      frames.append(pd.DataFrame({"step": step, "member": member.id, "width": member.width, "task": tasks.id.values,
-                                  "frequency": realised_frequencies(run), "complexity": tasks.complexity.values,
-                                  "capacity": task_capacity(family, kernel_MxIxW[m]), "n_features": n_features}))
+      frames.append(
+        pd.DataFrame(
+          {
+            "step": step,
+            "member": member.id,
+            "width": member.width,
+            "task": tasks.id.values,
+            "frequency": realised_frequencies(run),
+            "complexity": tasks.complexity.values,
+            "capacity": task_capacity(family, kernel_MxIxW[m]),
+            "n_features": n_features,
+          }
+        )
+      )
   table = pd.concat(frames, ignore_index=True).merge(counts, on=["member", "task"])
-  return table[["step", "member", "width", "task", "frequency", "complexity", "owned_neurons", "capacity",
-                "n_features"]]
+  return table[
+    ["step", "member", "width", "task", "frequency", "complexity", "owned_neurons", "capacity", "n_features"]
+  ]

@@ -1,7 +1,8 @@
 """The study's claims, each checked on one run's report tables: held, did not hold, or not measurable.
 
-  evaluate_claims({"emergence": ..., "learned": ..., ...}, run)  ->  one row per claim with its evidence
+evaluate_claims({"emergence": ..., "learned": ..., ...}, run)  ->  one row per claim with its evidence
 """
+
 import numpy as np
 import pandas as pd
 
@@ -13,18 +14,18 @@ HELD, NOT_HELD, NOT_MEASURABLE = "held", "did not hold", "not measurable"
 RETAIN_MIN = 0.1  # an injected task counts as kept by a width whose retained share reaches this
 MIN_LAGS = 3  # observations between events the event-triggered average needs to show a spike and its decay
 CLAIMS = {
-    1: "Larger widths learn rarer and more complex tasks: emergence width falls with task frequency and, where task "
-       "complexities differ, rises with complexity; the number of tasks learned grows with width.",
-    2: "Trained widths match the analytic oracle (regression: the best rank-width map).",
-    3: "Common-task gradients weaken with width: on the real training batches after injection events (replay), "
-       "the common tasks' gradient norm falls with width.",
-    4: "Overwrite: after an injection event the common tasks' updates raise the injected task's loss, and erase its "
-       "signal, less in larger widths (replay attribution; counterfactual replay without those updates).",
-    5: "Small widths give their neurons to frequent or simple tasks.",
-    6: "Larger models embed more task features: linear probes decode more features above the same member at "
-       "initialisation in larger widths.",
-    7: "Injection protocol: an injection improves the task beyond its level before the event at every width; "
-       "small widths then forget it and large widths retain it (judged on the task's loss, the continuous measure).",
+  1: "Larger widths learn rarer and more complex tasks: emergence width falls with task frequency and, where task "
+  "complexities differ, rises with complexity; the number of tasks learned grows with width.",
+  2: "Trained widths match the analytic oracle (regression: the best rank-width map).",
+  3: "Common-task gradients weaken with width: on the real training batches after injection events (replay), "
+  "the common tasks' gradient norm falls with width.",
+  4: "Overwrite: after an injection event the common tasks' updates raise the injected task's loss, and erase its "
+  "signal, less in larger widths (replay attribution; counterfactual replay without those updates).",
+  5: "Small widths give their neurons to frequent or simple tasks.",
+  6: "Larger models embed more task features: linear probes decode more features above the same member at "
+  "initialisation in larger widths.",
+  7: "Injection protocol: an injection improves the task beyond its level before the event at every width; "
+  "small widths then forget it and large widths retain it (judged on the task's loss, the continuous measure).",
 }
 
 
@@ -81,8 +82,7 @@ def _claim_learning(t: dict, run: Run) -> tuple[str, str]:
     failed += [] if rho_c > 0 else ["it does not rise with complexity"]
   else:
     text += "; every task has the same complexity"
-  text += (f"; tasks learned: {first.n_learned}/{n} at width {first.width} -> {last.n_learned}/{n} "
-           f"at width {last.width}")
+  text += f"; tasks learned: {first.n_learned}/{n} at width {first.width} -> {last.n_learned}/{n} at width {last.width}"
   failed += [] if last.n_learned > first.n_learned else ["the number learned does not grow with width"]
   return (NOT_HELD, text + " (" + "; ".join(failed) + ")") if failed else (HELD, text)
 
@@ -95,10 +95,15 @@ def _claim_oracle(t: dict, run: Run) -> tuple[str, str]:
   totals = scaling.oracle_totals(t["oracle"]).set_index("width")
   excess = (totals.eval_loss - totals.oracle_loss).abs()
   close = (totals.ratio <= 1.1) | (excess <= 0.01 * totals.zero_loss)
-  text = ("mixture loss trained / oracle per width: " + ", ".join(
-      f"{w}: {r:.3f}" if np.isfinite(r) else f"{w}: {e:.2g} vs 0" for w, r, e in
-      zip(totals.index, totals.ratio, totals.eval_loss, strict=True)) + f"; largest mean |signal gap| {totals.signal_gap.max():.3f} "
-          f"(held: each width within 10% of the oracle's loss or 1% of the zero map's, and signal gap <= 0.05)")
+  text = (
+    "mixture loss trained / oracle per width: "
+    + ", ".join(
+      f"{w}: {r:.3f}" if np.isfinite(r) else f"{w}: {e:.2g} vs 0"
+      for w, r, e in zip(totals.index, totals.ratio, totals.eval_loss, strict=True)
+    )
+    + f"; largest mean |signal gap| {totals.signal_gap.max():.3f} "
+    f"(held: each width within 10% of the oracle's loss or 1% of the zero map's, and signal gap <= 0.05)"
+  )
   if not model_kind(run.config.model.name).is_linear(run.config.model):
     text += "; members are not linear, the oracle describes linear maps"
   return (HELD if close.all() and totals.signal_gap.max() <= 0.05 else NOT_HELD), text
@@ -137,8 +142,10 @@ def _next_update_norms(t: dict) -> str:
     return ""
   last = _last(t["next_update"])
   norms = last[last.common.astype(bool)].groupby(["member", "width"]).grad_norm.mean()
-  return (f"; for description only, the next-update estimate at checkpoint {int(last.step.max())} (fixed eval "
-          f"examples: a state, not the dynamics) gives common-task gradient norms per width {_by_width(norms)}")
+  return (
+    f"; for description only, the next-update estimate at checkpoint {int(last.step.max())} (fixed eval "
+    f"examples: a state, not the dynamics) gives common-task gradient norms per width {_by_width(norms)}"
+  )
 
 
 def _claim_gradients(t: dict, run: Run) -> tuple[str, str]:
@@ -149,9 +156,10 @@ def _claim_gradients(t: dict, run: Run) -> tuple[str, str]:
   norms = rows.groupby(["member", "width"]).common_grad_norm.mean()
   ok, rho = _trend(norms, -1)
   return (HELD if ok else NOT_HELD), (
-      f"{_replay_scope(rows)}: norm of the common tasks' gradient on the real training batches, mean over each "
-      f"window's steps and over the windows, per width: {_by_width(norms)} (Spearman vs width {_rho(rho)})"
-      + _next_update_norms(t))
+    f"{_replay_scope(rows)}: norm of the common tasks' gradient on the real training batches, mean over each "
+    f"window's steps and over the windows, per width: {_by_width(norms)} (Spearman vs width {_rho(rho)})"
+    + _next_update_norms(t)
+  )
 
 
 def rare_tasks(t: dict) -> tuple[list, str]:
@@ -171,18 +179,22 @@ def _next_update_overwrite(t: dict) -> str:
   tasks, which = rare_tasks(t)
   rows = t["next_update"][t["next_update"].task.isin(tasks)]
   share = rows.groupby(["member", "width"]).overwrite_share.mean()
-  return (f"; for description only, the next-update estimate (fixed eval examples: a state, not the dynamics) gives "
-          f"tasks {tasks} ({which}) an overwrite share per width {_by_width(share)}, mean over "
-          f"{rows.step.nunique()} checkpoint(s)")
+  return (
+    f"; for description only, the next-update estimate (fixed eval examples: a state, not the dynamics) gives "
+    f"tasks {tasks} ({which}) an overwrite share per width {_by_width(share)}, mean over "
+    f"{rows.step.nunique()} checkpoint(s)"
+  )
 
 
 def _own_text(own: pd.Series) -> str:
   """The own-update term by width, and whether it overshoots (raises the task's loss) anywhere."""
   mean = own.groupby(level="width").mean()
   raised = [int(w) for w, v in mean.items() if v > 0]
-  return (f"; the task's own updates dL_own per width: {_by_width(own)}" +
-          (f" (> 0 at width(s) {raised}: its own updates raised its loss, an overshoot)" if raised
-           else " (<= 0 at every width: its own updates did not raise its loss)"))
+  return f"; the task's own updates dL_own per width: {_by_width(own)}" + (
+    f" (> 0 at width(s) {raised}: its own updates raised its loss, an overshoot)"
+    if raised
+    else " (<= 0 at every width: its own updates did not raise its loss)"
+  )
 
 
 def _claim_overwrite(t: dict, run: Run) -> tuple[str, str]:
@@ -196,15 +208,20 @@ def _claim_overwrite(t: dict, run: Run) -> tuple[str, str]:
   kept = t["counterfactual"].groupby(by).signal_kept_by_removal.mean()
   ok_common, rho_common = _trend(common, -1)
   ok_kept, rho_kept = _trend(kept, -1)
-  text = (f"{_replay_scope(rows)}, means over the windows: the common tasks' attributed change of the window task's "
-          f"loss dL_common (> 0 erodes) per width: {_by_width(common)} (Spearman vs width {_rho(rho_common)})")
+  text = (
+    f"{_replay_scope(rows)}, means over the windows: the common tasks' attributed change of the window task's "
+    f"loss dL_common (> 0 erodes) per width: {_by_width(common)} (Spearman vs width {_rho(rho_common)})"
+  )
   if (common.groupby(level="width").mean() <= 0).all():
     text += " (<= 0 at every width: the common updates did not raise its loss)"
-  text += (f"; signal the counterfactual without the common tasks' updates keeps (signal_kept_by_removal, > 0: they "
-           f"erased signal) per width: {_by_width(kept)} (Spearman vs width {_rho(rho_kept)})" + _own_text(own) +
-           f"; the replay reproduced training to {rows.replay_max_diff.max():.1g} (relative; float noise floor "
-           f"{rows.replay_noise_floor.max():.1g}) and its attribution "
-           f"closes to {rows.closure_error.max():.1g}")
+  text += (
+    f"; signal the counterfactual without the common tasks' updates keeps (signal_kept_by_removal, > 0: they "
+    f"erased signal) per width: {_by_width(kept)} (Spearman vs width {_rho(rho_kept)})"
+    + _own_text(own)
+    + f"; the replay reproduced training to {rows.replay_max_diff.max():.1g} (relative; float noise floor "
+    f"{rows.replay_noise_floor.max():.1g}) and its attribution "
+    f"closes to {rows.closure_error.max():.1g}"
+  )
   failed = [name for name, ok in (("dL_common", ok_common), ("signal_kept_by_removal", ok_kept)) if not ok]
   if not failed:
     return HELD, text + "; both fall with width"
@@ -226,8 +243,9 @@ def _claim_allocation(t: dict, run: Run) -> tuple[str, str]:
   ok, rho = _trend(share, -1)
   served = last[last[column] > 0.5].groupby(["member", "width"]).task.nunique().reindex(total.index, fill_value=0)
   return (HELD if ok else NOT_HELD), (
-      f"step {int(last.step.max())}, share of {what} held by the more frequent half of the tasks, per width: "
-      f"{_by_width(share)} (Spearman vs width {_rho(rho)}); tasks with {column} > 0.5: {_by_width(served)}")
+    f"step {int(last.step.max())}, share of {what} held by the more frequent half of the tasks, per width: "
+    f"{_by_width(share)} (Spearman vs width {_rho(rho)}); tasks with {column} > 0.5: {_by_width(served)}"
+  )
 
 
 def _claim_probes(t: dict, run: Run) -> tuple[str, str]:
@@ -247,9 +265,10 @@ def _claim_probes(t: dict, run: Run) -> tuple[str, str]:
     return NOT_MEASURABLE, "the sweep has one width"
   ok, rho = _trend(gain, +1)
   return (HELD if ok else NOT_HELD), (
-      f"decodable features (hidden and output layers) at step {last} minus the same member's at initialisation "
-      f"(step 0), per width: {_by_width(gain)} (Spearman vs width {_rho(rho)}); at step {last}: {_by_width(end)}; "
-      f"at step 0: {_by_width(init)}")
+    f"decodable features (hidden and output layers) at step {last} minus the same member's at initialisation "
+    f"(step 0), per width: {_by_width(gain)} (Spearman vs width {_rho(rho)}); at step {last}: {_by_width(end)}; "
+    f"at step 0: {_by_width(init)}"
+  )
 
 
 def _spikes(rows: pd.DataFrame, sign: float) -> tuple[str, list]:
@@ -267,9 +286,11 @@ def _schedule_verdict(rows: pd.DataFrame, measure: str) -> tuple[int, str]:
   events = "continuous" if first.kind in retention.CONTINUOUS_KINDS else f"{rows.event_step.nunique()} event(s)"
   spikes, flat = _spikes(rows, retention.MEASURES[measure])
   beat = "peak > pre" if measure == "signal" else "lowest loss < pre"
-  text = (f"{first.schedule} (task {first.task}, {first.kind}, {events}), {measure}: events that beat the level "
-          f"before them ({beat}) per width: {spikes}; retained {_by_width(retained)}; peak {_by_width(peak)}; "
-          f"half-life in steps {_by_width(half)}")
+  text = (
+    f"{first.schedule} (task {first.task}, {first.kind}, {events}), {measure}: events that beat the level "
+    f"before them ({beat}) per width: {spikes}; retained {_by_width(retained)}; peak {_by_width(peak)}; "
+    f"half-life in steps {_by_width(half)}"
+  )
   if flat:
     return -1, text + f" (at width(s) {flat} at most half of the events beat it: no spike)"
   if retained.groupby(level="width").mean().max() < RETAIN_MIN:
@@ -286,13 +307,17 @@ def _average_verdict(rows: pd.DataFrame, measure: str) -> tuple[int, str]:
   spikes = ", ".join(f"{int(w)}: {int(r['sum'])}/{int(r['count'])}" for w, r in spiked.iterrows())
   flat = [int(w) for w, r in spiked.iterrows() if 2 * r["sum"] <= r["count"]]
   retained = per_member.retained
-  text = (f"{first.schedule} (task {first.task}, {first.kind}, {int(rows.events.max())} event(s)), {measure}, "
-          f"mean change over the events: members whose {measure} improves after them per width: {spikes}; gain "
-          f"{_by_width(per_member.gain)} at lag {_by_width(per_member.gain_lag)}; kept at lag "
-          f"{int(first.last_lag)} {_by_width(per_member.kept)}; retained {_by_width(retained)}")
+  text = (
+    f"{first.schedule} (task {first.task}, {first.kind}, {int(rows.events.max())} event(s)), {measure}, "
+    f"mean change over the events: members whose {measure} improves after them per width: {spikes}; gain "
+    f"{_by_width(per_member.gain)} at lag {_by_width(per_member.gain_lag)}; kept at lag "
+    f"{int(first.last_lag)} {_by_width(per_member.kept)}; retained {_by_width(retained)}"
+  )
   if rows.lags.min() < MIN_LAGS:
-    return 0, text + (f" (not judged: {int(rows.lags.min())} observation(s) between events, too few to see a "
-                      "spike and its decay; trace the task more densely, train.trace_every)")
+    return 0, text + (
+      f" (not judged: {int(rows.lags.min())} observation(s) between events, too few to see a "
+      "spike and its decay; trace the task more densely, train.trace_every)"
+    )
   if flat:
     return -1, text + f" (at width(s) {flat} the mean change shows no improvement: no spike)"
   if retained.groupby(level="width").mean().max() < RETAIN_MIN:
@@ -306,13 +331,17 @@ def _injection_verdicts(t: dict, measure: str) -> list[tuple[int, str]]:
   table = t["retention"] if "measure" in t["retention"] else t["retention"].assign(measure="signal")
   table = table[(table.measure == measure) & table.peak.notna()]
   average = t.get("event_average")
-  summary = (retention.average_summary(average[(average.measure == measure) & (average.part == "all")])
-             if average is not None and not average.empty else pd.DataFrame(columns=["schedule"]))
+  summary = (
+    retention.average_summary(average[(average.measure == measure) & (average.part == "all")])
+    if average is not None and not average.empty
+    else pd.DataFrame(columns=["schedule"])
+  )
   verdicts = []
   for name in sorted(set(table.schedule) | set(summary.schedule)):
     mine = summary[summary.schedule == name]
-    verdicts.append(_average_verdict(mine, measure) if len(mine) else
-                    _schedule_verdict(table[table.schedule == name], measure))
+    verdicts.append(
+      _average_verdict(mine, measure) if len(mine) else _schedule_verdict(table[table.schedule == name], measure)
+    )
   return verdicts
 
 
@@ -333,8 +362,15 @@ def _claim_injection(t: dict, run: Run) -> tuple[str, str]:
   return status, text + ("" if not others else " | for reference, not judged: " + "; ".join(others))
 
 
-CLAIM_CHECKS = {1: _claim_learning, 2: _claim_oracle, 3: _claim_gradients, 4: _claim_overwrite,
-                5: _claim_allocation, 6: _claim_probes, 7: _claim_injection}
+CLAIM_CHECKS = {
+  1: _claim_learning,
+  2: _claim_oracle,
+  3: _claim_gradients,
+  4: _claim_overwrite,
+  5: _claim_allocation,
+  6: _claim_probes,
+  7: _claim_injection,
+}
 
 
 def evaluate_claims(t: dict, run: Run) -> pd.DataFrame:

@@ -9,6 +9,7 @@ schedule, from the event's batch step up to the schedule's next event (at most `
 A continuous schedule (share, per_batch) injects at nearly every step; it gets one window from its
 first injection at or after `after`.
 """
+
 import dataclasses
 
 import numpy as np
@@ -23,6 +24,7 @@ BY = ("class", "task")
 @dataclasses.dataclass(frozen=True)
 class Window:
   """Training steps [start, stop): batches start..stop-1 move theta_start to theta_stop."""
+
   schedule: str  # the injection schedule whose event opens the window
   task: int  # the task it injects
   event: int  # the event's index within its schedule (0: the first)

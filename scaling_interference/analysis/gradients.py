@@ -48,6 +48,7 @@ the mixture; overwrite = overwrite_common + overwrite_rare (the rest).
 Memory: one member's per-task gradients are held as a (T, P) array; tasks are chunked
 (`task_chunk`) while differentiating.
 """
+
 import dataclasses
 import functools
 
@@ -74,12 +75,14 @@ def task_examples(run: Run, task_T, n_per_task: int):
 
 
 # ---- per-task gradients -------------------------------------------------------------------
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def task_gradients(model, problem: Problem, params_M: dict, batch_TxN) -> dict:
+def _task_gradients(model, problem: Problem, params_M: dict, batch_TxN) -> dict:
   """Gradients of each task's mean loss: leaves (M, T, ...) for stacked params and (T, N) examples."""
   grad = jax.grad(functools.partial(problem.task_loss, model))
   per_task = jax.vmap(grad, in_axes=(None, 0))
   return jax.vmap(per_task, in_axes=(0, None))(params_M, batch_TxN)
+
+
+task_gradients = jax.jit(_task_gradients, static_argnums=(0, 1))
 
 
 def leaf_names(tree) -> list[str]:
@@ -110,14 +113,14 @@ def _chunked_gradients(model, problem: Problem, params_M: dict, batch, num_tasks
   idx_XxT = np.minimum(np.arange(num_chunks * chunk), num_tasks - 1).reshape(num_chunks, chunk)
   example_T = jax.tree.map(lambda a: a.reshape((num_tasks, -1) + a.shape[1:]), batch)
   example_X = jax.tree.map(lambda a: a[idx_XxT], example_T)
-  grads_X = jax.lax.map(lambda ex: flatten(task_gradients.__wrapped__(model, problem, params_M, ex), lead=2),
-                        example_X)  # (X, M, T, P)
+  grads_X = jax.lax.map(
+    lambda ex: flatten(_task_gradients(model, problem, params_M, ex), lead=2), example_X
+  )  # (X, M, T, P)
   g_MxXxTxP = jnp.moveaxis(grads_X, 0, 1)
   return g_MxXxTxP.reshape(g_MxXxTxP.shape[0], num_chunks * chunk, -1)[:, :num_tasks]
 
 
-def group_gradients(model, problem: Problem, params_M: dict, batch, num_tasks: int,
-                    task_chunk: int = 16) -> np.ndarray:
+def group_gradients(model, problem: Problem, params_M: dict, batch, num_tasks: int, task_chunk: int = 16) -> np.ndarray:
   """g_MxTxP (float32) for task-major `batch` of num_tasks tasks, at most task_chunk tasks at a time.
 
   One jitted program: the chunks are differentiated in turn under lax.map, each vmapped over its
@@ -131,6 +134,7 @@ def group_gradients(model, problem: Problem, params_M: dict, batch, num_tasks: i
 @dataclasses.dataclass(frozen=True)
 class UpdateTerms:
   """u = carry + scale * precond * g for the mixture gradient g (see the module docstring)."""
+
   scale: jax.Array  # -lr_t * f * c, a scalar
   precond: dict  # 1 / (sqrt(v_hat) + eps) for Adam, ones for SGD; params-shaped
   carry: dict  # momentum carry-over (and AdamW decay); params-shaped
@@ -142,20 +146,24 @@ jax.tree_util.register_dataclass(UpdateTerms, data_fields=["scale", "precond", "
 def _adam_terms(train_config, adam, lr, f, params: dict, g: dict) -> UpdateTerms:
   b1, b2 = train_config.b1, train_config.b2
   t = (adam.count + 1).astype(jnp.float32)
-  bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
+  bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
   nu_after = jax.tree.map(lambda v, x: b2 * v + (1.0 - b2) * jnp.square(f * x), adam.nu, g)
   precond = jax.tree.map(lambda v: 1.0 / (jnp.sqrt(v / bc2) + ADAM_EPS), nu_after)
   wd = train_config.weight_decay if train_config.optimizer == "adamw" else 0.0
-  carry = jax.tree.map(lambda m, d, w, decays: -lr * (b1 * m / bc1 * d + wd * decays * w), adam.mu, precond, params,
-                       decay_mask(params))
+  carry = jax.tree.map(
+    lambda m, d, w, decays: -lr * (b1 * m / bc1 * d + wd * decays * w), adam.mu, precond, params, decay_mask(params)
+  )
   return UpdateTerms(-lr * f * (1.0 - b1) / bc1, precond, carry)
 
 
 def _sgd_terms(train_config, opt_state, lr, f, params: dict) -> UpdateTerms:
   trace = find_state(opt_state, optax.TraceState)
   momentum = train_config.momentum
-  carry = (jax.tree.map(lambda x: -lr * momentum * x, trace.trace) if trace is not None
-           else jax.tree.map(jnp.zeros_like, params))
+  carry = (
+    jax.tree.map(lambda x: -lr * momentum * x, trace.trace)
+    if trace is not None
+    else jax.tree.map(jnp.zeros_like, params)
+  )
   return UpdateTerms(-lr * f, jax.tree.map(jnp.ones_like, params), carry)
 
 
@@ -202,6 +210,7 @@ def step_frequencies(run: Run, step: int) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class GroupInterference:
   """The interference arrays of one group's members at one step (M leading)."""
+
   step: int
   group: Group
   p_T: np.ndarray
@@ -220,8 +229,15 @@ def _mixture_terms(run: Run, state: dict, g_MxTxP: np.ndarray, p_T: np.ndarray):
   return np.asarray(terms.scale), np.asarray(flatten(terms.precond, 1)), np.asarray(flatten(terms.carry, 1))
 
 
-def group_interference(run: Run, step: int, group: Group, n_per_task: int = 256, frequencies=None,
-                       part: str | None = None, task_chunk: int = 16) -> GroupInterference:
+def group_interference(
+  run: Run,
+  step: int,
+  group: Group,
+  n_per_task: int = 256,
+  frequencies=None,
+  part: str | None = None,
+  task_chunk: int = 16,
+) -> GroupInterference:
   """Per-task gradients of a group's members at `step` and their interference under the next update.
 
   frequencies: (K,) task shares of the mixture gradient (default: realised_frequencies).
@@ -235,10 +251,14 @@ def group_interference(run: Run, step: int, group: Group, n_per_task: int = 256,
   g_MxTxP = group_gradients(group.model, run.problem, state["params"], batch, num_tasks, task_chunk)
   scale_M, precond_MxP, carry_MxP = _mixture_terms(run, state, g_MxTxP, p_T)
   keep = part_mask(jax.tree.map(lambda a: a[0], state["params"]), part)
-  per_member = [member_interference(g_MxTxP[m][:, keep], p_T, scale_M[m], precond_MxP[m][keep], carry_MxP[m][keep])
-                for m in range(group.size)]
+  per_member = [
+    member_interference(g_MxTxP[m][:, keep], p_T, scale_M[m], precond_MxP[m][keep], carry_MxP[m][keep])
+    for m in range(group.size)
+  ]
+
   def stack(key):
     return np.stack([r[key] for r in per_member])
+
   return GroupInterference(step, group, p_T, stack("grad_norm"), stack("cosine"), stack("dL"), stack("dL_carry"))
 
 
@@ -249,25 +269,43 @@ def _overwrite_columns(gi: GroupInterference, m: int, common_T: np.ndarray) -> d
   others = dL - np.diag(self_T)
   overwrite_T = others.sum(axis=1)
   total_T = np.abs(gi.dL_carry_MxT[m]) + np.abs(self_T) + np.abs(overwrite_T)
-  return {"dL_self": self_T, "dL_carry": gi.dL_carry_MxT[m], "dL_mixture": gi.dL_carry_MxT[m] + dL.sum(axis=1),
-          "overwrite": overwrite_T, "overwrite_common": others[:, common_T].sum(axis=1),
-          "overwrite_rare": others[:, ~common_T].sum(axis=1),
-          "overwrite_share": np.divide(overwrite_T, total_T, out=np.zeros_like(total_T), where=total_T > 0)}
+  return {
+    "dL_self": self_T,
+    "dL_carry": gi.dL_carry_MxT[m],
+    "dL_mixture": gi.dL_carry_MxT[m] + dL.sum(axis=1),
+    "overwrite": overwrite_T,
+    "overwrite_common": others[:, common_T].sum(axis=1),
+    "overwrite_rare": others[:, ~common_T].sum(axis=1),
+    "overwrite_share": np.divide(overwrite_T, total_T, out=np.zeros_like(total_T), where=total_T > 0),
+  }
 
 
 def _gradient_frame(gi: GroupInterference, common_T: np.ndarray) -> pd.DataFrame:
   frames = []
   for m, member in enumerate(gi.group.members):
-    frames.append(pd.DataFrame({"step": gi.step, "member": member.id, "width": member.width,
-                                "task": np.arange(gi.p_T.size), "frequency": gi.p_T, "common": common_T,
-                                "grad_norm": gi.grad_norm_MxT[m], **_overwrite_columns(gi, m, common_T)}))
+    frames.append(
+      pd.DataFrame(
+        {
+          "step": gi.step,
+          "member": member.id,
+          "width": member.width,
+          "task": np.arange(gi.p_T.size),
+          "frequency": gi.p_T,
+          "common": common_T,
+          "grad_norm": gi.grad_norm_MxT[m],
+          **_overwrite_columns(gi, m, common_T),
+        }
+      )
+    )
   return pd.concat(frames, ignore_index=True)
 
 
 _RECENT: dict = {}  # the last few groups' interference, so gradient_table and cosine_table share the work
 
 
-def cached_group_interference(run: Run, step: int, group: Group, n_per_task: int, frequencies, part) -> GroupInterference:
+def cached_group_interference(
+  run: Run, step: int, group: Group, n_per_task: int, frequencies, part
+) -> GroupInterference:
   """group_interference, reused for the same (workdir, step, group, arguments) within a process."""
   p = None if frequencies is None else tuple(np.asarray(frequencies, np.float64).tolist())
   key = (run.path, step, group.index, n_per_task, p, part)
@@ -278,8 +316,14 @@ def cached_group_interference(run: Run, step: int, group: Group, n_per_task: int
   return _RECENT[key]
 
 
-def gradient_table(run: Run, step: int, n_per_task: int = 256, frequencies=None, part: str | None = None,
-                   common_mass: float = COMMON_MASS) -> pd.DataFrame:
+def gradient_table(
+  run: Run,
+  step: int,
+  n_per_task: int = 256,
+  frequencies=None,
+  part: str | None = None,
+  common_mass: float = COMMON_MASS,
+) -> pd.DataFrame:
   """One row per (member, task) at checkpoint `step`.
 
   Columns: step, member, width, task; frequency (p_k used for the mixture gradient); common
@@ -289,21 +333,36 @@ def gradient_table(run: Run, step: int, n_per_task: int = 256, frequencies=None,
   class; overwrite_share (module docstring). All dL are per one optimizer step.
   """
   common_T = common_tasks(realised_frequencies(run), common_mass)
-  frames = [_gradient_frame(cached_group_interference(run, step, g, n_per_task, frequencies, part), common_T)
-            for g in run.groups]
+  frames = [
+    _gradient_frame(cached_group_interference(run, step, g, n_per_task, frequencies, part), common_T)
+    for g in run.groups
+  ]
   return pd.concat(frames, ignore_index=True)
 
 
 def _cosine_frame(gi: GroupInterference) -> pd.DataFrame:
   t = gi.p_T.size
   i_TxT, j_TxT = np.meshgrid(np.arange(t), np.arange(t), indexing="ij")
-  frames = [pd.DataFrame({"step": gi.step, "member": member.id, "width": member.width, "task_i": i_TxT.ravel(),
-                          "task_j": j_TxT.ravel(), "cosine": gi.cosine_MxTxT[m].ravel(), "dL": gi.dL_MxTxT[m].ravel()})
-            for m, member in enumerate(gi.group.members)]
+  frames = [
+    pd.DataFrame(
+      {
+        "step": gi.step,
+        "member": member.id,
+        "width": member.width,
+        "task_i": i_TxT.ravel(),
+        "task_j": j_TxT.ravel(),
+        "cosine": gi.cosine_MxTxT[m].ravel(),
+        "dL": gi.dL_MxTxT[m].ravel(),
+      }
+    )
+    for m, member in enumerate(gi.group.members)
+  ]
   return pd.concat(frames, ignore_index=True)
 
 
 def cosine_table(run: Run, step: int, n_per_task: int = 256, frequencies=None, part: str | None = None) -> pd.DataFrame:
   """One row per (member, task_i, task_j) at `step`: cosine(g_i, g_j) and dL = dL_{task_i}(task_j)."""
-  return pd.concat([_cosine_frame(cached_group_interference(run, step, g, n_per_task, frequencies, part))
-                    for g in run.groups], ignore_index=True)
+  return pd.concat(
+    [_cosine_frame(cached_group_interference(run, step, g, n_per_task, frequencies, part)) for g in run.groups],
+    ignore_index=True,
+  )

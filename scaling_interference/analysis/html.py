@@ -1,4 +1,5 @@
 """The report's index.html: the runs, the study's claims with their evidence, figures, tables, notes."""
+
 from html import escape
 
 import pandas as pd
@@ -21,36 +22,44 @@ def _claims_html(verdicts: pd.DataFrame) -> list[str]:
     parts.append(f"<li><p><b>{escape(rows.statement.iloc[0])}</b></p><ul>")
     for r in rows.itertuples():
       css = r.status.replace(" ", "-")
-      parts.append(f"<li>{escape(r.run)}: <span class='{css}'>{escape(r.status)}</span>. "
-                   f"{escape(r.evidence)}</li>")
+      parts.append(f"<li>{escape(r.run)}: <span class='{css}'>{escape(r.status)}</span>. {escape(r.evidence)}</li>")
     parts.append("</ul></li>")
   return parts + ["</ol>"]
 
 
-def write_index(out: epath.Path, runs: list[Run], labels: list[str], figures: dict, verdicts: pd.DataFrame,
-                written: list[str], report) -> epath.Path:
+def write_index(
+  out: epath.Path, runs: list[Run], labels: list[str], figures: dict, verdicts: pd.DataFrame, written: list[str], report
+) -> epath.Path:
   """out/index.html: the claims, the figures with captions, links to the tables written, notes.
 
   report is the build's report.Report: its jobs, computing time per table and notes are listed.
   """
-  parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>scaling_interference report</title>"
-           f"<style>{STYLE}</style></head><body><h1>scaling_interference report</h1>", "<ul>"]
-  parts += [f"<li>{escape(label)}: {escape(str(r.path))} ({scaling.family_name(r)}, widths "
-            f"{sorted(r.members.width.unique().tolist())}, {len(r.tasks)} tasks, "
-            f"last step {int(r.metrics.step.max())})</li>"
-            for label, r in zip(labels, runs, strict=True)]
+  parts = [
+    f"<!doctype html><html><head><meta charset='utf-8'><title>scaling_interference report</title>"
+    f"<style>{STYLE}</style></head><body><h1>scaling_interference report</h1>",
+    "<ul>",
+  ]
+  parts += [
+    f"<li>{escape(label)}: {escape(str(r.path))} ({scaling.family_name(r)}, widths "
+    f"{sorted(r.members.width.unique().tolist())}, {len(r.tasks)} tasks, "
+    f"last step {int(r.metrics.step.max())})</li>"
+    for label, r in zip(labels, runs, strict=True)
+  ]
   spent = ", ".join(f"{name} {sec:.1f}s" for name, sec in report.table_seconds.items())
-  parts.append(f"</ul><p>Jobs: {len(report.computed)} computed ({len(report.failed)} failed), "
-               f"{len(report.cached)} from the cache. Computing time per table: {spent or 'none'}.</p>")
+  parts.append(
+    f"</ul><p>Jobs: {len(report.computed)} computed ({len(report.failed)} failed), "
+    f"{len(report.cached)} from the cache. Computing time per table: {spent or 'none'}.</p>"
+  )
   if report.options:
     given = "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in kw.items()) for name, kw in report.options.items())
     parts.append(f"<p>Table options: {escape(given)}.</p>")
   parts += _claims_html(verdicts)
   for label in labels:
     parts.append(f"<h2>Figures: {escape(label)}</h2>")
-    parts += [f"<figure><img src='{escape(p)}' alt='{escape(p)}'>"
-              f"<figcaption>{escape(c)}</figcaption></figure>"
-              for p, c in figures[label]]
+    parts += [
+      f"<figure><img src='{escape(p)}' alt='{escape(p)}'><figcaption>{escape(c)}</figcaption></figure>"
+      for p, c in figures[label]
+    ]
   parts.append("<h2>Tables</h2><p>Column definitions: <a href='tables/README.md'>tables/README.md</a></p><ul>")
   parts += [f"<li><a href='tables/{n}.csv'>{n}.csv</a>: {escape(tables.SPECS[n].doc)}</li>" for n in written]
   parts.append("</ul>")

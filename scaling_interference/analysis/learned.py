@@ -5,6 +5,7 @@ projection on the targets (`Family.projection`: <M_kk, W*_k>_F / ||W*_k||_F^2, 1
 an unrelated map) beside the norm signal ||M_kk||_F / ||W*_k||_F, which credits any block of the
 target's size.
 """
+
 import copy
 
 import jax
@@ -42,8 +43,21 @@ def final_task_metrics(run: Run, step: int | None = None) -> pd.DataFrame:
   return rows.merge(run.members[["id", "width", "seed", "lr"]], left_on="member", right_on="id")
 
 
-TOKEN_TASK_COLUMNS = ["size", "width", "name", "split", "task", "frequency", "accuracy", "accuracy_min",
-                      "accuracy_max", "signal", "members_learned", "members", "learned"]
+TOKEN_TASK_COLUMNS = [
+  "size",
+  "width",
+  "name",
+  "split",
+  "task",
+  "frequency",
+  "accuracy",
+  "accuracy_min",
+  "accuracy_max",
+  "signal",
+  "members_learned",
+  "members",
+  "learned",
+]
 
 
 def token_task_table(run: Run, step: int | None = None, threshold: float = 0.5) -> pd.DataFrame:
@@ -53,12 +67,19 @@ def token_task_table(run: Run, step: int | None = None, threshold: float = 0.5) 
     return pd.DataFrame(columns=TOKEN_TASK_COLUMNS)
   tasks = run.tasks[run.tasks.family != "base"].rename(columns={"id": "task"})
   trained_frequency = tasks[tasks.split == "train"].set_index("name").frequency
-  rows = final_task_metrics(run, step).merge(run.members[["id", "size"]], on="id").merge(
-      tasks[["task", "name", "split"]], on="task")
+  rows = (
+    final_task_metrics(run, step)
+    .merge(run.members[["id", "size"]], on="id")
+    .merge(tasks[["task", "name", "split"]], on="task")
+  )
   table = rows.groupby(["size", "width", "name", "split", "task"], as_index=False).agg(
-      accuracy=("accuracy", "mean"), accuracy_min=("accuracy", "min"), accuracy_max=("accuracy", "max"),
-      signal=("signal", "mean"), members_learned=("signal", lambda s: int((s >= threshold).sum())),
-      members=("signal", "size"))
+    accuracy=("accuracy", "mean"),
+    accuracy_min=("accuracy", "min"),
+    accuracy_max=("accuracy", "max"),
+    signal=("signal", "mean"),
+    members_learned=("signal", lambda s: int((s >= threshold).sum())),
+    members=("signal", "size"),
+  )
   table = table.assign(frequency=table["name"].map(trained_frequency), learned=table.signal >= threshold)
   return table.sort_values(["width", "task"], ignore_index=True)[TOKEN_TASK_COLUMNS]
 
@@ -71,8 +92,9 @@ def signal_table(run: Run, step: int | None = None) -> pd.DataFrame:
   if not has_oracle(run):
     return trained
   family = realised_family(run)
-  best = pd.DataFrame([oracle.oracle(family, int(w)).signal_K for w in trained.index.get_level_values(0)],
-                      columns=trained.columns)
+  best = pd.DataFrame(
+    [oracle.oracle(family, int(w)).signal_K for w in trained.index.get_level_values(0)], columns=trained.columns
+  )
   best.index = pd.MultiIndex.from_product([trained.index.get_level_values(0), ["oracle"]], names=["width", "source"])
   return _in_order(pd.concat([trained, best]))
 
@@ -84,7 +106,9 @@ def _in_order(table: pd.DataFrame) -> pd.DataFrame:
 
 def has_linear_members(run: Run) -> bool:
   """Whether the run trains a task family with linear members, whose end-to-end maps are exact."""
-  return "task" in run.config and "model" in run.config and model_kind(run.config.model.name).is_linear(run.config.model)
+  return (
+    "task" in run.config and "model" in run.config and model_kind(run.config.model.name).is_linear(run.config.model)
+  )
 
 
 def member_maps(run: Run, step: int | None = None):
@@ -109,8 +133,11 @@ def projection_rows(run: Run, step: int | None = None) -> pd.DataFrame:
     projection_K = run.family.projection(map_IxO)
     if projection_K is None:
       return empty
-    frames.append(pd.DataFrame({"width": member.width, "member": member.id, "task": np.arange(projection_K.size),
-                                "projection": projection_K}))
+    frames.append(
+      pd.DataFrame(
+        {"width": member.width, "member": member.id, "task": np.arange(projection_K.size), "projection": projection_K}
+      )
+    )
   return pd.concat(frames, ignore_index=True)
 
 
@@ -126,8 +153,9 @@ def total_loss_table(run: Run, step: int | None = None) -> pd.DataFrame:
   """Per width: frequency-weighted eval loss of the trained members vs the oracle (families with one)."""
   rows = final_task_metrics(run, step)
   p = run.tasks.sort_values("id").frequency.to_numpy(float)
-  per_member = rows.groupby(["width", "member"]).apply(lambda r: float(np.dot(p[r.task.values], r.loss.values)),
-                                                       include_groups=False)
+  per_member = rows.groupby(["width", "member"]).apply(
+    lambda r: float(np.dot(p[r.task.values], r.loss.values)), include_groups=False
+  )
   table = per_member.groupby("width").mean().to_frame("eval_loss")
   if not has_oracle(run):
     return table
@@ -153,23 +181,33 @@ def render_language(run: Run, step: int | None = None) -> str:
   if table.empty:
     return "This run has no token tasks."
   sizes = table.drop_duplicates("size").sort_values("width")["size"].tolist()
-  cell = table.assign(cell=[f"{a:.2f} [{lo:.2f}, {hi:.2f}]{' *' if learned else ''}"
-                            for a, lo, hi, learned in zip(table.accuracy, table.accuracy_min, table.accuracy_max,
-                                                    table.learned, strict=True)])
+  cell = table.assign(
+    cell=[
+      f"{a:.2f} [{lo:.2f}, {hi:.2f}]{' *' if learned else ''}"
+      for a, lo, hi, learned in zip(table.accuracy, table.accuracy_min, table.accuracy_max, table.learned, strict=True)
+    ]
+  )
   grid = cell.pivot(index="size", columns=["name", "split"], values="cell").reindex(sizes)
   grid = grid[sorted(grid.columns, key=lambda c: (c[0], c[1] != "train"))]  # per task: trained, then held-out
   frequency = table.drop_duplicates("name").set_index("name").frequency
-  grid.loc["frequency"] = [f"{frequency[name]:.3g}" if split == "train" else "0 (never shown)"
-                           for name, split in grid.columns]
+  grid.loc["frequency"] = [
+    f"{frequency[name]:.3g}" if split == "train" else "0 (never shown)" for name, split in grid.columns
+  ]
   grid = grid.reindex(["frequency", *sizes])
   base = final_task_metrics(run, step).merge(run.members[["id", "size"]], on="id")
   base_loss = base[base.task == 0].groupby("size").loss.mean().reindex(sizes)
   with pd.option_context("display.width", 250, "display.max_columns", 100):
-    return "\n".join([
+    return "\n".join(
+      [
         f"Answer accuracy per token task at step {int(final_task_metrics(run, step).step.max())}, mean over a "
         f"size's members [min, max]; * learned (mean signal >= 0.5); heldout: tuples never shown in training; "
-        f"frequency: injected examples per sequence", grid.to_string(), "",
-        "Base-stream eval loss per size (mean over members)", base_loss.to_string(float_format="{:.4g}".format)])
+        f"frequency: injected examples per sequence",
+        grid.to_string(),
+        "",
+        "Base-stream eval loss per size (mean over members)",
+        base_loss.to_string(float_format="{:.4g}".format),
+      ]
+    )
 
 
 def render(run: Run, step: int | None = None) -> str:
@@ -182,15 +220,23 @@ def render(run: Run, step: int | None = None) -> str:
   table, projection = signal_table(run, step), projection_table(run, step)
   if len(projection):
     table = _in_order(pd.concat([table, projection]))
-  header = pd.DataFrame([tasks.frequency.values, tasks.complexity.values], columns=table.columns,
-                        index=pd.MultiIndex.from_tuples([("task", "frequency"), ("task", "complexity")]))
+  header = pd.DataFrame(
+    [tasks.frequency.values, tasks.complexity.values],
+    columns=table.columns,
+    index=pd.MultiIndex.from_tuples([("task", "frequency"), ("task", "complexity")]),
+  )
   notes = "; oracle = the best rank-width map" if has_oracle(run) else ""
   if len(projection):
-    notes += ("; projection = <M_kk, W*_k> / ||W*_k||^2 of the members' maps (last checkpoint; 1 on target, "
-              "0 for an unrelated map)")
+    notes += (
+      "; projection = <M_kk, W*_k> / ||W*_k||^2 of the members' maps (last checkpoint; 1 on target, "
+      "0 for an unrelated map)"
+    )
   with pd.option_context("display.width", 250, "display.max_columns", 100, "display.float_format", "{:.2f}".format):
-    lines = [f"Signal per task (0 = nothing learned, 1 = the task's full map){notes}",
-             pd.concat([header, table]).to_string(), "",
-             "Mixture loss per width: frequency-weighted eval loss; for linear members also the exact population loss",
-             total_loss_table(run, step).to_string(float_format="{:.4g}".format, formatters={"ratio": "{:.4f}".format})]
+    lines = [
+      f"Signal per task (0 = nothing learned, 1 = the task's full map){notes}",
+      pd.concat([header, table]).to_string(),
+      "",
+      "Mixture loss per width: frequency-weighted eval loss; for linear members also the exact population loss",
+      total_loss_table(run, step).to_string(float_format="{:.4g}".format, formatters={"ratio": "{:.4f}".format}),
+    ]
   return "\n".join(lines)

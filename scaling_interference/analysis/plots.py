@@ -1,6 +1,7 @@
 """Figures of the study, drawn from tidy tables. Each function returns a matplotlib Figure (Agg canvas,
 no pyplot state); `save(fig, path)` writes it as PNG.
 """
+
 import io
 
 import numpy as np
@@ -110,7 +111,7 @@ def loss_near_events(trajectories: pd.DataFrame, events: pd.DataFrame, shown: in
     rows = traced[(traced.task == task) & (traced.width == width) & traced.step.between(first, last)]
     mean = rows.groupby("step").loss.mean()
     ax.plot(mean.index, mean.values, "o-", ms=2, lw=1.0)
-    for i, step in enumerate(event_S[middle:middle + shown]):
+    for i, step in enumerate(event_S[middle : middle + shown]):
       ax.axvline(step, color="crimson", lw=0.8, ls="--", alpha=0.7, label="injection" if i == 0 else None)
     ax.set(title=f"task {task}, width {width}", xlabel="step", ylabel="task loss (mean over members)")
   if panels:
@@ -131,8 +132,11 @@ def event_average(average: pd.DataFrame) -> Figure:
       mean = rows.groupby("lag").change.mean()
       ax.plot(mean.index, mean.values, "o-", ms=2, color=colour(width), lw=1.2, label=f"width {width}")
     ax.axhline(0.0, color="k", lw=0.6)
-    ax.set(title=f"{name} (task {int(mine.task.iloc[0])}): {measure}, {int(mine.events.max())} events",
-           xlabel="steps after the injection", ylabel=f"mean change of the {measure} since the event")
+    ax.set(
+      title=f"{name} (task {int(mine.task.iloc[0])}): {measure}, {int(mine.events.max())} events",
+      xlabel="steps after the injection",
+      ylabel=f"mean change of the {measure} since the event",
+    )
     ax.legend(fontsize=8)
   fig.suptitle("Event-triggered average: the injected task after each injection, per width")
   return fig
@@ -161,7 +165,7 @@ def loss_vs_width(final: pd.DataFrame, fits: pd.DataFrame) -> Figure:
     ax.plot(rows.width, rows.loss.clip(lower=1e-12), "o", ms=3, color=c)
     if task in fits.index:
       fit = fits.loc[task]
-      ax.plot(grid_N, fit.floor + fit.prefactor * grid_N ** -fit.exponent, "-", lw=0.8, color=c)
+      ax.plot(grid_N, fit.floor + fit.prefactor * grid_N**-fit.exponent, "-", lw=0.8, color=c)
   _width_axis(ax, final.width)
   ax.set_yscale("log")
   ax.set(ylabel="final loss (mean over members)", title="Per-task loss vs width with power-law fits")
@@ -176,13 +180,21 @@ def emergence_vs_frequency(emergence: pd.DataFrame, threshold: float = 0.5) -> F
   ax.scatter(learned.frequency, learned.emergence_width, c=learned.complexity, cmap="viridis", s=22, label="learned")
   top = 2 * float(learned.emergence_width.max()) if len(learned) else 1.0
   if len(never):
-    ax.scatter(never.frequency, np.full(len(never), top), marker="x", color="crimson",
-               label="never learned (drawn at 2x the largest)")
+    ax.scatter(
+      never.frequency,
+      np.full(len(never), top),
+      marker="x",
+      color="crimson",
+      label="never learned (drawn at 2x the largest)",
+    )
   ax.set_xscale("log")
   ax.set_yscale("log", base=2)
   ax.get_yaxis().set_major_formatter("{x:.0f}")
-  ax.set(xlabel="task frequency", ylabel=f"emergence width (signal >= {threshold})",
-         title="Smallest width that learns a task vs its frequency")
+  ax.set(
+    xlabel="task frequency",
+    ylabel=f"emergence width (signal >= {threshold})",
+    title="Smallest width that learns a task vs its frequency",
+  )
   ax.legend(fontsize=8)
   return fig
 
@@ -197,8 +209,10 @@ def grad_norm_vs_width(gradients: pd.DataFrame) -> Figure:
     ax.plot(mean.index, mean.values, "o-", ms=3, lw=1, color=colour(rows.frequency.iloc[0]))
   _width_axis(ax, last.width)
   ax.set_yscale("log")
-  ax.set(ylabel="per-task gradient norm (eval examples)",
-         title=f"Next-update estimate: gradient norm per task vs width (step {int(last.step.max())})")
+  ax.set(
+    ylabel="per-task gradient norm (eval examples)",
+    title=f"Next-update estimate: gradient norm per task vs width (step {int(last.step.max())})",
+  )
   fig.colorbar(mappable, ax=ax, label="task frequency")
   return fig
 
@@ -213,8 +227,10 @@ def overwrite_vs_width(gradients: pd.DataFrame, tasks) -> Figure:
       mean = rows.groupby("width").overwrite_share.mean()
       ax.plot(mean.index, mean.values, "o-", ms=3, lw=1, color=colour(step))
     _width_axis(ax, gradients.width)
-    ax.set(ylabel="overwrite share (next-update estimate)",
-           title=f"task {task}: other tasks' share of its next-update loss change")
+    ax.set(
+      ylabel="overwrite share (next-update estimate)",
+      title=f"task {task}: other tasks' share of its next-update loss change",
+    )
   fig.colorbar(mappable, ax=axes, label="checkpoint step")
   return fig
 
@@ -245,8 +261,10 @@ def decodable_vs_width(counts: pd.DataFrame) -> Figure:
     at_init = init[init.layer == layer].groupby("width").n_decodable.mean()
     ax.plot(at_init.index, at_init.values, "o--", ms=3, lw=0.8, color=f"C{i}")
   _width_axis(ax, last.width)
-  ax.set(ylabel="decodable features (probes)",
-         title=f"Probe-decodable task features vs width (step {int(last.step.max())}; dashed: step 0)")
+  ax.set(
+    ylabel="decodable features (probes)",
+    title=f"Probe-decodable task features vs width (step {int(last.step.max())}; dashed: step 0)",
+  )
   ax.legend(fontsize=8)
   return fig
 
@@ -257,8 +275,9 @@ def oracle_vs_trained(comparison: pd.DataFrame) -> Figure:
   colour, mappable = _scale(comparison.width)
   ax.scatter(comparison.oracle_signal, comparison.trained_signal, c=colour(comparison.width), s=16)
   ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-  ax.set(xlabel="oracle signal (best rank-width map)", ylabel="trained signal",
-         title="Trained widths vs the analytic oracle")
+  ax.set(
+    xlabel="oracle signal (best rank-width map)", ylabel="trained signal", title="Trained widths vs the analytic oracle"
+  )
   fig.colorbar(mappable, ax=ax, label="width")
   return fig
 
@@ -269,8 +288,9 @@ def retention_vs_width(retention: pd.DataFrame) -> Figure:
   table = retention if "measure" in retention else retention.assign(measure="signal")
   for (name, task, measure), rows in table.groupby(["schedule", "task", "measure"]):
     mean = rows.groupby("width").retained.mean()
-    ax.plot(mean.index, mean.values, "o-" if measure == "loss" else "o--", ms=4,
-            label=f"{name} (task {task}), {measure}")
+    ax.plot(
+      mean.index, mean.values, "o-" if measure == "loss" else "o--", ms=4, label=f"{name} (task {task}), {measure}"
+    )
   _width_axis(ax, table.width)
   ax.set(ylabel="retained share of the gain (mean over events)", title="Retention of injected tasks vs width")
   ax.legend(fontsize=8)
@@ -304,8 +324,11 @@ def _replay_signal(ax, rows: pd.DataFrame, colour) -> None:
   for i, start in enumerate(sorted(rows.start.unique())):
     ax.axvline(start, color="crimson", lw=0.8, ls="--", alpha=0.7, label="event (window start)" if i == 0 else None)
   first = rows.iloc[0]
-  ax.set(title=f"{first.schedule}: task {first.task}, signal over {rows.window.nunique()} replayed window(s)",
-         xlabel="training steps done", ylabel="signal (0 chance, 1 learned)")
+  ax.set(
+    title=f"{first.schedule}: task {first.task}, signal over {rows.window.nunique()} replayed window(s)",
+    xlabel="training steps done",
+    ylabel="signal (0 chance, 1 learned)",
+  )
   ax.legend(fontsize=8)
 
 
@@ -318,10 +341,15 @@ def _replay_terms(ax, rows: pd.DataFrame, colour) -> None:
       for term, style in TERM_STYLES.items():
         ax.plot(cumulative.index, cumulative[f"dL_{term}"], color=colour(width), ls=style, lw=1.1)
   ax.axhline(0.0, color="grey", lw=0.6)
-  ax.legend(handles=[Line2D([], [], color="k", ls=style, label=f"{term} updates") for term, style in
-                     TERM_STYLES.items()], fontsize=8)
-  ax.set(xlabel="training steps done", ylabel="cumulative attributed loss change (> 0 raises it)",
-         title="attribution of the task's loss change in each window")
+  ax.legend(
+    handles=[Line2D([], [], color="k", ls=style, label=f"{term} updates") for term, style in TERM_STYLES.items()],
+    fontsize=8,
+  )
+  ax.set(
+    xlabel="training steps done",
+    ylabel="cumulative attributed loss change (> 0 raises it)",
+    title="attribution of the task's loss change in each window",
+  )
 
 
 def _counterfactual(ax, counterfactual: pd.DataFrame) -> None:
@@ -331,6 +359,7 @@ def _counterfactual(ax, counterfactual: pd.DataFrame) -> None:
   ax.plot(mean.index, mean.signal_end_without, "s--", label="window end, without the common tasks' updates")
   ax.plot(mean.index, mean.signal_start, "^:", color="grey", label="window start")
   _width_axis(ax, mean.index)
-  ax.set(ylabel="signal (mean over windows and members)",
-         title=f"{counterfactual.schedule.iloc[0]}: counterfactual replay")
+  ax.set(
+    ylabel="signal (mean over windows and members)", title=f"{counterfactual.schedule.iloc[0]}: counterfactual replay"
+  )
   ax.legend(fontsize=8)

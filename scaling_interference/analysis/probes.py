@@ -32,6 +32,7 @@ eval's `eval_prefix` base tokens. Task k is token task k (its train id); fitted 
 R^2 = 1 - sum (y - y_hat)^2 / sum (y - mean y)^2 over the held-out rows (pooled over columns).
 A feature is decodable when R^2 >= 0.5 or accuracy >= 0.9 (`THRESHOLDS`).
 """
+
 import functools
 
 import jax
@@ -107,9 +108,11 @@ def split_labels(n: int, splits=SPLITS) -> np.ndarray:
 @functools.partial(jax.jit, static_argnums=0)
 def representations(model: MLPDef, params_M: dict, x_NxI) -> dict:
   """{"input": (N, I), "hidden{i}": (M, N, W), "output": (M, N, O)} of a group's members."""
+
   def member(params):
     mlp = model.bind(params)
     return mlp.hidden_states(x_NxI), mlp(x_NxI)
+
   hidden, out = jax.vmap(member)(params_M)
   return {"input": x_NxI} | {f"hidden{i}": h for i, h in enumerate(hidden)} | {"output": out}
 
@@ -127,7 +130,7 @@ def lm_examples(problem, n: int) -> list[dict]:
   Each: tokens (n, L) (the last position predicts the answer), operands (n, J), answer (n,).
   """
   key = jax.random.fold_in(problem.eval_key, LM_PROBE_KEY)
-  prefix = jnp.resize(problem.eval_rows[:, :problem.eval_prefix], (n, problem.eval_prefix))
+  prefix = jnp.resize(problem.eval_rows[:, : problem.eval_prefix], (n, problem.eval_prefix))
   out = []
   for i, task in enumerate(problem.token_tasks):
     example = task.sample(jax.random.fold_in(key, i), n, "train")
@@ -138,8 +141,9 @@ def lm_examples(problem, n: int) -> list[dict]:
 def lm_features(task, example: dict) -> dict:
   """{feature: ("accuracy", one-hot targets (n, num_values))}: each operand and the answer."""
   operands_NxJ, eye = np.asarray(example["operands"]), np.eye(task.num_values)
-  return ({f"operand{j + 1}": ("accuracy", eye[operands_NxJ[:, j]]) for j in range(operands_NxJ.shape[1])}
-          | {"answer": ("accuracy", eye[np.asarray(example["answer"])])})
+  return {f"operand{j + 1}": ("accuracy", eye[operands_NxJ[:, j]]) for j in range(operands_NxJ.shape[1])} | {
+    "answer": ("accuracy", eye[np.asarray(example["answer"])])
+  }
 
 
 def _score(metric: str, y_NxO, pred_NxO) -> float:
@@ -163,8 +167,10 @@ def feature_scores(rep_NxD, features: dict, split_N, rows_N=None) -> dict:
   pred = probe_predictions(np.asarray(rep_NxD)[rows_N], y_NxO, split_N[rows_N])
   edges = np.cumsum([0] + [features[f][1].shape[1] for f in keys])
   y_te = y_NxO[split_N[rows_N] == 2]
-  return {f: (features[f][0], _score(features[f][0], y_te[:, a:b], pred[:, a:b]))
-          for f, a, b in zip(keys, edges[:-1], edges[1:], strict=True)}
+  return {
+    f: (features[f][0], _score(features[f][0], y_te[:, a:b], pred[:, a:b]))
+    for f, a, b in zip(keys, edges[:-1], edges[1:], strict=True)
+  }
 
 
 def task_id_recall(rep_NxD, task_N, num_tasks: int, split_N) -> np.ndarray:
@@ -178,8 +184,10 @@ def task_id_recall(rep_NxD, task_N, num_tasks: int, split_N) -> np.ndarray:
 
 # ---- tables -----------------------------------------------------------------------------
 def _layer_rows(family: Family, batch: Batch, sets: list, rep_NxD, split_N) -> list[dict]:
-  rows = [{"task": t, "feature": "task_id", "metric": "accuracy", "value": v}
-          for t, v in enumerate(task_id_recall(rep_NxD, np.asarray(batch.task), family.num_tasks, split_N))]
+  rows = [
+    {"task": t, "feature": "task_id", "metric": "accuracy", "value": v}
+    for t, v in enumerate(task_id_recall(rep_NxD, np.asarray(batch.task), family.num_tasks, split_N))
+  ]
   for rows_N, features in sets:
     scores = feature_scores(rep_NxD, features, split_N, rows_N)
     rows += [{"task": t, "feature": f, "metric": metric, "value": v} for (t, f), (metric, v) in scores.items()]
@@ -215,12 +223,14 @@ def _lm_layer_rows(tasks: list, examples: list[dict], reps_T: list, split_N) -> 
 
 def _lm_frames(run: Run, step: int, n_per_task: int) -> list[pd.DataFrame]:
   problem = run.problem
+  assert isinstance(problem, LanguageProblem), "a language-model run"
   examples, split_N = lm_examples(problem, n_per_task), split_labels(n_per_task)
   frames = []
   for group in run.groups:
     params_M = run.restore(step, group=group.index)["params"]
-    reps_T = [jax.device_get(lm_representations(group.model, params_M, e["tokens"], e["tokens"].shape[1] - 1))
-              for e in examples]
+    reps_T = [
+      jax.device_get(lm_representations(group.model, params_M, e["tokens"], e["tokens"].shape[1] - 1)) for e in examples
+    ]
     for m, member in enumerate(group.members):
       for i in range(len(reps_T[0])):
         rows = _lm_layer_rows(problem.token_tasks, examples, [r[i][m] for r in reps_T], split_N)

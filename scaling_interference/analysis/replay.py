@@ -28,6 +28,7 @@ replay raises ReplayError.
 A counterfactual replays the window with some classes' gradients removed from the update (their
 examples still count in the batch mean, so the other classes keep their weights).
 """
+
 import dataclasses
 import functools
 
@@ -53,6 +54,7 @@ class WindowReplay:
   Per-step arrays (S leading) hold values after step t's update, at theta_{t+1}; U indexes the
   update terms (classes, then history and weight decay).
   """
+
   window: Window
   removed: tuple  # classes whose gradient the update left out (counterfactual), else ()
   checkpoint: int  # the step replayed from (0: the seeded init)
@@ -114,8 +116,9 @@ class Replayer:
     g = jax.tree.map(lambda a, c: a - jnp.tensordot(drop_C, c, 1), g, g_C)  # drop_C all 0: g as it is, exactly
     g_C = jax.tree.map(lambda c: c * (1.0 - drop_C).reshape((-1,) + (1,) * (c.ndim - 1)), g_C)
     new_state, applied = self.engine.apply_gradient(index, state, loss, g)
-    terms, buffers = split_update(self.train, model, state["opt_state"], new_state["opt_state"], params, g, g_C,
-                                  carry["buffers"])
+    terms, buffers = split_update(
+      self.train, model, state["opt_state"], new_state["opt_state"], params, g, g_C, carry["buffers"]
+    )
     active = new_state["active"]
     terms = jax.tree.map(lambda u: jnp.where(active, u, 0.0), terms)
     buffers = jax.tree.map(lambda n, o: jnp.where(active, n, o), buffers, carry["buffers"])
@@ -125,13 +128,20 @@ class Replayer:
     residual = jnp.max(jnp.abs(terms_UxP.sum(0) - applied_P)) / jnp.maximum(jnp.max(jnp.abs(applied_P)), 1e-30)
     common_P = jnp.asarray(self.classes.common_C + (False, False), jnp.float32) @ terms_UxP
     along_K = mid_KxP @ common_P / jnp.maximum(jnp.linalg.norm(mid_KxP, axis=1), 1e-30)
-    out = {"loss": loss_K, "signal": signal_K, "dL": mid_KxP @ terms_UxP.T, "residual": residual,
-           "common_norm": common_norm, "common_along": along_K}
+    out = {
+      "loss": loss_K,
+      "signal": signal_K,
+      "dL": mid_KxP @ terms_UxP.T,
+      "residual": residual,
+      "common_norm": common_norm,
+      "common_along": along_K,
+    }
     return {"state": new_state, "buffers": buffers, "grad_K": grad_K}, out
 
   def _split_segment(self, carries, start, stop, drop_C, length: int, host=None):
     """Split steps start..stop-1 of every group (`length` steps, the ones past stop leave the carry as
     it is, so segments of similar lengths share one program); outputs stacked (length, M, ...)."""
+
     def one_step(carries, step_and_host):
       step, h = step_and_host
       batch = self.problem.batch(step, h)
@@ -148,7 +158,10 @@ class Replayer:
 
   def _task_state(self, states):
     """Per group: (loss_MxK, grads (M, K, ...), signal_MxK) at the states given."""
-    return [jax.vmap(functools.partial(self._task_values, g.model))(s["params"]) for g, s in zip(self.groups, states, strict=True)]
+    return [
+      jax.vmap(functools.partial(self._task_values, g.model))(s["params"])
+      for g, s in zip(self.groups, states, strict=True)
+    ]
 
   # ---- reaching the window and checking against training ----------------------------------
   def _restore(self, step: int):
@@ -194,7 +207,9 @@ class Replayer:
       diffs.append(relative_diff(loss_MxT, self.recorded[step]))
     if step in self.checkpoint_steps:
       saved, _ = self.run.restore_all(step)
-      diffs += [relative_diff(flatten(a["params"], 1), flatten(b["params"], 1)) for a, b in zip(states, saved, strict=True)]
+      diffs += [
+        relative_diff(flatten(a["params"], 1), flatten(b["params"], 1)) for a, b in zip(states, saved, strict=True)
+      ]
     return diffs
 
   # ---- a window ------------------------------------------------------------------------------
@@ -208,8 +223,14 @@ class Replayer:
     if plain:
       self._resume = {window.start: (copy_states(states), self.problem.host_state())}
     values = self.task_state(states)
-    carries = [{"state": s, "buffers": jax.vmap(functools.partial(initial_buffers, num_classes=len(removed)))(
-        s["opt_state"], s["params"]), "grad_K": v[1]} for s, v in zip(states, values, strict=True)]
+    carries = [
+      {
+        "state": s,
+        "buffers": jax.vmap(functools.partial(initial_buffers, num_classes=len(removed)))(s["opt_state"], s["params"]),
+        "grad_K": v[1],
+      }
+      for s, v in zip(states, values, strict=True)
+    ]
     outs, step, drop_C = [], window.start, jnp.asarray(removed, jnp.float32)
     inside: list[float] = []  # the window's own checks (the advance above is training's program)
     for end in self._segment_ends(window):
@@ -231,10 +252,12 @@ class Replayer:
     result.max_diff, result.compared = (max(diffs) if diffs else np.nan), len(diffs)
     allowed = max(self.tolerance, NOISE_FACTOR * result.noise_floor)
     if diffs and result.max_diff > allowed:
-      raise ReplayError(f"the replay of window [{window.start}, {window.stop}) of {self.run.path} differs from "
-                        f"training by {result.max_diff:.3g} (relative; tolerance {self.tolerance:g}, float noise "
-                        f"floor {result.noise_floor:.2g}): the replay does not reproduce training, so its "
-                        "attribution would not describe it")
+      raise ReplayError(
+        f"the replay of window [{window.start}, {window.stop}) of {self.run.path} differs from "
+        f"training by {result.max_diff:.3g} (relative; tolerance {self.tolerance:g}, float noise "
+        f"floor {result.noise_floor:.2g}): the replay does not reproduce training, so its "
+        "attribution would not describe it"
+      )
     return result
 
   def _segment_ends(self, window: Window) -> list[int]:
@@ -260,21 +283,35 @@ class Replayer:
     trained = self._advance(copy_states(start_states), window.start, window.stop, [], blocks)
     nudged = [{**s, "params": jax.tree.map(lambda p: p * (1 + NUDGE), s["params"])} for s in start_states]
     nudged = self._advance(copy_states(nudged), window.start, window.stop, [], blocks)
+
     def params_diff(a, b):
       return [relative_diff(flatten(x["params"], 1), flatten(y["params"], 1)) for x, y in zip(a, b, strict=True)]
+
     return params_diff(states, trained), max(params_diff(nudged, trained))
 
   def _result(self, window, removed, checkpoint, values, outs) -> WindowReplay:
     """Concatenates groups (members) and segments (steps) into one WindowReplay."""
     host = jax.device_get((values, outs))
+
     def members(arrays, axis):
       return np.concatenate([np.asarray(a) for a in arrays], axis=axis)
+
     def per_step(key):
       return np.concatenate([members([o[key] for o in seg], 1) for seg in host[1]], axis=0)
-    return WindowReplay(window, removed if any(removed) else (), checkpoint,
-                        members([v[0] for v in host[0]], 0), members([v[2] for v in host[0]], 0),
-                        per_step("loss"), per_step("signal"), per_step("dL"), per_step("residual"),
-                        per_step("common_norm"), per_step("common_along"))
+
+    return WindowReplay(
+      window,
+      removed if any(removed) else (),
+      checkpoint,
+      members([v[0] for v in host[0]], 0),
+      members([v[2] for v in host[0]], 0),
+      per_step("loss"),
+      per_step("signal"),
+      per_step("dL"),
+      per_step("residual"),
+      per_step("common_norm"),
+      per_step("common_along"),
+    )
 
 
 def scan_length(steps: int, longest: int) -> int:

@@ -6,6 +6,7 @@ of a task k's loss change are grouped by their class's role for k: its own class
 common classes (`common`), the other injected tasks' classes (`injected`), the remaining tasks
 (`other`), the first moment carried into the window (`history`) and weight decay.
 """
+
 import dataclasses
 import functools
 
@@ -17,7 +18,9 @@ from scaling_interference.analysis.replay import TOLERANCE, Replayer, WindowRepl
 from scaling_interference.reader import Run
 
 TERMS = ("own", "common", "injected", "other", "history", "weight_decay")
-DEFAULTS = dict(events=3, max_steps=200, after=0, by="class", n_common=2, tolerance=TOLERANCE)  # replay_analysis's options
+DEFAULTS = dict(
+  events=3, max_steps=200, after=0, by="class", n_common=2, tolerance=TOLERANCE
+)  # replay_analysis's options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +37,9 @@ def _frequencies(run: Run) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _analysis(path: str, metrics_step: int, events: int, max_steps: int, after: int, by: str, n_common: int,
-              tolerance: float):
+def _analysis(
+  path: str, metrics_step: int, events: int, max_steps: int, after: int, by: str, n_common: int, tolerance: float
+):
   """The ReplayAnalysis, or the exception the replay raised (so the three tables fail once, not thrice)."""
   del metrics_step  # part of the key: a run trained further is analysed again
   try:
@@ -44,8 +48,9 @@ def _analysis(path: str, metrics_step: int, events: int, max_steps: int, after: 
     return e
 
 
-def _replay_all(run: Run, events: int, max_steps: int, after: int, by: str, n_common: int,
-                tolerance: float) -> ReplayAnalysis:
+def _replay_all(
+  run: Run, events: int, max_steps: int, after: int, by: str, n_common: int, tolerance: float
+) -> ReplayAnalysis:
   p_K = _frequencies(run)
   classes = classes_lib.task_classes(run.problem, p_K, by)
   interest = classes_lib.interest_tasks(run.problem, p_K, n_common)
@@ -80,8 +85,13 @@ def term_matrix(classes: classes_lib.Classes, task: int, injected: list) -> np.n
   injected_C = np.zeros(num_classes, bool)
   injected_C[[classes.of(t) for t in injected]] = True
   for c in range(num_classes):
-    role = "own" if c == classes.of(task) else "common" if classes.common_C[c] else (
-        "injected" if injected_C[c] else "other")
+    role = (
+      "own"
+      if c == classes.of(task)
+      else "common"
+      if classes.common_C[c]
+      else ("injected" if injected_C[c] else "other")
+    )
     out[c, TERMS.index(role)] = 1.0
   out[num_classes, TERMS.index("history")] = 1.0
   out[num_classes + 1, TERMS.index("weight_decay")] = 1.0
@@ -108,16 +118,31 @@ def _window_rows(analysis: ReplayAnalysis, run: Run, w: int) -> list[dict]:
       terms = dict(zip((f"dL_{t}" for t in TERMS), terms_MxU[m], strict=True))
       total, actual = sum(terms.values()), r.loss_SxMxK[-1, m, k] - r.loss_start_MxK[m, k]
       scale = sum(abs(v) for v in terms.values())
-      rows.append({**_window_columns(w, r), "checkpoint": r.checkpoint, "member": int(member.id),
-                   "width": int(member.width), "task": task, "window_task": task == r.window.task,
-                   "loss_start": r.loss_start_MxK[m, k], "loss_end": r.loss_SxMxK[-1, m, k], "dL_actual": actual,
-                   **terms, "dL_sum": total, "closure_error": abs(total - actual) / scale if scale > 0 else 0.0,
-                   "common_grad_norm": r.common_norm_SxM[:, m].mean(),
-                   "common_along": r.common_along_SxMxK[:, m, k].mean(),
-                   "signal_start": signal_SxM[0, m], "signal_peak": _peak(signal_SxM[:, m]),
-                   "signal_end": signal_SxM[-1, m], "replay_max_diff": r.max_diff, "replay_compared": r.compared,
-                   "replay_noise_floor": r.noise_floor,
-                   "update_residual": r.residual_SxM[:, m].max()})
+      rows.append(
+        {
+          **_window_columns(w, r),
+          "checkpoint": r.checkpoint,
+          "member": int(member.id),
+          "width": int(member.width),
+          "task": task,
+          "window_task": task == r.window.task,
+          "loss_start": r.loss_start_MxK[m, k],
+          "loss_end": r.loss_SxMxK[-1, m, k],
+          "dL_actual": actual,
+          **terms,
+          "dL_sum": total,
+          "closure_error": abs(total - actual) / scale if scale > 0 else 0.0,
+          "common_grad_norm": r.common_norm_SxM[:, m].mean(),
+          "common_along": r.common_along_SxMxK[:, m, k].mean(),
+          "signal_start": signal_SxM[0, m],
+          "signal_peak": _peak(signal_SxM[:, m]),
+          "signal_end": signal_SxM[-1, m],
+          "replay_max_diff": r.max_diff,
+          "replay_compared": r.compared,
+          "replay_noise_floor": r.noise_floor,
+          "update_residual": r.residual_SxM[:, m].max(),
+        }
+      )
   return rows
 
 
@@ -145,12 +170,23 @@ def _step_rows(analysis: ReplayAnalysis, run: Run, w: int) -> list[pd.DataFrame]
     nan_1xM = np.full((1, len(members)), np.nan)
     for m, member in members.iterrows():
       columns = {f"dL_{t}": np.concatenate([[np.nan], terms_SxMxU[:, m, i]]) for i, t in enumerate(TERMS)}
-      frames.append(pd.DataFrame({
-          **_window_columns(w, r), "member": int(member.id), "width": int(member.width), "step": steps,
-          "task": task, "loss": loss_SxM[:, m], "signal": signal_SxM[:, m],
-          "dL_actual": np.concatenate([[np.nan], np.diff(loss_SxM[:, m])]), **columns,
-          "common_grad_norm": np.concatenate([nan_1xM, r.common_norm_SxM])[:, m],
-          "common_along": np.concatenate([nan_1xM, r.common_along_SxMxK[:, :, k]])[:, m]}))
+      frames.append(
+        pd.DataFrame(
+          {
+            **_window_columns(w, r),
+            "member": int(member.id),
+            "width": int(member.width),
+            "step": steps,
+            "task": task,
+            "loss": loss_SxM[:, m],
+            "signal": signal_SxM[:, m],
+            "dL_actual": np.concatenate([[np.nan], np.diff(loss_SxM[:, m])]),
+            **columns,
+            "common_grad_norm": np.concatenate([nan_1xM, r.common_norm_SxM])[:, m],
+            "common_along": np.concatenate([nan_1xM, r.common_along_SxMxK[:, :, k]])[:, m],
+          }
+        )
+      )
   return frames
 
 
@@ -170,54 +206,93 @@ def counterfactual_table(run: Run, **options) -> pd.DataFrame:
     for m, member in members.iterrows():
       with_S = np.concatenate([[r.signal_start_MxK[m, k]], r.signal_SxMxK[:, m, k]])
       without_S = np.concatenate([[cf.signal_start_MxK[m, k]], cf.signal_SxMxK[:, m, k]])
-      rows.append({**_window_columns(w, r), "member": int(member.id), "width": int(member.width),
-                   "task": r.window.task, "removed": "common", "signal_start": with_S[0],
-                   "signal_end": with_S[-1], "signal_end_without": without_S[-1],
-                   "signal_peak": np.nanmax(with_S), "signal_peak_without": np.nanmax(without_S),
-                   "loss_end": r.loss_SxMxK[-1, m, k], "loss_end_without": cf.loss_SxMxK[-1, m, k],
-                   "signal_kept_by_removal": without_S[-1] - with_S[-1],
-                   "loss_saved_by_removal": r.loss_SxMxK[-1, m, k] - cf.loss_SxMxK[-1, m, k]})
+      rows.append(
+        {
+          **_window_columns(w, r),
+          "member": int(member.id),
+          "width": int(member.width),
+          "task": r.window.task,
+          "removed": "common",
+          "signal_start": with_S[0],
+          "signal_end": with_S[-1],
+          "signal_end_without": without_S[-1],
+          "signal_peak": np.nanmax(with_S),
+          "signal_peak_without": np.nanmax(without_S),
+          "loss_end": r.loss_SxMxK[-1, m, k],
+          "loss_end_without": cf.loss_SxMxK[-1, m, k],
+          "signal_kept_by_removal": without_S[-1] - with_S[-1],
+          "loss_saved_by_removal": r.loss_SxMxK[-1, m, k] - cf.loss_SxMxK[-1, m, k],
+        }
+      )
   return pd.DataFrame(rows, columns=COUNTERFACTUAL_COLUMNS)
 
 
-WINDOW = {"window": "window index (replays of one run)", "schedule": "injection schedule whose event opens the window",
-          "event": "the event's index in its schedule (0: first)", "start": "first batch step of the window",
-          "stop": "the window ends before this batch step"}
+WINDOW = {
+  "window": "window index (replays of one run)",
+  "schedule": "injection schedule whose event opens the window",
+  "event": "the event's index in its schedule (0: first)",
+  "start": "first batch step of the window",
+  "stop": "the window ends before this batch step",
+}
 TERM_DOCS = {
-    "dL_own": "attributed change of the task's loss by its own class's updates",
-    "dL_common": "by the common tasks' updates", "dL_injected": "by the other injected tasks' updates",
-    "dL_other": "by the remaining tasks' updates", "dL_history": "by the first moment carried into the window",
-    "dL_weight_decay": "by weight decay (AdamW)"}
+  "dL_own": "attributed change of the task's loss by its own class's updates",
+  "dL_common": "by the common tasks' updates",
+  "dL_injected": "by the other injected tasks' updates",
+  "dL_other": "by the remaining tasks' updates",
+  "dL_history": "by the first moment carried into the window",
+  "dL_weight_decay": "by weight decay (AdamW)",
+}
 REPLAY_DOCS = {
-    **WINDOW, "checkpoint": "the step the replay started from (0: the seeded init)", "member": "member id",
-    "width": "the member's width", "task": "task of interest (injected tasks, then the most frequent others)",
-    "window_task": "the task is the one the window's event injects", "loss_start": "eval loss at the window start",
-    "loss_end": "eval loss at the window end", "dL_actual": "loss_end - loss_start", **TERM_DOCS,
-    "dL_sum": "sum of the attributed terms",
-    "closure_error": "|dL_sum - dL_actual| / sum of |terms| (trapezoid rule; small means the attribution closes)",
-    "common_grad_norm": "||gradient of the common classes|| on the real batches, mean over the window's steps",
-    "common_along": "the common classes' update along the task's unit gradient, mean per step (> 0 raises its loss)",
-    "signal_start": "signal at the window start", "signal_peak": "largest signal in the window",
-    "signal_end": "signal at the window end",
-    "replay_max_diff": "largest relative difference between the replay and what training recorded",
-    "replay_compared": "recorded arrays the replay was compared with",
-    "replay_noise_floor": "training against training from start parameters nudged by 1e-7 (relative), where the "
-                          "window held no eval or checkpoint; the replay may differ by up to 10 times it",
-    "update_residual": "max |sum of the split update - optimizer's update| / max |update| over the window"}
+  **WINDOW,
+  "checkpoint": "the step the replay started from (0: the seeded init)",
+  "member": "member id",
+  "width": "the member's width",
+  "task": "task of interest (injected tasks, then the most frequent others)",
+  "window_task": "the task is the one the window's event injects",
+  "loss_start": "eval loss at the window start",
+  "loss_end": "eval loss at the window end",
+  "dL_actual": "loss_end - loss_start",
+  **TERM_DOCS,
+  "dL_sum": "sum of the attributed terms",
+  "closure_error": "|dL_sum - dL_actual| / sum of |terms| (trapezoid rule; small means the attribution closes)",
+  "common_grad_norm": "||gradient of the common classes|| on the real batches, mean over the window's steps",
+  "common_along": "the common classes' update along the task's unit gradient, mean per step (> 0 raises its loss)",
+  "signal_start": "signal at the window start",
+  "signal_peak": "largest signal in the window",
+  "signal_end": "signal at the window end",
+  "replay_max_diff": "largest relative difference between the replay and what training recorded",
+  "replay_compared": "recorded arrays the replay was compared with",
+  "replay_noise_floor": "training against training from start parameters nudged by 1e-7 (relative), where the "
+  "window held no eval or checkpoint; the replay may differ by up to 10 times it",
+  "update_residual": "max |sum of the split update - optimizer's update| / max |update| over the window",
+}
 STEP_DOCS = {
-    **WINDOW, "member": "member id", "width": "the member's width",
-    "step": "updates done (the window's start, then after each of its updates)", "task": "task of interest",
-    "loss": "eval loss after `step` updates", "signal": "signal after `step` updates",
-    "dL_actual": "loss change of this step's update", **{k: v + " (this step)" for k, v in TERM_DOCS.items()},
-    "common_grad_norm": "||gradient of the common classes|| on this step's batch",
-    "common_along": "the common classes' update along the task's unit gradient (this step)"}
+  **WINDOW,
+  "member": "member id",
+  "width": "the member's width",
+  "step": "updates done (the window's start, then after each of its updates)",
+  "task": "task of interest",
+  "loss": "eval loss after `step` updates",
+  "signal": "signal after `step` updates",
+  "dL_actual": "loss change of this step's update",
+  **{k: v + " (this step)" for k, v in TERM_DOCS.items()},
+  "common_grad_norm": "||gradient of the common classes|| on this step's batch",
+  "common_along": "the common classes' update along the task's unit gradient (this step)",
+}
 COUNTERFACTUAL_DOCS = {
-    **WINDOW, "member": "member id", "width": "the member's width", "task": "the window's injected task",
-    "removed": "the classes whose gradients the counterfactual update leaves out",
-    "signal_start": "signal at the window start", "signal_end": "signal at the window end, as trained",
-    "signal_end_without": "signal at the window end without the removed classes' updates",
-    "signal_peak": "peak signal in the window, as trained", "signal_peak_without": "peak signal, counterfactual",
-    "loss_end": "loss at the window end, as trained", "loss_end_without": "loss at the window end, counterfactual",
-    "signal_kept_by_removal": "signal_end_without - signal_end (> 0: the removed updates erased signal)",
-    "loss_saved_by_removal": "loss_end - loss_end_without (> 0: the removed updates raised the loss)"}
+  **WINDOW,
+  "member": "member id",
+  "width": "the member's width",
+  "task": "the window's injected task",
+  "removed": "the classes whose gradients the counterfactual update leaves out",
+  "signal_start": "signal at the window start",
+  "signal_end": "signal at the window end, as trained",
+  "signal_end_without": "signal at the window end without the removed classes' updates",
+  "signal_peak": "peak signal in the window, as trained",
+  "signal_peak_without": "peak signal, counterfactual",
+  "loss_end": "loss at the window end, as trained",
+  "loss_end_without": "loss at the window end, counterfactual",
+  "signal_kept_by_removal": "signal_end_without - signal_end (> 0: the removed updates erased signal)",
+  "loss_saved_by_removal": "loss_end - loss_end_without (> 0: the removed updates raised the loss)",
+}
 REPLAY_COLUMNS, STEP_COLUMNS, COUNTERFACTUAL_COLUMNS = list(REPLAY_DOCS), list(STEP_DOCS), list(COUNTERFACTUAL_DOCS)

@@ -13,6 +13,7 @@ module's source, or that of an analysis module it uses, changed). The tables
 index.html (html.py), and a failed job is retried on the next build. figures.py draws the figures,
 claims.py checks the study's claims.
 """
+
 import dataclasses
 import functools
 import hashlib
@@ -45,6 +46,7 @@ class Job:
 @dataclasses.dataclass
 class Report:
   """What a build did: paths, jobs computed / taken from the cache / failed, notes, claims, seconds."""
+
   out: str
   index: str
   computed: list = dataclasses.field(default_factory=list)
@@ -155,8 +157,9 @@ def run_job(out: epath.Path, run: Run, job: Job, report: Report) -> pd.DataFrame
 
 def progress_bar(total: int, stream=None):
   """A tqdm bar over the report's jobs (with its ETA; a widget in notebooks), on stderr."""
-  return tqdm.tqdm(total=total, desc="report", unit="job", file=sys.stderr if stream is None else stream,
-                   dynamic_ncols=True)
+  return tqdm.tqdm(
+    total=total, desc="report", unit="job", file=sys.stderr if stream is None else stream, dynamic_ncols=True
+  )
 
 
 def collect(out: epath.Path, runs: list[Run], labels: list[str], jobs: list[Job], report: Report) -> dict:
@@ -169,8 +172,10 @@ def collect(out: epath.Path, runs: list[Run], labels: list[str], jobs: list[Job]
       progress.update()
       if frame is not None:
         parts.setdefault(job.table, {}).setdefault(labels[job.run_index], []).append(frame)
-  return {table: {label: pd.concat(frames, ignore_index=True) for label, frames in by_run.items()}
-          for table, by_run in parts.items()}
+  return {
+    table: {label: pd.concat(frames, ignore_index=True) for label, frames in by_run.items()}
+    for table, by_run in parts.items()
+  }
 
 
 def add_derived(frames: dict, report: Report) -> None:
@@ -233,8 +238,10 @@ def build(workdirs, out: str, steps: str = "all", skip=(), options: dict | None 
   specs = [s for s in tables.TABLES if s.name not in skip]
   frames = collect(out, runs, labels, plan(runs, specs, steps), report)
   add_derived(frames, report)
-  verdicts = pd.concat([claims.evaluate_claims(per_run(frames, label), runs[i]).assign(run=label)
-                        for i, label in enumerate(labels)], ignore_index=True)
+  verdicts = pd.concat(
+    [claims.evaluate_claims(per_run(frames, label), runs[i]).assign(run=label) for i, label in enumerate(labels)],
+    ignore_index=True,
+  )
   frames["claims"] = {label: verdicts[verdicts.run == label].drop(columns="run") for label in labels}
   fresh_folder(out / "figures", ".png")
   drawn = {label: figures.draw_figures(out, label, per_run(frames, label), report.notes) for label in labels}

@@ -48,8 +48,22 @@ TRACE_COLUMNS = ["step", "member", "width", "task", "signal", "loss", "source"]
 EVENT_COLUMNS = ["schedule", "task", "kind", "step", "count"]
 AVERAGE_COLUMNS = ["member", "width", "task", "schedule", "kind", "measure", "part", "lag", "change", "events"]
 AVERAGE_PARTS = 4  # the event-triggered average is also taken over each quarter of the run
-RETENTION_COLUMNS = ["member", "width", "task", "schedule", "kind", "measure", "event_step", "pre", "peak",
-                     "peak_step", "steps_to_peak", "half_life", "final", "retained"]
+RETENTION_COLUMNS = [
+  "member",
+  "width",
+  "task",
+  "schedule",
+  "kind",
+  "measure",
+  "event_step",
+  "pre",
+  "peak",
+  "peak_step",
+  "steps_to_peak",
+  "half_life",
+  "final",
+  "retained",
+]
 
 
 def _with_width(frame: pd.DataFrame, run: Run) -> pd.DataFrame:
@@ -76,11 +90,15 @@ def dense_signal(run: Run) -> pd.DataFrame:
   step_S, signal_SxMxT, member_M, task_T = f["step"], f["signal"], f["member"], f["task"]
   loss_SxMxT = f.get("loss", np.full(signal_SxMxT.shape, np.nan))
   s, m, t = signal_SxMxT.shape
-  frame = pd.DataFrame({"step": np.repeat(step_S, m * t).astype(int),
-                        "member": np.tile(np.repeat(member_M, t), s).astype(int),
-                        "task": np.tile(task_T, s * m).astype(int),
-                        "signal": signal_SxMxT.reshape(-1).astype(float),
-                        "loss": loss_SxMxT.reshape(-1).astype(float)})
+  frame = pd.DataFrame(
+    {
+      "step": np.repeat(step_S, m * t).astype(int),
+      "member": np.tile(np.repeat(member_M, t), s).astype(int),
+      "task": np.tile(task_T, s * m).astype(int),
+      "signal": signal_SxMxT.reshape(-1).astype(float),
+      "loss": loss_SxMxT.reshape(-1).astype(float),
+    }
+  )
   return _with_width(frame, run).assign(source="traces")[TRACE_COLUMNS]
 
 
@@ -109,8 +127,17 @@ def event_frame(run: Run) -> pd.DataFrame:
   frames = []
   for s, name in enumerate(name_Z):
     hit = count_SxZ[:, s] > 0
-    frames.append(pd.DataFrame({"schedule": str(name), "task": int(task_Z[s]), "kind": schedule_kind(run, str(name)),
-                                "step": step_S[hit].astype(int), "count": count_SxZ[hit, s].astype(int)}))
+    frames.append(
+      pd.DataFrame(
+        {
+          "schedule": str(name),
+          "task": int(task_Z[s]),
+          "kind": schedule_kind(run, str(name)),
+          "step": step_S[hit].astype(int),
+          "count": count_SxZ[hit, s].astype(int),
+        }
+      )
+    )
   return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EVENT_COLUMNS)
 
 
@@ -136,8 +163,9 @@ def window_stats(step_N, signal_N, start: int, stop: float) -> dict:
   if peak > base:
     fallen = np.nonzero(window_signal_N[top:] <= base + (peak - base) / 2)[0]
     half_life = float(window_step_N[top + fallen[0]] - window_step_N[top]) if fallen.size else np.nan
-  return dict(pre=pre, peak=peak, peak_step=float(window_step_N[top]), half_life=half_life,
-              final=float(window_signal_N[-1]))
+  return dict(
+    pre=pre, peak=peak, peak_step=float(window_step_N[top]), half_life=half_life, final=float(window_signal_N[-1])
+  )
 
 
 def _ratio(num: float, den: float) -> float:
@@ -164,8 +192,9 @@ def _signed_stats(step_N, signal_N, kind: str, event_S, relative: bool) -> list[
   end = float(step_N[-1]) if len(step_N) else 0.0
   if kind in CONTINUOUS_KINDS:
     row = dict(event_step=int(event_S[0]), **window_stats(step_N, signal_N, int(event_S[0]), end))
-    row["retained"] = (_ratio(row["final"] - row["pre"], row["peak"] - row["pre"]) if relative
-                       else _ratio(row["final"], row["peak"]))
+    row["retained"] = (
+      _ratio(row["final"] - row["pre"], row["peak"] - row["pre"]) if relative else _ratio(row["final"], row["peak"])
+    )
     return [row]
   rows = []
   for e, start in enumerate(event_S):
@@ -185,8 +214,9 @@ def retention_table(run: Run, frame: pd.DataFrame | None = None) -> pd.DataFrame
     for (member, width), traj in best[best.task == task].groupby(["member", "width"]):
       for measure in MEASURES:
         kept = traj[np.isfinite(traj[measure].to_numpy(float))]
-        for row in schedule_stats(kept.step.to_numpy(), kept[measure].to_numpy(float), kind, sched.step.to_numpy(),
-                                  measure):
+        for row in schedule_stats(
+          kept.step.to_numpy(), kept[measure].to_numpy(float), kind, sched.step.to_numpy(), measure
+        ):
           rows.append(dict(member=member, width=width, task=task, schedule=name, kind=kind, measure=measure, **row))
   table = pd.DataFrame(rows, columns=[c for c in RETENTION_COLUMNS if c != "steps_to_peak"])
   table.insert(table.columns.get_loc("half_life"), "steps_to_peak", table.peak_step - table.event_step)
@@ -229,15 +259,18 @@ def event_average_table(run: Run, frame: pd.DataFrame | None = None) -> pd.DataF
         span = _span(event_S, float(step_N[-1]))
         for part, events in _parts(event_S, int(run.config.train.steps)):
           changes = aligned_changes(step_N, value_N, events, span)
-          frames.append(changes.assign(member=member, width=width, task=task, schedule=name, kind=kind,
-                                      measure=measure, part=part))
+          frames.append(
+            changes.assign(member=member, width=width, task=task, schedule=name, kind=kind, measure=measure, part=part)
+          )
   return pd.concat(frames, ignore_index=True)[AVERAGE_COLUMNS] if frames else pd.DataFrame(columns=AVERAGE_COLUMNS)
 
 
 def _parts(event_S, steps: int) -> list[tuple[str, np.ndarray]]:
   """("all", every event), then ("a-b", the events at steps a..b) for each quarter of the run that has events."""
   edges = np.linspace(0, steps, AVERAGE_PARTS + 1).round().astype(int)
-  quarters = [(f"{a}-{b - 1}", event_S[(event_S >= a) & (event_S < b)]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+  quarters = [
+    (f"{a}-{b - 1}", event_S[(event_S >= a) & (event_S < b)]) for a, b in zip(edges[:-1], edges[1:], strict=True)
+  ]
   return [("all", event_S)] + [(name, events) for name, events in quarters if len(events)]
 
 
@@ -245,13 +278,28 @@ def average_summary(average: pd.DataFrame) -> pd.DataFrame:
   """Per (member, width, schedule, measure, part) of an event_average table: gain, its lag, the lags observed,
   kept, retained."""
   rows = []
-  for (member, width, schedule, measure, part), curve in average.groupby(["member", "width", "schedule", "measure",
-                                                                          "part"], sort=False):
+  for (member, width, schedule, measure, part), curve in average.groupby(
+    ["member", "width", "schedule", "measure", "part"], sort=False
+  ):
     gain_N = MEASURES[measure] * curve.change.to_numpy(float)
     top = int(np.argmax(gain_N))
     gain, kept = float(gain_N[top]), float(gain_N[-1])
-    rows.append(dict(member=member, width=width, schedule=schedule, task=int(curve.task.iloc[0]),
-                     kind=curve.kind.iloc[0], measure=measure, part=part, events=int(curve.events.max()), gain=gain,
-                     gain_lag=float(curve.lag.iloc[top]), last_lag=float(curve.lag.iloc[-1]), lags=len(curve),
-                     kept=kept, retained=_ratio(kept, gain)))
+    rows.append(
+      dict(
+        member=member,
+        width=width,
+        schedule=schedule,
+        task=int(curve.task.iloc[0]),
+        kind=curve.kind.iloc[0],
+        measure=measure,
+        part=part,
+        events=int(curve.events.max()),
+        gain=gain,
+        gain_lag=float(curve.lag.iloc[top]),
+        last_lag=float(curve.lag.iloc[-1]),
+        lags=len(curve),
+        kept=kept,
+        retained=_ratio(kept, gain),
+      )
+    )
   return pd.DataFrame(rows)

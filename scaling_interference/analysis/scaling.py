@@ -15,21 +15,43 @@ their tables carry a `run` column (the workdir's name).
                task of the bin (width_all) and some task of it (width_any).
 """
 
+import typing
+
 import numpy as np
 import pandas as pd
 
 from scaling_interference.analysis import learned, oracle
 from scaling_interference.reader import Run
+from scaling_interference.tasks.regression import Regression
 
 FINAL_COLUMNS = ["width", "task", "loss", "signal", "projection", "frequency", "complexity"]
 FIT_COLUMNS = ["run", "task", "frequency", "complexity", "exponent", "prefactor", "r2", "n", "floor"]
 EMERGENCE_COLUMNS = ["run", "task", "frequency", "complexity", "emergence_width", "max_signal"]
 LEARNED_COLUMNS = ["run", "width", "n_learned", "n_tasks"]
-ORACLE_COLUMNS = ["run", "width", "task", "frequency", "complexity", "trained_signal", "oracle_signal",
-                  "trained_loss", "oracle_loss", "zero_loss"]
+ORACLE_COLUMNS = [
+  "run",
+  "width",
+  "task",
+  "frequency",
+  "complexity",
+  "trained_signal",
+  "oracle_signal",
+  "trained_loss",
+  "oracle_loss",
+  "zero_loss",
+]
 ORACLE_TOTAL_COLUMNS = ["run", "width", "eval_loss", "oracle_loss", "zero_loss", "ratio", "signal_gap"]
-SIZING_COLUMNS = ["run", "frequency_bin", "frequency_low", "frequency_high", "complexity", "n_tasks", "n_learned",
-                  "width_any", "width_all"]
+SIZING_COLUMNS = [
+  "run",
+  "frequency_bin",
+  "frequency_low",
+  "frequency_high",
+  "complexity",
+  "n_tasks",
+  "n_learned",
+  "width_any",
+  "width_all",
+]
 
 
 def run_name(run: Run) -> str:
@@ -69,8 +91,11 @@ def final_table(run: Run, step: int | None = None) -> pd.DataFrame:
   """
   means = final_means(run, step)
   rows = learned.projection_rows(run, step)
-  projection = (rows.groupby(["width", "task"], as_index=False).projection.mean() if len(rows)
-                else means[["width", "task"]].assign(projection=np.nan))
+  projection = (
+    rows.groupby(["width", "task"], as_index=False).projection.mean()
+    if len(rows)
+    else means[["width", "task"]].assign(projection=np.nan)
+  )
   return means.merge(projection, on=["width", "task"], how="left")[FINAL_COLUMNS]
 
 
@@ -92,7 +117,7 @@ def loss_floor(run: Run) -> np.ndarray:
   """(K,) irreducible loss per task: the oracle's loss with every direction kept (families with one), else 0."""
   if not has_oracle(run):
     return np.zeros(len(run.tasks))
-  family = run.family
+  family = typing.cast(Regression, run.family)  # a family with the oracle has Regression's spectrum
   return oracle.oracle(family, int(family.singular_values_KxR.size)).loss_K
 
 
@@ -105,8 +130,15 @@ def _fits(run: Run) -> pd.DataFrame:
     if ok.sum() < 3 or np.ptp(np.log(excess[ok])) < 1e-9:
       continue
     fit = fit_power_law(points.width.to_numpy()[ok], excess[ok])
-    rows.append(dict(task=task, frequency=points.frequency.iloc[0], complexity=points.complexity.iloc[0],
-                     floor=float(floor_K[task]), **fit))
+    rows.append(
+      dict(
+        task=task,
+        frequency=points.frequency.iloc[0],
+        complexity=points.complexity.iloc[0],
+        floor=float(floor_K[task]),
+        **fit,
+      )
+    )
   return pd.DataFrame(rows, columns=[c for c in FIT_COLUMNS if c != "run"])
 
 
@@ -120,9 +152,15 @@ def emergence_widths(final: pd.DataFrame, threshold: float = 0.5) -> pd.DataFram
   rows = []
   for task, points in final.groupby("task"):
     learned = points[points.signal >= threshold]
-    rows.append(dict(task=task, frequency=points.frequency.iloc[0], complexity=points.complexity.iloc[0],
-                     emergence_width=float(learned.width.min()) if len(learned) else np.nan,
-                     max_signal=float(points.signal.max())))
+    rows.append(
+      dict(
+        task=task,
+        frequency=points.frequency.iloc[0],
+        complexity=points.complexity.iloc[0],
+        emergence_width=float(learned.width.min()) if len(learned) else np.nan,
+        max_signal=float(points.signal.max()),
+      )
+    )
   return pd.DataFrame(rows, columns=[c for c in EMERGENCE_COLUMNS if c != "run"])
 
 
@@ -133,10 +171,15 @@ def emergence_table(runs, threshold: float = 0.5) -> pd.DataFrame:
 
 def learned_counts(runs, threshold: float = 0.5) -> pd.DataFrame:
   """Per width: how many tasks reach `threshold` (mean final signal over the width's members)."""
+
   def counts(run):
     final = final_means(run)
-    return final.assign(learned=final.signal >= threshold).groupby("width", as_index=False).agg(
-        n_learned=("learned", "sum"), n_tasks=("task", "nunique"))
+    return (
+      final.assign(learned=final.signal >= threshold)
+      .groupby("width", as_index=False)
+      .agg(n_learned=("learned", "sum"), n_tasks=("task", "nunique"))
+    )
+
   return _each(runs, counts, LEARNED_COLUMNS)
 
 
@@ -146,9 +189,13 @@ def _oracle_rows(run: Run) -> pd.DataFrame:
   final, family = final_means(run), realised_family(run)
   best = {int(w): oracle.oracle(family, int(w)) for w in final.width.unique()}
   zero_K = oracle.oracle(family, 0).loss_K
-  return final.assign(trained_signal=final.signal, trained_loss=final.loss, zero_loss=zero_K[final.task],
-                      oracle_signal=[best[w].signal_K[t] for w, t in zip(final.width, final.task, strict=True)],
-                      oracle_loss=[best[w].loss_K[t] for w, t in zip(final.width, final.task, strict=True)])[ORACLE_COLUMNS[1:]]
+  return final.assign(
+    trained_signal=final.signal,
+    trained_loss=final.loss,
+    zero_loss=zero_K[final.task],
+    oracle_signal=[best[w].signal_K[t] for w, t in zip(final.width, final.task, strict=True)],
+    oracle_loss=[best[w].loss_K[t] for w, t in zip(final.width, final.task, strict=True)],
+  )[ORACLE_COLUMNS[1:]]
 
 
 def oracle_comparison(runs) -> pd.DataFrame:
@@ -163,12 +210,18 @@ def oracle_totals(comparison: pd.DataFrame) -> pd.DataFrame:
   if comparison.empty:
     return pd.DataFrame(columns=columns)
   p = comparison.frequency
-  frame = comparison.assign(eval_part=p * comparison.trained_loss, oracle_part=p * comparison.oracle_loss,
-                            zero_part=p * comparison.zero_loss,
-                            gap=(comparison.trained_signal - comparison.oracle_signal).abs())
+  frame = comparison.assign(
+    eval_part=p * comparison.trained_loss,
+    oracle_part=p * comparison.oracle_loss,
+    zero_part=p * comparison.zero_loss,
+    gap=(comparison.trained_signal - comparison.oracle_signal).abs(),
+  )
   totals = frame.groupby(keys, as_index=False).agg(
-      eval_loss=("eval_part", "sum"), oracle_loss=("oracle_part", "sum"), zero_loss=("zero_part", "sum"),
-      signal_gap=("gap", "mean"))
+    eval_loss=("eval_part", "sum"),
+    oracle_loss=("oracle_part", "sum"),
+    zero_loss=("zero_part", "sum"),
+    signal_gap=("gap", "mean"),
+  )
   totals["ratio"] = totals.eval_loss / totals.oracle_loss.where(totals.oracle_loss > 0)
   return totals[columns]
 
@@ -198,8 +251,11 @@ def sizing_from_emergence(emergence: pd.DataFrame) -> pd.DataFrame:
   frame = pd.concat([emergence.reset_index(drop=True), frequency_bins(emergence.frequency)], axis=1)
   frame["complexity"] = complexity_bins(frame.complexity)
   table = frame.groupby(["frequency_bin", "frequency_low", "frequency_high", "complexity"], as_index=False).agg(
-      n_tasks=("task", "size"), n_learned=("emergence_width", "count"),
-      width_any=("emergence_width", "min"), width_all=("emergence_width", "max"))
+    n_tasks=("task", "size"),
+    n_learned=("emergence_width", "count"),
+    width_any=("emergence_width", "min"),
+    width_all=("emergence_width", "max"),
+  )
   table.loc[table.n_learned < table.n_tasks, "width_all"] = np.nan
   return table.sort_values(["frequency_low", "complexity"], ascending=[False, True], ignore_index=True)
 

@@ -16,6 +16,7 @@ factors multiply every term. sum_c u_c + u_h + u_wd equals the optimizer's updat
 tolerance (tests check it against optax). Buffers and terms are stacked on a leading axis:
 classes first, then history; terms add the weight-decay term last.
 """
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -76,8 +77,8 @@ def _moment_rule(train_config, old_opt_state, new_opt_state, params: dict, f):
   b1, b2 = train_config.b1, train_config.b2
   t = (adam_old.count + 1).astype(jnp.float32)
   nu = find_state(new_opt_state, optax.ScaleByAdamState).nu
-  precond = jax.tree.map(lambda v: 1.0 / (jnp.sqrt(v / (1.0 - b2 ** t)) + ADAM_EPS), nu)
-  return b1, (1.0 - b1) * f, 1.0 - b1 ** t, precond
+  precond = jax.tree.map(lambda v: 1.0 / (jnp.sqrt(v / (1.0 - b2**t)) + ADAM_EPS), nu)
+  return b1, (1.0 - b1) * f, 1.0 - b1**t, precond
 
 
 def _weight_decay(train_config, params: dict) -> dict:
@@ -85,8 +86,9 @@ def _weight_decay(train_config, params: dict) -> dict:
   return jax.tree.map(lambda w, decays: wd * decays * w, params, decay_mask(params))
 
 
-def split_update(train_config, model, old_opt_state, new_opt_state, params: dict, g_used: dict, g_C: dict,
-                 buffers: dict):
+def split_update(
+  train_config, model, old_opt_state, new_opt_state, params: dict, g_used: dict, g_C: dict, buffers: dict
+):
   """(terms, new buffers) of one step: terms leaves (C + 2, ...) = classes, history, weight decay.
 
   g_used: the gradient the optimizer stepped on; g_C: class gradients (leaves (C, ...)) summing
@@ -96,11 +98,17 @@ def split_update(train_config, model, old_opt_state, new_opt_state, params: dict
   decay, gain, bias, precond = _moment_rule(train_config, old_opt_state, new_opt_state, params, f)
   gain_C1 = jnp.concatenate([jnp.full((_num_stacked(g_C),), gain), jnp.zeros((1,))])
   new_buffers = jax.tree.map(
-      lambda b, g: decay * b + gain_C1.reshape((-1,) + (1,) * (b.ndim - 1)) * jnp.concatenate([g, jnp.zeros_like(g[:1])]),
-      buffers, g_C)
+    lambda b, g: decay * b + gain_C1.reshape((-1,) + (1,) * (b.ndim - 1)) * jnp.concatenate([g, jnp.zeros_like(g[:1])]),
+    buffers,
+    g_C,
+  )
   lr = scheduled_lr(train_config, old_opt_state)
-  terms = jax.tree.map(lambda b, p, w: jnp.concatenate([-lr * b / bias * p, -lr * w[None]]),
-                       new_buffers, precond, _weight_decay(train_config, params))
+  terms = jax.tree.map(
+    lambda b, p, w: jnp.concatenate([-lr * b / bias * p, -lr * w[None]]),
+    new_buffers,
+    precond,
+    _weight_decay(train_config, params),
+  )
   if getattr(model, "mup_base_width", None):
     terms = jax.tree.map(lambda u, s: u * s, terms, model.mup_lr_scales(params))
   return terms, new_buffers

@@ -16,6 +16,7 @@ fit (length sum <= L, plus the EOS in "replace"). Examples may have different le
 can carry a varying count (e.g. row -1 for unused slots). Inject all examples of a batch in
 one call: a later call could splice into an earlier call's example.
 """
+
 import dataclasses
 
 import jax
@@ -30,13 +31,13 @@ MODES = ("replace", "splice")
 @dataclasses.dataclass(frozen=True)
 class TokenBatch:
   """Rows of tokens with per-position task ids and answer mask."""
+
   tokens: Array  # (B, L) int32
   task: Array  # (B, L) int32: 0 base stream, i injected task i
   answer_mask: Array  # (B, L) bool: the next token is an injected answer
 
 
-jax.tree_util.register_dataclass(TokenBatch, data_fields=["tokens", "task", "answer_mask"],
-                                 meta_fields=[])
+jax.tree_util.register_dataclass(TokenBatch, data_fields=["tokens", "task", "answer_mask"], meta_fields=[])
 
 
 def base_batch(tokens_BxL: Array) -> TokenBatch:
@@ -45,9 +46,17 @@ def base_batch(tokens_BxL: Array) -> TokenBatch:
   return TokenBatch(tokens_BxL, jnp.zeros_like(tokens_BxL), jnp.zeros(tokens_BxL.shape, bool))
 
 
-def inject_sequences(batch: TokenBatch, examples_NxQ: Array, example_task_N: Array, rows_N: Array,
-                     *, mode: str, key: Array, eos_id: int = 0, length_N: Array | None = None
-                     ) -> TokenBatch:
+def inject_sequences(
+  batch: TokenBatch,
+  examples_NxQ: Array,
+  example_task_N: Array,
+  rows_N: Array,
+  *,
+  mode: str,
+  key: Array,
+  eos_id: int = 0,
+  length_N: Array | None = None,
+) -> TokenBatch:
   """`batch` with example n inserted into row rows_N[n], labelled task example_task_N[n]."""
   if mode not in MODES:
     raise ConfigError(f"mode: must be one of {list(MODES)}, got {mode!r}")
@@ -84,8 +93,10 @@ def _move_base(batch: TokenBatch, shift_BxL: Array) -> TokenBatch:
   b, length = batch.tokens.shape
   rows_BxL = jnp.broadcast_to(jnp.arange(b)[:, None], (b, length))
   cols_BxL = jnp.arange(length)[None, :] + shift_BxL
+
   def move(x):
     return jnp.zeros_like(x).at[rows_BxL, cols_BxL].set(x, mode="drop")
+
   return jax.tree.map(move, batch)
 
 
@@ -99,16 +110,21 @@ def _place_examples(out: TokenBatch, examples_NxQ, example_task_N, row_N, start_
   answer_inside_N = start_N + length_N - 1 < length
   mask_NxQ = (offset_Q == length_N[:, None] - 2) & answer_inside_N[:, None]
   task_NxQ = jnp.broadcast_to(jnp.asarray(example_task_N, jnp.int32)[:, None], (n, q))
+
   def put(x, v):
     return x.at[rows_NxQ, cols_NxQ].set(v, mode="drop")
-  return TokenBatch(put(out.tokens, examples_NxQ.astype(jnp.int32)), put(out.task, task_NxQ),
-                    put(out.answer_mask, mask_NxQ))
+
+  return TokenBatch(
+    put(out.tokens, examples_NxQ.astype(jnp.int32)), put(out.task, task_NxQ), put(out.answer_mask, mask_NxQ)
+  )
 
 
 def _place_eos(out: TokenBatch, total_B: Array, eos_id: int) -> TokenBatch:
   """Writes EOS (task 0, no answer) right after the examples of each row that has any."""
   b = total_B.shape[0]
   rows_B = jnp.where(total_B > 0, jnp.arange(b), b)
+
   def put(x, v):
     return x.at[rows_B, total_B].set(v, mode="drop")
+
   return TokenBatch(put(out.tokens, eos_id), put(out.task, 0), put(out.answer_mask, False))

@@ -6,6 +6,7 @@ schedule targets are taken out of the base mixture (their base frequency is 0 an
 renormalised), so they appear exactly as often as their schedules say. Task ids of a batch are a
 pure function of (key, step): runs are deterministic and resumable by construction.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,8 +19,9 @@ def base_frequencies(frequencies_K: np.ndarray, schedules: list[Schedule]) -> np
   p = np.asarray(frequencies_K, np.float64).copy()
   p[[s.task for s in schedules]] = 0.0
   if p.sum() <= 0:
-    raise ConfigError("inject: every task with a base frequency is injected; leave at least one task "
-                      "in the base mixture")
+    raise ConfigError(
+      "inject: every task with a base frequency is injected; leave at least one task in the base mixture"
+    )
   return p / p.sum()
 
 
@@ -30,7 +32,7 @@ class Mixture:
     self.schedules = list(schedules)
     self.base = base_frequencies(frequencies_K, self.schedules)
     cdf_K = np.cumsum(self.base)
-    cdf_K[np.flatnonzero(self.base)[-1]:] = 1.0  # u < 1 never lands past the last task with mass
+    cdf_K[np.flatnonzero(self.base)[-1] :] = 1.0  # u < 1 never lands past the last task with mass
     self.cdf_K = jnp.asarray(cdf_K, jnp.float32)
 
   def task_ids(self, key, step, batch_size: int):

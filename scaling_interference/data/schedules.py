@@ -14,6 +14,7 @@ Any kind applies only inside `windows`, a list of [start, stop) step ranges (emp
 Counts are pure functions of the step, computed identically with numpy on the host (for the
 schedule file and previews) and with jax.numpy inside the jitted step.
 """
+
 import dataclasses
 import fractions
 
@@ -26,8 +27,12 @@ from scaling_interference.checks import is_int, require_int
 from scaling_interference.errors import ConfigError
 
 KINDS = ("share", "per_batch", "every", "burst")
-KIND_FIELDS = {"share": ("share",), "per_batch": ("count",), "every": ("count", "every", "offset"),
-               "burst": ("count", "at")}  # the fields each kind reads besides task and windows
+KIND_FIELDS = {
+  "share": ("share",),
+  "per_batch": ("count",),
+  "every": ("count", "every", "offset"),
+  "burst": ("count", "at"),
+}  # the fields each kind reads besides task and windows
 MAX_DENOMINATOR = 46340  # (den - 1) * num stays below 2**31
 
 
@@ -83,8 +88,10 @@ def from_config(inject_config, batch_size: int, num_tasks: int) -> list[Schedule
     check_schedule(name, entry, num_tasks)
     schedules.append(make_schedule(name, entry, batch_size))
   if sum(s.max_count for s in schedules) > batch_size:
-    raise ConfigError(f"inject: schedules can ask for {sum(s.max_count for s in schedules)} examples in one "
-                      f"batch, more than train.batch_size={batch_size}")
+    raise ConfigError(
+      f"inject: schedules can ask for {sum(s.max_count for s in schedules)} examples in one "
+      f"batch, more than train.batch_size={batch_size}"
+    )
   return schedules
 
 

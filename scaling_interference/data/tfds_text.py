@@ -6,6 +6,7 @@ file gets its own directory) and returns its random-access data source: record i
 {"text": bytes} of one document. A document is a whole file (documents="file") or one
 non-empty line (documents="line"). Paths are local or URLs (gs://, ...), read through etils.epath.
 """
+
 import hashlib
 import os
 
@@ -31,8 +32,10 @@ class TextFiles(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self, description="Documents of local text files.",
-        features=tfds.features.FeaturesDict({"text": tfds.features.Text()}))
+      builder=self,
+      description="Documents of local text files.",
+      features=tfds.features.FeaturesDict({"text": tfds.features.Text()}),
+    )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download

@@ -29,6 +29,7 @@ stacked in process order, are the one-process batch. A token-file process reads 
 rows (grain's batches of B/P rows, every P-th from the p-th); a text process packs the whole
 document stream (packing is sequential) and keeps its rows.
 """
+
 import dataclasses
 import glob
 import io
@@ -54,6 +55,7 @@ CHECK_BLOCKS = 4
 @dataclasses.dataclass(frozen=True)
 class LanguageTables:
   """The device side of a SyntheticLanguage; a pytree, so it can be a jit argument."""
+
   successors_VxE: jax.Array  # int32 successor token ids
   unigram_cdf_V: jax.Array  # float32 cumulative pi
   stationary_cdf_V: jax.Array  # float32 cumulative nu
@@ -61,8 +63,8 @@ class LanguageTables:
 
 
 jax.tree_util.register_dataclass(
-    LanguageTables, data_fields=["successors_VxE", "unigram_cdf_V", "stationary_cdf_V"],
-    meta_fields=["bigram_weight"])
+  LanguageTables, data_fields=["successors_VxE", "unigram_cdf_V", "stationary_cdf_V"], meta_fields=["bigram_weight"]
+)
 
 
 class SyntheticLanguage:
@@ -82,8 +84,9 @@ class SyntheticLanguage:
   on_device = True
   eos_id = EOS_ID
 
-  def __init__(self, vocab_size: int, seed: int, zipf_exponent: float = 1.0,
-               successors: int = 16, bigram_weight: float = 0.9):
+  def __init__(
+    self, vocab_size: int, seed: int, zipf_exponent: float = 1.0, successors: int = 16, bigram_weight: float = 0.9
+  ):
     check_synthetic(vocab_size, zipf_exponent, successors, bigram_weight)
     self.vocab_size, self.seed = vocab_size, seed
     self.successors, self.bigram_weight = successors, bigram_weight
@@ -93,10 +96,12 @@ class SyntheticLanguage:
     self.unigram_V[self.rank_tokens] = zipf(vocab_size - 1, zipf_exponent)
     self.successors_VxE = rng.choice(vocab_size, size=(vocab_size, successors), p=self.unigram_V)
     self.stationary_V = self._stationary()
-    self.tables = LanguageTables(jnp.asarray(self.successors_VxE, jnp.int32),
-                                 jnp.asarray(np.cumsum(self.unigram_V), jnp.float32),
-                                 jnp.asarray(np.cumsum(self.stationary_V), jnp.float32),
-                                 float(bigram_weight))
+    self.tables = LanguageTables(
+      jnp.asarray(self.successors_VxE, jnp.int32),
+      jnp.asarray(np.cumsum(self.unigram_V), jnp.float32),
+      jnp.asarray(np.cumsum(self.stationary_V), jnp.float32),
+      float(bigram_weight),
+    )
 
   def _stationary(self) -> np.ndarray:
     """nu = (1 - lambda) pi + lambda nu T, by power iteration to 1e-9."""
@@ -245,7 +250,7 @@ class TokenWindows:
   def __getitem__(self, index: int) -> np.ndarray:
     f = int(np.searchsorted(self._ends, index, side="right"))
     row = index - (int(self._ends[f - 1]) if f else 0)
-    return np.asarray(self.arrays[f][row * self.seq_len:(row + 1) * self.seq_len], np.int32)
+    return np.asarray(self.arrays[f][row * self.seq_len : (row + 1) * self.seq_len], np.int32)
 
 
 def make_host_iterator(source_config, batch_size: int, seq_len: int, seed: int, shard: tuple[int, int] = (0, 1)):
@@ -260,11 +265,13 @@ def make_host_iterator(source_config, batch_size: int, seq_len: int, seed: int, 
     raise ConfigError(f"data.seq_len: must be an integer >= 2, got {seq_len!r}")
   count = shard[1]
   if batch_size % count:
-    raise ConfigError(f"train.batch_size: a host stream on {count} processes needs a multiple of {count}, "
-                      f"got {batch_size}")
+    raise ConfigError(
+      f"train.batch_size: a host stream on {count} processes needs a multiple of {count}, got {batch_size}"
+    )
   if source == "synthetic":
-    return SyntheticIterator(synthetic_language(source_config, seed), batch_size, seq_len, seed,
-                             shard_rows(batch_size, shard))
+    return SyntheticIterator(
+      synthetic_language(source_config, seed), batch_size, seq_len, seed, shard_rows(batch_size, shard)
+    )
   if source == "token_files":
     return _token_file_iterator(source_config, batch_size, seq_len, seed, shard)
   return _text_iterator(source_config, batch_size, seq_len, seed, shard)
@@ -289,15 +296,17 @@ def make_stream(config, shards: int | None = None):
   if _check_source(data) == "synthetic":
     return synthetic_language(data, train.data_seed)
   if shards is not None:
-    return ShardStack(make_host_iterator(data, train.batch_size, data.seq_len, train.data_seed, (i, shards))
-                      for i in range(shards))
+    return ShardStack(
+      make_host_iterator(data, train.batch_size, data.seq_len, train.data_seed, (i, shards)) for i in range(shards)
+    )
   shard = (jax.process_index(), jax.process_count())
   return make_host_iterator(data, train.batch_size, data.seq_len, train.data_seed, shard)
 
 
 def synthetic_language(source_config, seed: int) -> SyntheticLanguage:
-  return SyntheticLanguage(source_config.vocab_size, seed, source_config.zipf_exponent, source_config.successors,
-                           source_config.bigram_weight)
+  return SyntheticLanguage(
+    source_config.vocab_size, seed, source_config.zipf_exponent, source_config.successors, source_config.bigram_weight
+  )
 
 
 def _check_source(source_config) -> str:
@@ -311,14 +320,14 @@ def _grain():
   try:
     import grain  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ConfigError("data.source: host sources need grain and tensorflow-datasets: "
-                      "pip install 'scaling_interference[tfds]'") from e
+    raise ConfigError(
+      "data.source: host sources need grain and tensorflow-datasets: pip install 'scaling_interference[tfds]'"
+    ) from e
   return grain
 
 
 def _read_options(source_config):
-  return _grain().ReadOptions(num_threads=source_config.read_threads,
-                              prefetch_buffer_size=8)
+  return _grain().ReadOptions(num_threads=source_config.read_threads, prefetch_buffer_size=8)
 
 
 def _token_file_iterator(source_config, batch_size: int, seq_len: int, seed: int, shard) -> HostIterator:
@@ -357,18 +366,19 @@ def open_token_file(path: str, dtype: str) -> np.ndarray:
   else:
     array = np.memmap(path, dtype=dtype, mode="r")
   if array.ndim != 1 or array.dtype.name not in TOKEN_DTYPES:
-    raise ConfigError(f"data.paths: {path} holds a {array.dtype.name} array of shape {array.shape}; "
-                      f"token files must be flat {' or '.join(TOKEN_DTYPES)}")
+    raise ConfigError(
+      f"data.paths: {path} holds a {array.dtype.name} array of shape {array.shape}; "
+      f"token files must be flat {' or '.join(TOKEN_DTYPES)}"
+    )
   return array
 
 
 def check_tokens(path: str, array: np.ndarray, vocab_size: int) -> None:
   """Checks evenly spaced blocks of a token file against vocab_size."""
   starts = np.linspace(0, max(array.shape[0] - CHECK_BLOCK, 0), CHECK_BLOCKS).astype(np.int64)
-  largest = max((int(array[s:s + CHECK_BLOCK].max(initial=0)) for s in starts), default=0)
+  largest = max((int(array[s : s + CHECK_BLOCK].max(initial=0)) for s in starts), default=0)
   if largest >= vocab_size:
-    raise ConfigError(f"data.vocab_size: {path} holds token {largest}; vocab_size must exceed it, "
-                      f"got {vocab_size}")
+    raise ConfigError(f"data.vocab_size: {path} holds token {largest}; vocab_size must exceed it, got {vocab_size}")
 
 
 def _paths(source_config) -> list[str]:
@@ -405,10 +415,17 @@ def _text_iterator(source_config, batch_size: int, seq_len: int, seed: int, shar
   """
   grain = _grain()
   feature, documents = _text_documents(source_config)
+
   def tokens(record):
     return {"tokens": byte_tokens(record[feature])}
-  docs = (grain.MapDataset.source(documents).shuffle(seed=seed).repeat(None).map(tokens)
-          .to_iter_dataset(_read_options(source_config)))
+
+  docs = (
+    grain.MapDataset.source(documents)
+    .shuffle(seed=seed)
+    .repeat(None)
+    .map(tokens)
+    .to_iter_dataset(_read_options(source_config))
+  )
   packed = grain.experimental.ConcatThenSplitIterDataset(docs, length_struct={"tokens": seq_len})
   rows = shard_rows(batch_size, shard)
   batches = packed.map(lambda row: row["tokens"]).batch(batch_size).map(lambda tokens_BxL: tokens_BxL[rows])
@@ -420,6 +437,7 @@ def _text_documents(source_config):
   data_dir = source_config.data_dir or None
   if source_config.source == "text_files":
     from scaling_interference.data import tfds_text  # pylint: disable=g-import-not-at-top
+
     documents = source_config.documents
     if documents not in tfds_text.DOCUMENTS:
       raise ConfigError(f"data.documents: must be one of {list(tfds_text.DOCUMENTS)}, got {documents!r}")
@@ -428,8 +446,8 @@ def _text_documents(source_config):
   if not name:
     raise ConfigError("data.name: must name a prepared TFDS dataset for source 'tfds', got ''")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  source = tfds.data_source(name, split=source_config.split, data_dir=data_dir,
-                            download=False)
+
+  source = tfds.data_source(name, split=source_config.split, data_dir=data_dir, download=False)
   return source_config.feature, source
 
 

@@ -4,6 +4,7 @@ shape of every group; nothing else in the package asks which kind a run uses.
 A kind's `shapes(config, problem)` reads what it needs from the problem: an MLP its
 `input_dim` and `output_dim`, a language model its `vocab_size` and `seq_len`.
 """
+
 import dataclasses
 import re
 
@@ -16,6 +17,7 @@ from scaling_interference.models.mlp import ACTIVATIONS, COMPUTE_DTYPES, INITS, 
 @dataclasses.dataclass(frozen=True)
 class Shape:
   """One group's shape: its size name ("" for MLPs), model definition, width and depth."""
+
   size: str
   model: object
   width: int
@@ -38,10 +40,20 @@ class MLPKind:
   @staticmethod
   def shapes(config, problem) -> list[Shape]:
     m = config.model
-    defs = [MLPDef(input_dim=problem.input_dim, width=width, output_dim=problem.output_dim, depth=m.depth,
-                   activation=m.activation, use_bias=m.use_bias, initializer=m.init, init_scale=m.init_scale,
-                   compute_dtype=m.compute_dtype)
-            for width in m.widths]
+    defs = [
+      MLPDef(
+        input_dim=problem.input_dim,
+        width=width,
+        output_dim=problem.output_dim,
+        depth=m.depth,
+        activation=m.activation,
+        use_bias=m.use_bias,
+        initializer=m.init,
+        init_scale=m.init_scale,
+        compute_dtype=m.compute_dtype,
+      )
+      for width in m.widths
+    ]
     return [Shape("", d, d.width, d.depth) for d in defs]
 
   @staticmethod
@@ -75,10 +87,18 @@ class OLMoKind:
     if re.fullmatch(r"\d+/\d+/\d+", size):
       shape = dict(zip(("d_model", "n_heads", "n_layers"), map(int, size.split("/")), strict=True))
       size = "tiny-a"
-    return ladder.preset(size, vocab_size=vocab_size, rope_theta=float(m.rope_theta),
-                         tie_embeddings=m.tie_embeddings, qk_norm=m.qk_norm, remat=m.remat,
-                         compute_dtype=m.compute_dtype, mup_base_width=m.mup_base_width or None,
-                         max_seq_len=seq_len, **shape)
+    return ladder.preset(
+      size,
+      vocab_size=vocab_size,
+      rope_theta=float(m.rope_theta),
+      tie_embeddings=m.tie_embeddings,
+      qk_norm=m.qk_norm,
+      remat=m.remat,
+      compute_dtype=m.compute_dtype,
+      mup_base_width=m.mup_base_width or None,
+      max_seq_len=seq_len,
+      **shape,
+    )
 
   @classmethod
   def shapes(cls, config, problem) -> list[Shape]:
@@ -88,8 +108,10 @@ class OLMoKind:
   @staticmethod
   def memory_line(shape: Shape, batch_size: int, members: int) -> str | None:
     per_member = ladder.memory_bytes(shape.model, batch_size, shape.model.max_seq_len)
-    return (f"memory estimate {shape.size}: {per_member / 2**30:.2f} GiB per member, "
-            f"{members * per_member / 2**30:.2f} GiB for its {members} member(s)")
+    return (
+      f"memory estimate {shape.size}: {per_member / 2**30:.2f} GiB per member, "
+      f"{members * per_member / 2**30:.2f} GiB for its {members} member(s)"
+    )
 
   @staticmethod
   def is_linear(model) -> bool:

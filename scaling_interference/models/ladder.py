@@ -9,6 +9,7 @@ Tiny presets ("tiny-a".."tiny-e") are for CPU runs and take the run's vocabulary
 Sizing rules (OLMo ladder, N = parameters): peak lr 0.0047 (N / 108M)^(-1/3); batch
 160 (N / 108M)^(2/3) sequences of 2048 tokens; warmup N / tokens-per-batch steps.
 """
+
 import dataclasses
 
 from scaling_interference.errors import ConfigError
@@ -24,35 +25,36 @@ def _shape(d_model, n_heads, n_layers):
 
 
 LADDER = {
-    "4M": _shape(64, 8, 8),
-    "6M": _shape(96, 8, 8),
-    "8M": _shape(128, 8, 8),
-    "10M": _shape(144, 8, 8),
-    "14M": _shape(192, 8, 8),
-    "16M": _shape(208, 8, 8),
-    "20M": _shape(192, 8, 16),
-    "60M": _shape(384, 12, 16),
-    "90M": _shape(528, 12, 16),
-    "150M": _shape(768, 12, 12),
-    "300M": _shape(1024, 16, 16),
-    "530M": _shape(1344, 16, 16),
-    "750M": _shape(1536, 16, 16),
-    "1B": _shape(2048, 16, 16),
-    "4B": _shape(3840, 30, 16),
+  "4M": _shape(64, 8, 8),
+  "6M": _shape(96, 8, 8),
+  "8M": _shape(128, 8, 8),
+  "10M": _shape(144, 8, 8),
+  "14M": _shape(192, 8, 8),
+  "16M": _shape(208, 8, 8),
+  "20M": _shape(192, 8, 16),
+  "60M": _shape(384, 12, 16),
+  "90M": _shape(528, 12, 16),
+  "150M": _shape(768, 12, 12),
+  "300M": _shape(1024, 16, 16),
+  "530M": _shape(1344, 16, 16),
+  "750M": _shape(1536, 16, 16),
+  "1B": _shape(2048, 16, 16),
+  "4B": _shape(3840, 30, 16),
 }
 TINY = {
-    "tiny-a": _shape(32, 4, 2),
-    "tiny-b": _shape(48, 4, 2),
-    "tiny-c": _shape(64, 4, 3),
-    "tiny-d": _shape(96, 4, 3),
-    "tiny-e": _shape(128, 4, 4),
+  "tiny-a": _shape(32, 4, 2),
+  "tiny-b": _shape(48, 4, 2),
+  "tiny-c": _shape(64, 4, 3),
+  "tiny-d": _shape(96, 4, 3),
+  "tiny-e": _shape(128, 4, 4),
 }
 PRESETS = {**LADDER, **TINY}
 
 
 def _unknown_size(name):
-  return ConfigError(f"model.sizes: unknown size {name!r}; the ladder is: {', '.join(LADDER)} "
-                     f"(CPU presets: {', '.join(TINY)})")
+  return ConfigError(
+    f"model.sizes: unknown size {name!r}; the ladder is: {', '.join(LADDER)} (CPU presets: {', '.join(TINY)})"
+  )
 
 
 def preset(name: str, vocab_size: int | None = None, **overrides) -> OLMoDef:
@@ -90,9 +92,18 @@ def ladder_table(vocab_size: int | None = None) -> list[dict]:
     model = preset(name, vocab_size)
     n = model.n_params
     batch = ladder_batch_size(n)
-    rows.append({"name": name, "d_model": model.d_model, "n_heads": model.n_heads, "n_layers": model.n_layers,
-                 "n_params": n, "lr": ladder_lr(n), "batch_size": batch,
-                 "warmup_steps": ladder_warmup_steps(n, batch * LADDER_SEQ_LEN)})
+    rows.append(
+      {
+        "name": name,
+        "d_model": model.d_model,
+        "n_heads": model.n_heads,
+        "n_layers": model.n_layers,
+        "n_params": n,
+        "lr": ladder_lr(n),
+        "batch_size": batch,
+        "warmup_steps": ladder_warmup_steps(n, batch * LADDER_SEQ_LEN),
+      }
+    )
   return rows
 
 
@@ -101,13 +112,20 @@ def table_text(rows: list[dict]) -> str:
   lines = [f"{'name':>6} {'shape':>12} {'n_params':>15} {'lr':>9} {'batch':>6} {'warmup':>7}"]
   for r in rows:
     shape = f"{r['d_model']}/{r['n_heads']}/{r['n_layers']}"
-    lines.append(f"{r['name']:>6} {shape:>12} {r['n_params']:>15,} {r['lr']:>9.2e} {r['batch_size']:>6} "
-                 f"{r['warmup_steps']:>7}")
+    lines.append(
+      f"{r['name']:>6} {shape:>12} {r['n_params']:>15,} {r['lr']:>9.2e} {r['batch_size']:>6} {r['warmup_steps']:>7}"
+    )
   return "\n".join(lines)
 
 
-def memory_bytes(model: OLMoDef, batch_size: int, seq_len: int, optimizer_states: int = 2,
-                 param_bytes: int = 4, compute_bytes: int | None = None) -> int:
+def memory_bytes(
+  model: OLMoDef,
+  batch_size: int,
+  seq_len: int,
+  optimizer_states: int = 2,
+  param_bytes: int = 4,
+  compute_bytes: int | None = None,
+) -> int:
   """Training memory estimate for one model, in bytes.
 
   params + grads + optimizer states: N x param_bytes x (2 + optimizer_states);
@@ -140,8 +158,14 @@ H100_BYTES = 80 * 2**30
 ASSUMED_MFU = 0.4
 
 
-def plan_table(batch_size: int, seq_len: int = LADDER_SEQ_LEN, compute_dtype: str = "bfloat16",
-               remat: bool = False, peak_flops: float = H100_BF16_FLOPS, mfu: float = ASSUMED_MFU) -> list[dict]:
+def plan_table(
+  batch_size: int,
+  seq_len: int = LADDER_SEQ_LEN,
+  compute_dtype: str = "bfloat16",
+  remat: bool = False,
+  peak_flops: float = H100_BF16_FLOPS,
+  mfu: float = ASSUMED_MFU,
+) -> list[dict]:
   """One row per ladder size for planning a run: parameters, tokens per step, the memory estimate of
   one member with the whole batch on one device, the 80 GiB devices that memory needs when batch
   and states are sharded over them, and the time per 1B training tokens at `mfu` of `peak_flops`
@@ -151,16 +175,29 @@ def plan_table(batch_size: int, seq_len: int = LADDER_SEQ_LEN, compute_dtype: st
     model = preset(name, max_seq_len=seq_len, compute_dtype=compute_dtype, remat=remat)
     seconds = model.flops_per_token(seq_len) * 1e9 / (mfu * peak_flops)
     memory = memory_bytes(model, batch_size, seq_len)
-    rows.append({"name": name, "n_params": model.n_params, "tokens_per_step": batch_size * seq_len,
-                 "memory_gib": memory / 2**30, "devices_80gib": -(-memory // H100_BYTES),
-                 "gpu_hours_per_1b_tokens": seconds / 3600})
+    rows.append(
+      {
+        "name": name,
+        "n_params": model.n_params,
+        "tokens_per_step": batch_size * seq_len,
+        "memory_gib": memory / 2**30,
+        "devices_80gib": -(-memory // H100_BYTES),
+        "gpu_hours_per_1b_tokens": seconds / 3600,
+      }
+    )
   return rows
 
 
 def plan_text(rows: list[dict], mfu: float, peak_flops: float) -> str:
   """The plan as a Markdown table."""
-  lines = ["| size | parameters | tokens per step | memory per member (GiB) | 80 GiB devices | "
-           f"GPU-hours per 1B tokens at {mfu:.0%} of {peak_flops / 1e12:.0f} TFLOP/s |", "|---|---:|---:|---:|---:|---:|"]
-  lines += [f"| {r['name']} | {r['n_params']:,} | {r['tokens_per_step']:,} | {r['memory_gib']:.1f} | "
-            f"{r['devices_80gib']} | {r['gpu_hours_per_1b_tokens']:.3g} |" for r in rows]
+  lines = [
+    "| size | parameters | tokens per step | memory per member (GiB) | 80 GiB devices | "
+    f"GPU-hours per 1B tokens at {mfu:.0%} of {peak_flops / 1e12:.0f} TFLOP/s |",
+    "|---|---:|---:|---:|---:|---:|",
+  ]
+  lines += [
+    f"| {r['name']} | {r['n_params']:,} | {r['tokens_per_step']:,} | {r['memory_gib']:.1f} | "
+    f"{r['devices_80gib']} | {r['gpu_hours_per_1b_tokens']:.3g} |"
+    for r in rows
+  ]
   return "\n".join(lines)

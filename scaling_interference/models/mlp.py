@@ -4,6 +4,7 @@ The engine stacks members' parameters on a leading axis and steps them with `jax
 it needs params as plain pytrees: `MLPDef.init(key)` returns a nested dict, and
 `MLPDef.apply(params, x)` merges it into the NNX module for one call.
 """
+
 import dataclasses
 import math
 
@@ -12,25 +13,27 @@ import jax.numpy as jnp
 from flax import nnx
 
 ACTIVATIONS = {
-    "linear": lambda x: x,
-    "relu": jax.nn.relu,
-    "gelu": jax.nn.gelu,
-    "tanh": jnp.tanh,
-    "silu": jax.nn.silu,
+  "linear": lambda x: x,
+  "relu": jax.nn.relu,
+  "gelu": jax.nn.gelu,
+  "tanh": jnp.tanh,
+  "silu": jax.nn.silu,
 }
 
 
 def torch_init(fan_in: int) -> dict:
   """PyTorch nn.Linear's default: kernel and bias uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)]."""
   bound = 1.0 / math.sqrt(fan_in)
+
   def uniform(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
+
   return dict(kernel_init=uniform, bias_init=uniform)
 
 
 INITS = {
-    "lecun": lambda fan_in: {},  # Flax's default: LeCun-normal kernel, zero bias
-    "torch": torch_init,
+  "lecun": lambda fan_in: {},  # Flax's default: LeCun-normal kernel, zero bias
+  "torch": torch_init,
 }
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # model.compute_dtype
@@ -42,13 +45,17 @@ class MLP(nnx.Module):
   `dtype` is the matmuls' dtype (bfloat16 on accelerators); parameters stay float32 and the output
   is returned in float32, so losses and metrics are float32 either way."""
 
-  def __init__(self, input_dim, width, output_dim, *, depth, activation, use_bias, init="lecun",
-               dtype=jnp.float32, rngs):
+  def __init__(
+    self, input_dim, width, output_dim, *, depth, activation, use_bias, init="lecun", dtype=jnp.float32, rngs
+  ):
     dims = [input_dim] + [width] * depth
-    self.hidden = nnx.List([nnx.Linear(a, b, use_bias=use_bias, dtype=dtype, rngs=rngs, **INITS[init](a))
-                            for a, b in zip(dims[:-1], dims[1:], strict=True)])
-    self.readout = nnx.Linear(dims[-1], output_dim, use_bias=use_bias, dtype=dtype, rngs=rngs,
-                              **INITS[init](dims[-1]))
+    self.hidden = nnx.List(
+      [
+        nnx.Linear(a, b, use_bias=use_bias, dtype=dtype, rngs=rngs, **INITS[init](a))
+        for a, b in zip(dims[:-1], dims[1:], strict=True)
+      ]
+    )
+    self.readout = nnx.Linear(dims[-1], output_dim, use_bias=use_bias, dtype=dtype, rngs=rngs, **INITS[init](dims[-1]))
     self.activation = activation
 
   def __call__(self, x_BxI):
@@ -77,6 +84,7 @@ class MLP(nnx.Module):
 @dataclasses.dataclass(frozen=True)
 class MLPDef:
   """The shape of an MLP member; a hashable description that builds and applies it."""
+
   input_dim: int
   width: int
   output_dim: int
@@ -92,8 +100,17 @@ class MLPDef:
     return COMPUTE_DTYPES[self.compute_dtype]
 
   def _module(self, key):
-    return MLP(self.input_dim, self.width, self.output_dim, depth=self.depth, activation=self.activation,
-               use_bias=self.use_bias, init=self.initializer, dtype=self.dtype, rngs=nnx.Rngs(params=key))
+    return MLP(
+      self.input_dim,
+      self.width,
+      self.output_dim,
+      depth=self.depth,
+      activation=self.activation,
+      use_bias=self.use_bias,
+      init=self.initializer,
+      dtype=self.dtype,
+      rngs=nnx.Rngs(params=key),
+    )
 
   def init(self, key) -> dict:
     params = nnx.to_pure_dict(nnx.state(self._module(key), nnx.Param))

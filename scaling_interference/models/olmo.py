@@ -38,6 +38,7 @@ The sweep engine stacks members' dicts on a leading axis (`jax.vmap(model_def.in
 builds them stacked) and calls `jax.vmap(model_def.apply, in_axes=(0, None))(params, tokens_BxL)`.
 `hidden_states` gives n_layers + 1 residual streams (index i: after i blocks) for probes.
 """
+
 import dataclasses
 import functools
 
@@ -117,8 +118,14 @@ class Attention(nnx.Module):
     heads = (B, L, cfg.n_heads, cfg.d_head)
     q_BxLxXxH = rotary(q_BxLxD.reshape(heads), cfg.rope_theta)
     k_BxLxXxH = rotary(k_BxLxD.reshape(heads), cfg.rope_theta)
-    out_BxLxXxH = jax.nn.dot_product_attention(q_BxLxXxH, k_BxLxXxH, v_BxLxD.reshape(heads), scale=cfg.attn_scale,
-                                               is_causal=True, implementation=cfg.attention_impl)
+    out_BxLxXxH = jax.nn.dot_product_attention(
+      q_BxLxXxH,
+      k_BxLxXxH,
+      v_BxLxD.reshape(heads),
+      scale=cfg.attn_scale,
+      is_causal=True,
+      implementation=cfg.attention_impl,
+    )
     return self.o(out_BxLxXxH.reshape(B, L, D))
 
 
@@ -163,8 +170,9 @@ class OLMo(nnx.Module):
     self.embedding = nnx.Param(init(embed_key, (cfg.vocab_size, cfg.d_model), jnp.float32))
     self.blocks = nnx.List([Block(cfg, k) for k in jax.random.split(blocks_key, cfg.n_layers)])
     self.final_norm = RMSNorm(cfg.d_model)
-    self.unembed = None if cfg.tie_embeddings else nnx.Param(
-        init(unembed_key, (cfg.d_model, cfg.vocab_size), jnp.float32))
+    self.unembed = (
+      None if cfg.tie_embeddings else nnx.Param(init(unembed_key, (cfg.d_model, cfg.vocab_size), jnp.float32))
+    )
     self.cfg = cfg
 
   def residual_streams(self, tokens_BxL):
@@ -179,11 +187,13 @@ class OLMo(nnx.Module):
     """float32 logits from the last residual stream."""
     x_BxLxD = self.final_norm(h_BxLxD)
     if self.cfg.tie_embeddings:
-      logits_BxLxV = jnp.einsum("bld,vd->blv", x_BxLxD, self.embedding[...].astype(x_BxLxD.dtype),
-                                preferred_element_type=jnp.float32)
+      logits_BxLxV = jnp.einsum(
+        "bld,vd->blv", x_BxLxD, self.embedding[...].astype(x_BxLxD.dtype), preferred_element_type=jnp.float32
+      )
     else:
-      logits_BxLxV = jnp.einsum("bld,dv->blv", x_BxLxD, self.unembed[...].astype(x_BxLxD.dtype),
-                                preferred_element_type=jnp.float32)
+      logits_BxLxV = jnp.einsum(
+        "bld,dv->blv", x_BxLxD, self.unembed[...].astype(x_BxLxD.dtype), preferred_element_type=jnp.float32
+      )
     return logits_BxLxV * self.cfg.logit_scale
 
   def __call__(self, tokens_BxL):
@@ -192,15 +202,16 @@ class OLMo(nnx.Module):
 
 def validate_shape(d_model, n_heads, n_layers=1, vocab_size=1):
   """Raises ConfigError naming the field when the shape cannot be built."""
-  for name, value in (("d_model", d_model), ("n_heads", n_heads), ("n_layers", n_layers),
-                      ("vocab_size", vocab_size)):
+  for name, value in (("d_model", d_model), ("n_heads", n_heads), ("n_layers", n_layers), ("vocab_size", vocab_size)):
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise ConfigError(f"model.{name}: must be a positive integer, got {value!r}")
   if d_model % n_heads:
     raise ConfigError(f"model.n_heads: must divide d_model={d_model}, got n_heads={n_heads}")
   if (d_model // n_heads) % 2:
-    raise ConfigError(f"model.n_heads: head size d_model / n_heads = {d_model // n_heads} must be even "
-                      f"for rotary embeddings (d_model={d_model}, n_heads={n_heads})")
+    raise ConfigError(
+      f"model.n_heads: head size d_model / n_heads = {d_model // n_heads} must be even "
+      f"for rotary embeddings (d_model={d_model}, n_heads={n_heads})"
+    )
 
 
 def _validate_options(cfg):
@@ -218,6 +229,7 @@ def _validate_options(cfg):
 @dataclasses.dataclass(frozen=True)
 class OLMoDef:
   """The shape of an OLMo member; a hashable description that builds and applies it."""
+
   vocab_size: int
   d_model: int
   n_heads: int
@@ -255,7 +267,7 @@ class OLMoDef:
 
   @property
   def hidden_std(self) -> float:
-    return INIT_STD / self.width_mult ** 0.5
+    return INIT_STD / self.width_mult**0.5
 
   @property
   def logit_scale(self) -> float:
@@ -263,7 +275,7 @@ class OLMoDef:
 
   @property
   def attn_scale(self) -> float:
-    return 1.0 / (self.d_head if self.mup_base_width is not None else self.d_head ** 0.5)
+    return 1.0 / (self.d_head if self.mup_base_width is not None else self.d_head**0.5)
 
   def _module(self, key):
     return OLMo(self, key)

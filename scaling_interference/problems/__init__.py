@@ -3,6 +3,7 @@
 `make_problem(config)` picks the problem by the config's data section: `task` (a synthetic task
 family) or `data` (a token stream). Building a problem checks its part of the config.
 """
+
 from scaling_interference.errors import ConfigError
 from scaling_interference.problems.base import Problem
 from scaling_interference.problems.language import LanguageProblem
@@ -15,8 +16,10 @@ def make_problem(config) -> Problem:
   has_task, has_data = "task" in config, "data" in config
   if has_task == has_data:
     found = "both" if has_task else "neither"
-    raise ConfigError(f"task, data: a config trains on a task family (a `task` section) or a token stream "
-                      f"(a `data` section); it has {found}")
+    raise ConfigError(
+      f"task, data: a config trains on a task family (a `task` section) or a token stream "
+      f"(a `data` section); it has {found}"
+    )
   if has_task:
     return FamilyProblem(config, make_family(config.task))
   return LanguageProblem(config)

@@ -82,10 +82,14 @@ class LanguageProblem(Problem):
       per_task[s.task] += c / max(steps * self.batch_size, 1)
     n = len(self.token_tasks)
     infos = [TaskInfo(BASE_TASK, "base", 1.0, 0.0, name="base", split="train")]
-    infos += [TaskInfo(i + 1, t.kind, float(per_task[i + 1]), t.complexity(), name=self.names[i], split="train")
-              for i, t in enumerate(self.token_tasks)]
-    infos += [TaskInfo(n + i + 1, t.kind, 0.0, t.complexity(), name=self.names[i], split="heldout")
-              for i, t in enumerate(self.token_tasks)]
+    infos += [
+      TaskInfo(i + 1, t.kind, float(per_task[i + 1]), t.complexity(), name=self.names[i], split="train")
+      for i, t in enumerate(self.token_tasks)
+    ]
+    infos += [
+      TaskInfo(n + i + 1, t.kind, 0.0, t.complexity(), name=self.names[i], split="heldout")
+      for i, t in enumerate(self.token_tasks)
+    ]
     return infos
 
   def _eval_rows(self, config):
@@ -105,8 +109,9 @@ class LanguageProblem(Problem):
     examples, task_N, length_N, active_N = self._scheduled_examples(keys[1], step)
     rank_N = jnp.cumsum(active_N) - 1
     rows_N = jnp.where(active_N, jax.random.permutation(keys[2], self.batch_size)[rank_N % self.batch_size], -1)
-    return inject_sequences(batch, examples, task_N, rows_N, mode=self.mode, key=keys[3],
-                            eos_id=self.stream.eos_id, length_N=length_N)
+    return inject_sequences(
+      batch, examples, task_N, rows_N, mode=self.mode, key=keys[3], eos_id=self.stream.eos_id, length_N=length_N
+    )
 
   def _scheduled_examples(self, key, step):
     """Every schedule's slots (max_count each): examples, task ids, lengths, and which are used."""
@@ -146,8 +151,10 @@ class LanguageProblem(Problem):
       self.stream.set_state(states)
       return
     if len(states) != jax.process_count():
-      raise WorkdirError(f"the checkpoint holds the data iterator states of {len(states)} processes: "
-                         f"resume it on {len(states)} processes, not {jax.process_count()}")
+      raise WorkdirError(
+        f"the checkpoint holds the data iterator states of {len(states)} processes: "
+        f"resume it on {len(states)} processes, not {jax.process_count()}"
+      )
     self.stream.set_state(states[jax.process_index()])
 
   def loss_shares(self, step_S) -> np.ndarray:
@@ -198,7 +205,7 @@ class LanguageProblem(Problem):
   def _answer_metrics(self, model, params, task, split: str, n: int, key):
     """Answer-token loss and accuracy of n examples, each after `eval_prefix` base tokens (as in training)."""
     example = task.sample(key, n, split)["tokens"]
-    prefix = jnp.resize(self.eval_rows[:, :self.eval_prefix], (n, self.eval_prefix))
+    prefix = jnp.resize(self.eval_rows[:, : self.eval_prefix], (n, self.eval_prefix))
     tokens = jnp.concatenate([prefix, example], axis=1)
     logits = model.apply(params, tokens[:, :-1])[:, self.eval_prefix + task.answer_position]
     answer = example[:, task.answer_position + 1]
@@ -241,7 +248,7 @@ class LanguageProblem(Problem):
     task, split = self.token_tasks[(t - 1) % count], "train" if t <= count else "heldout"
     key = jax.random.fold_in(self.eval_key, ((t - 1) % count + 1) * 2 + (split == "heldout"))  # eval's examples
     example = task.sample(key, n, split)["tokens"]
-    prefix = jnp.resize(self.eval_rows[:, :self.eval_prefix], (n, self.eval_prefix))
+    prefix = jnp.resize(self.eval_rows[:, : self.eval_prefix], (n, self.eval_prefix))
     tokens = jnp.concatenate([prefix, example], axis=1)
     tokens = jnp.pad(tokens, ((0, 0), (0, length - tokens.shape[1])), constant_values=self.stream.eos_id)
     weights = jax.nn.one_hot(jnp.full((n,), self.eval_prefix + task.answer_position), length - 1)
@@ -256,8 +263,9 @@ class LanguageProblem(Problem):
     loss, signal = [], []
     for t in self.trace_T:
       task = self.token_tasks[t - 1]
-      task_loss, a = self._answer_metrics(model, params, task, "train", self.trace_n,
-                                          jax.random.fold_in(self.eval_key, 2 * t))
+      task_loss, a = self._answer_metrics(
+        model, params, task, "train", self.trace_n, jax.random.fold_in(self.eval_key, 2 * t)
+      )
       loss.append(task_loss), signal.append((a - chance(task)) / (1 - chance(task)))
     return jnp.stack(loss), jnp.stack(signal)
 
@@ -276,8 +284,9 @@ def check_schedules(config, num_token_tasks: int):
   found = schedules_lib.from_config(config.inject, config.train.batch_size, num_token_tasks + 1)
   for s in found:
     if s.task == BASE_TASK:
-      raise ConfigError(f"inject.{s.name}.task: must be a token task id in [1, {num_token_tasks}] "
-                        "(0 is the base stream), got 0")
+      raise ConfigError(
+        f"inject.{s.name}.task: must be a token task id in [1, {num_token_tasks}] (0 is the base stream), got 0"
+      )
   return found
 
 
@@ -289,5 +298,7 @@ def check_mode(mode: str) -> str:
 
 def check_seq_len(seq_len: int, example_len: int) -> None:
   if seq_len < example_len + 1:
-    raise ConfigError(f"data.seq_len: must be >= {example_len + 1} to hold the injected tasks' format "
-                      f"({example_len} tokens) and a next token, got {seq_len}")
+    raise ConfigError(
+      f"data.seq_len: must be >= {example_len + 1} to hold the injected tasks' format "
+      f"({example_len} tokens) and a next token, got {seq_len}"
+    )

@@ -1,4 +1,5 @@
 """A readable look at the first batches of a config: task counts, injected examples, schedules."""
+
 import jax
 import numpy as np
 
@@ -16,7 +17,7 @@ def family_batch_lines(problem: FamilyProblem, step: int, examples: int) -> list
   top = ", ".join(f"{t}:{counts[t]}" for t in np.argsort(-counts)[:8] if counts[t])
   lines = [f"\nstep {step}: examples per task (top) {top}"]
   shown = [i for i in range(len(batch.task)) if batch.task[i] in injected][:examples]
-  shown += [i for i in range(examples) if i not in shown][:max(0, examples - len(shown))]
+  shown += [i for i in range(examples) if i not in shown][: max(0, examples - len(shown))]
   for i in shown:
     t = int(batch.task[i])
     mark = f"  <- injected ({injected[t]})" if t in injected else ""
@@ -33,7 +34,7 @@ def token_row(problem: LanguageProblem, tokens_L, task_L, width: int = 24) -> st
     t = int(task_L[i])
     if t:
       task = problem.token_tasks[t - 1]
-      parts.append(f"[{problem.names[t - 1]}: {task.decode(tokens_L[i:i + task.seq_len])}]")
+      parts.append(f"[{problem.names[t - 1]}: {task.decode(tokens_L[i : i + task.seq_len])}]")
       i += task.seq_len
     else:
       parts.append(str(int(tokens_L[i])))
@@ -43,11 +44,13 @@ def token_row(problem: LanguageProblem, tokens_L, task_L, width: int = 24) -> st
 
 def language_batch_lines(problem: LanguageProblem, step: int, host, examples: int) -> list[str]:
   batch = jax.device_get(problem.batch(step, host))
-  per_task = {problem.names[t - 1]: int((batch.answer_mask & (batch.task == t)).sum())
-              for t in range(1, len(problem.token_tasks) + 1)}
+  per_task = {
+    problem.names[t - 1]: int((batch.answer_mask & (batch.task == t)).sum())
+    for t in range(1, len(problem.token_tasks) + 1)
+  }
   lines = [f"\nstep {step}: injected examples {per_task}"]
   rows = [b for b in range(batch.tokens.shape[0]) if batch.task[b].any()][:examples]
-  rows += [b for b in range(examples) if b not in rows][:max(0, examples - len(rows))]
+  rows += [b for b in range(examples) if b not in rows][: max(0, examples - len(rows))]
   for b in rows:
     mark = "  <- injected" if batch.task[b].any() else ""
     lines.append(f"  row {b:3d}: {token_row(problem, batch.tokens[b], batch.task[b])}{mark}")
@@ -58,9 +61,13 @@ def preview(config, steps: int = 3, examples: int = 4) -> str:
   """Text of the first `steps` batches, injected examples marked, and the schedules' counts."""
   validate(config)
   problem = make_problem(config)
-  lines = [f"{len(problem.tasks)} tasks, batch {config.train.batch_size}: " +
-           ", ".join(f"{t.id}={t.name or t.family}" + (f"/{t.split}" if t.split != "train" else "")
-                     for t in problem.tasks[:12]) + (" ..." if len(problem.tasks) > 12 else "")]
+  lines = [
+    f"{len(problem.tasks)} tasks, batch {config.train.batch_size}: "
+    + ", ".join(
+      f"{t.id}={t.name or t.family}" + (f"/{t.split}" if t.split != "train" else "") for t in problem.tasks[:12]
+    )
+    + (" ..." if len(problem.tasks) > 12 else "")
+  ]
   host = problem.host_batches(steps)
   for step in range(steps):
     if isinstance(problem, LanguageProblem):
@@ -79,7 +86,9 @@ def schedule_lines(problem, total_steps: int, shown_steps: int) -> list[str]:
   for n, s in enumerate(problem.schedules):
     first = ", ".join(str(v) for v in counts_SxZ[:shown_steps, n])
     steps_with = np.flatnonzero(counts_SxZ[:, n])
-    lines.append(f"  {s.name}: task {s.task}, kind {s.kind}: {counts_SxZ[:, n].sum()} examples in "
-                 f"{steps_with.size} of {total_steps} steps (share {counts_SxZ[:, n].sum() / (total_steps * s.batch_size):.4%}); "
-                 f"first steps: [{first}]; first injection at step {steps_with[0] if steps_with.size else 'never'}")
+    lines.append(
+      f"  {s.name}: task {s.task}, kind {s.kind}: {counts_SxZ[:, n].sum()} examples in "
+      f"{steps_with.size} of {total_steps} steps (share {counts_SxZ[:, n].sum() / (total_steps * s.batch_size):.4%}); "
+      f"first steps: [{first}]; first injection at step {steps_with[0] if steps_with.size else 'never'}"
+    )
   return lines

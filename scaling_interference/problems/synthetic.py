@@ -3,6 +3,7 @@
 Batches are generated on device from (data seed, step); the eval set holds the same number of
 examples of every task, so rare tasks are measured as precisely as common ones.
 """
+
 import dataclasses
 
 import jax
@@ -32,8 +33,10 @@ def train_batch(family: Family, mixture: Mixture, train_key, step, batch_size: i
 
 def eval_examples(family: Family, eval_key, task_T, n: int) -> Batch:
   """n examples of each task in task_T, task-major; task t's examples depend on t alone."""
+
   def one_task(t):
     return family.sample(jax.random.fold_in(eval_key, t), jnp.full((n,), t, jnp.int32))
+
   stacked = jax.vmap(one_task)(task_T)
   return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), stacked)
 

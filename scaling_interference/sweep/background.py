@@ -6,6 +6,7 @@ goes to the DEBUG level of the "scaling_interference.background" logger instead:
 shows it. The filter and hooks stay once installed (TensorStore completes writes, and futures are
 collected, as late as the interpreter's exit); each passes on whatever is not such an error.
 """
+
 import logging
 import os
 import sys
@@ -32,8 +33,9 @@ class _Divert(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     if record.levelno < logging.ERROR and not record.exc_info:
       return True
-    if not (_in_library(record.pathname) or (record.exc_info and _from_library(record.exc_info[2]))
-            or _orbax_future(record)):
+    if not (
+      _in_library(record.pathname) or (record.exc_info and _from_library(record.exc_info[2])) or _orbax_future(record)
+    ):
       return True
     text = record.getMessage()
     if record.exc_info:
@@ -55,23 +57,31 @@ def _thread_hook(args) -> None:
   if not _from_library(args.exc_traceback):
     _PREVIOUS["thread"](args)
     return
-  debug_log.debug("thread %s: %s", args.thread.name if args.thread else "?",
-                  "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)))
+  debug_log.debug(
+    "thread %s: %s",
+    args.thread.name if args.thread else "?",
+    "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)),
+  )
 
 
 def _closed_loop_callback(exc_value, tb) -> bool:
   """TensorStore completing a write after Orbax closed its event loop (reported as unraisable, from its thread)."""
   frames = traceback.extract_tb(tb) if tb is not None else []
-  return (isinstance(exc_value, RuntimeError) and str(exc_value) == "Event loop is closed"
-          and bool(frames) and f"{os.sep}asyncio{os.sep}" in frames[-1].filename)
+  return (
+    isinstance(exc_value, RuntimeError)
+    and str(exc_value) == "Event loop is closed"
+    and bool(frames)
+    and f"{os.sep}asyncio{os.sep}" in frames[-1].filename
+  )
 
 
 def _unraisable_hook(args) -> None:
   if not (_from_library(args.exc_traceback) or _closed_loop_callback(args.exc_value, args.exc_traceback)):
     _PREVIOUS["unraisable"](args)
     return
-  debug_log.debug("unraisable: %s", "".join(traceback.format_exception(args.exc_type, args.exc_value,
-                                                                       args.exc_traceback)))
+  debug_log.debug(
+    "unraisable: %s", "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+  )
 
 
 def divert_background_errors() -> None:

@@ -1,4 +1,5 @@
 """The single call that turns a config into what a sweep trains: `build(config) -> (problem, groups)`."""
+
 from scaling_interference.config import validate
 from scaling_interference.problems import Problem, make_problem
 from scaling_interference.sweep.members import Group, expand

@@ -1,4 +1,5 @@
 """Orbax checkpoints of a sweep: one item per group (restorable alone) plus JSON metadata."""
+
 import logging
 
 import jax
@@ -25,8 +26,8 @@ class Checkpoints:
   def __init__(self, directory: epath.Path, num_groups: int, max_to_keep: int = 3, keep_every: int = 0):
     self.num_groups, self.directory = num_groups, directory
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, keep_period=keep_every or None, create=True,
-        enable_async_checkpointing=True)
+      max_to_keep=max_to_keep, keep_period=keep_every or None, create=True, enable_async_checkpointing=True
+    )
     names = tuple(group_item(i) for i in range(num_groups)) + (META,)
     self.manager = ocp.CheckpointManager(directory, options=options, item_names=names)
     self.saving: int | None = None  # the step of the newest save started
@@ -114,7 +115,9 @@ class Checkpoints:
   def _set_aside(self, step: int, error: Exception | None) -> None:
     path = self.directory / str(step)
     if jax.process_index() == 0:
-      why = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}" if error else "another process could not read it"
+      why = (
+        f"{type(error).__name__}: {str(error).splitlines()[0][:200]}" if error else "another process could not read it"
+      )
       log.warning("checkpoint %s is unreadable (%s); set aside as %s.corrupt, trying the previous one", path, why, path)
       path.rename(self.directory / f"{step}.corrupt")
     if jax.process_count() > 1:

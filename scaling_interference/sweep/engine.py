@@ -6,6 +6,7 @@ in proportion to the sum of the members' parameters. Several steps run per dispa
 `jax.lax.scan`. The data side (batches, loss, eval, traces) is the Problem's. On several
 processes each one brings its rows of the host batches and `train_segment` assembles them.
 """
+
 import dataclasses
 import functools
 
@@ -27,6 +28,7 @@ GroupState = dict  # {"params", "opt_state", "active"}: leaves with a leading me
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
   """Per-group metrics, each (members, tasks); accuracy is None where it does not apply."""
+
   loss: np.ndarray
   accuracy: np.ndarray | None
   signal: np.ndarray
@@ -45,27 +47,37 @@ class Engine:
     fsdp = config.train.fsdp
     self.init_on_device = jax.jit(self._init_groups)
     self._abstract_states = jax.eval_shape(self.init_on_device, *self._seeds_and_lrs())
-    self.state_shardings = [sharding.state_shardings(self.mesh, g.size, a, fsdp)
-                            for g, a in zip(groups, self.abstract_states(), strict=True)]
+    self.state_shardings = [
+      sharding.state_shardings(self.mesh, g.size, a, fsdp) for g, a in zip(groups, self.abstract_states(), strict=True)
+    ]
     replicated = sharding.replicated(self.mesh)
     self.host_sharding, self.host_order_B = None, None
     if not problem.on_device and jax.process_count() > 1:
       self.host_sharding = host_sharding(self.mesh, self.batch_size)
       self.host_order_B = process_row_order(list(self.mesh.devices.flat), self.batch_size)
-    self.train_segment_on_device = jax.jit(self._train_segment, static_argnums=2, donate_argnums=0,
-                                           out_shardings=(self.state_shardings, replicated, replicated))
+    self.train_segment_on_device = jax.jit(
+      self._train_segment,
+      static_argnums=2,
+      donate_argnums=0,
+      out_shardings=(self.state_shardings, replicated, replicated),
+    )
     self.evaluate_on_device = jax.jit(self._evaluate, out_shardings=replicated)
     self.compiled_segments: dict = {}  # num_steps -> the training program compiled ahead of time (compile_segment)
 
   # ---- state ---------------------------------------------------------------------------
   def _init_member(self, index: int, key, lr) -> GroupState:
     params = self.groups[index].model.init(key)
-    return {"params": params, "opt_state": self.optimizers[index](learning_rate=lr).init(params),
-            "active": jnp.asarray(True)}
+    return {
+      "params": params,
+      "opt_state": self.optimizers[index](learning_rate=lr).init(params),
+      "active": jnp.asarray(True),
+    }
 
   def _init_groups(self, keys, lrs) -> list[GroupState]:
     """Every group's seeded init (keys and peak rates per group, stacked over members), one program."""
-    return [jax.vmap(functools.partial(self._init_member, i))(k, lr) for i, (k, lr) in enumerate(zip(keys, lrs, strict=True))]
+    return [
+      jax.vmap(functools.partial(self._init_member, i))(k, lr) for i, (k, lr) in enumerate(zip(keys, lrs, strict=True))
+    ]
 
   def _seeds_and_lrs(self):
     keys = [jnp.stack([jax.random.key(m.seed) for m in g.members]) for g in self.groups]
@@ -81,8 +93,10 @@ class Engine:
   def placed_abstract_states(self) -> list[GroupState]:
     """abstract_states with each leaf's mesh sharding: checkpoints restore straight onto the mesh,
     each process reading its own shards (a many-process run cannot gather global arrays)."""
-    return [jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-            for abstract, shardings in zip(self.abstract_states(), self.state_shardings, strict=True)]
+    return [
+      jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+      for abstract, shardings in zip(self.abstract_states(), self.state_shardings, strict=True)
+    ]
 
   def abstract_states(self) -> list[GroupState]:
     """Shapes and dtypes of the states, for restoring checkpoints without computing inits (traced once)."""
@@ -119,8 +133,9 @@ class Engine:
     batch = sharding.batch_constraint(self.problem.batch(step, host), self.mesh, self.batch_size)
     from_packed = {}
     if self.packed_G:
-      grads, losses = packed.packed_grads(self.problem, [self.groups[i] for i in self.packed_G],
-                                          [states[i]["params"] for i in self.packed_G], batch)
+      grads, losses = packed.packed_grads(
+        self.problem, [self.groups[i] for i in self.packed_G], [states[i]["params"] for i in self.packed_G], batch
+      )
       from_packed = dict(zip(self.packed_G, zip(losses, grads, strict=True), strict=True))
     new_states, losses = [], []
     for index, state in enumerate(states):
@@ -145,8 +160,9 @@ class Engine:
     ShapeDtypeStruct (global shape), or None for on-device problems."""
     if host_spec is not None and self.host_sharding is not None:
       host_spec = jax.ShapeDtypeStruct(host_spec.shape, host_spec.dtype, sharding=self.host_sharding)
-    lowered = self.train_segment_on_device.lower(self.placed_abstract_states(),
-                                                 jax.ShapeDtypeStruct((), jnp.int32), num_steps, host_spec)
+    lowered = self.train_segment_on_device.lower(
+      self.placed_abstract_states(), jax.ShapeDtypeStruct((), jnp.int32), num_steps, host_spec
+    )
     self.compiled_segments[num_steps] = lowered.compile()
     return self.compiled_segments[num_steps]
 
@@ -175,26 +191,31 @@ class Engine:
     return jax.lax.cond(step % self.trace_every == 0, lambda: self._trace(states), lambda: empty)
 
   def _trace(self, states):
-    return tuple(jax.vmap(functools.partial(self.problem.trace, g.model))(s["params"])
-                 for g, s in zip(self.groups, states, strict=True))
+    return tuple(
+      jax.vmap(functools.partial(self.problem.trace, g.model))(s["params"])
+      for g, s in zip(self.groups, states, strict=True)
+    )
 
   # ---- evaluation ----------------------------------------------------------------------
   def _evaluate(self, states):
-    return [jax.vmap(functools.partial(self.problem.evaluate, g.model))(s["params"])
-            for g, s in zip(self.groups, states, strict=True)]
+    return [
+      jax.vmap(functools.partial(self.problem.evaluate, g.model))(s["params"])
+      for g, s in zip(self.groups, states, strict=True)
+    ]
 
   def evaluate(self, states) -> list[EvalResult]:
     host = jax.device_get(self.evaluate_on_device(states))
     return [EvalResult(np.asarray(loss), None if a is None else np.asarray(a), np.asarray(s)) for loss, a, s in host]
 
 
-
 def host_sharding(mesh: Mesh, batch_size: int) -> NamedSharding:
   """Host blocks (steps, batch, ...) with the batch axis over every device of the mesh, in mesh order."""
   devices = mesh.devices.size
   if batch_size % devices:
-    raise ConfigError(f"train.batch_size: a host stream on {jax.process_count()} processes splits each batch over "
-                      f"all {devices} devices, so it must be a multiple of {devices}, got {batch_size}")
+    raise ConfigError(
+      f"train.batch_size: a host stream on {jax.process_count()} processes splits each batch over "
+      f"all {devices} devices, so it must be a multiple of {devices}, got {batch_size}"
+    )
   return NamedSharding(mesh, PartitionSpec(None, mesh.axis_names))
 
 
@@ -207,6 +228,7 @@ def process_row_order(devices, batch_size: int):
   """
   per_device = batch_size // len(devices)
   owner_D = np.asarray([d.process_index for d in devices])
-  order_B = np.concatenate([k * per_device + np.arange(per_device)
-                            for p in np.unique(owner_D) for k in np.flatnonzero(owner_D == p)])
+  order_B = np.concatenate(
+    [k * per_device + np.arange(per_device) for p in np.unique(owner_D) for k in np.flatnonzero(owner_D == p)]
+  )
   return None if np.array_equal(order_B, np.arange(batch_size)) else order_B

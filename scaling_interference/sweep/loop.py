@@ -3,6 +3,7 @@
 Dispatches end at every eval step and checkpoint step (and at most `steps_per_dispatch`
 apart), so a resumed run walks exactly the segments an uninterrupted run walks.
 """
+
 import dataclasses
 import logging
 import signal
@@ -12,6 +13,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
@@ -38,9 +40,12 @@ PROGRESS_SECONDS = 30.0  # the longest gap between progress lines (more often at
 
 def next_boundary(step: int, train) -> int:
   """The end of the dispatch that starts at `step`."""
-  return min(train.steps, step + train.steps_per_dispatch,
-             (step // train.eval_every + 1) * train.eval_every,
-             (step // train.checkpoint_every + 1) * train.checkpoint_every)
+  return min(
+    train.steps,
+    step + train.steps_per_dispatch,
+    (step // train.eval_every + 1) * train.eval_every,
+    (step // train.checkpoint_every + 1) * train.checkpoint_every,
+  )
 
 
 def is_eval_step(step: int, train) -> bool:
@@ -54,6 +59,7 @@ def is_checkpoint_step(step: int, train) -> bool:
 @dataclasses.dataclass
 class TrainLossTracker:
   """Sum of per-step training losses per member since the last eval (kept in checkpoints)."""
+
   sums: np.ndarray
   count: int = 0
 
@@ -158,8 +164,14 @@ class TraceLog:
     if self.enabled and jax.process_index() == 0:
       empty = np.zeros((0, self.member_ids.size, self.task_ids.size))
       loss, signal = (np.stack(v) if v else empty for v in (self.loss, self.signal))
-      storage.write_npz(self.path, step=np.asarray(self.steps, np.int64), loss=loss.astype(np.float32),
-                        signal=signal.astype(np.float32), task=self.task_ids, member=self.member_ids)
+      storage.write_npz(
+        self.path,
+        step=np.asarray(self.steps, np.int64),
+        loss=loss.astype(np.float32),
+        signal=signal.astype(np.float32),
+        task=self.task_ids,
+        member=self.member_ids,
+      )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,8 +196,9 @@ class Trainer:
     if jax.process_count() > 1:  # every process has read the workdir before process 0 writes to it
       multihost_utils.sync_global_devices("scaling_interference: workdir checked")
     self.engine = Engine(config, self.problem, self.groups)
-    self.traces = TraceLog(self.workdir.file(TRACES), self.engine.trace_every, self.problem.trace_T,
-                           [m.id for m in self.members])
+    self.traces = TraceLog(
+      self.workdir.file(TRACES), self.engine.trace_every, self.problem.trace_T, [m.id for m in self.members]
+    )
     self.dropped: dict[int, int] = {}  # member index -> first non-finite step
     self.loggers: list = []  # process 0's TensorBoard files and W&B runs, opened once the workdir is claimed
 
@@ -205,8 +218,12 @@ class Trainer:
     found = self.problem.schedules
     counts_SxZ = realised_counts(found, self.train.steps)
     steps = np.nonzero(counts_SxZ.sum(axis=1))[0]
-    return {"step": steps, "count": counts_SxZ[steps], "task": np.asarray([s.task for s in found], np.int32),
-            "name": np.asarray([s.name for s in found], dtype=str)}
+    return {
+      "step": steps,
+      "count": counts_SxZ[steps],
+      "task": np.asarray([s.task for s in found], np.int32),
+      "name": np.asarray([s.name for s in found], dtype=str),
+    }
 
   def _start(self, checkpoints: Checkpoints):
     found = checkpoints.restore_newest_readable(self.engine.placed_abstract_states()) if self.resuming else None
@@ -230,13 +247,20 @@ class Trainer:
     return states, latest, tracker
 
   def run(self) -> RunResult:
-    log.info("sweep: %d members in %d groups, %d tasks, %d steps of batch %d",
-             len(self.members), len(self.groups), len(self.problem.tasks), self.train.steps, self.train.batch_size)
+    log.info(
+      "sweep: %d members in %d groups, %d tasks, %d steps of batch %d",
+      len(self.members),
+      len(self.groups),
+      len(self.problem.tasks),
+      self.train.steps,
+      self.train.batch_size,
+    )
     for line in memory_lines(self.groups, self.train.batch_size, self.config):
       log.info(line)
     self._compile_and_check_memory()  # before the workdir is claimed: a program that does not fit writes nothing
-    checkpoints = Checkpoints(self.workdir.checkpoint_dir, len(self.groups),
-                              self.train.max_to_keep, self.train.keep_every)
+    checkpoints = Checkpoints(
+      self.workdir.checkpoint_dir, len(self.groups), self.train.max_to_keep, self.train.keep_every
+    )
     background.divert_background_errors()  # a failed save is one line of ours, not Orbax's tracebacks
     failure = None
     try:
@@ -289,17 +313,22 @@ class Trainer:
   def _handle_non_finite(self, found: dict[int, int], step: int, states, tracker, checkpoints) -> None:
     """Policy "halt": checkpoint (diverged members frozen at their last good state) and stop; "drop": go on."""
     self.dropped.update(found)
-    names = "; ".join(f"{self.members[m].describe()}: training loss is not finite at step {s}" for m, s in found.items())
+    names = "; ".join(
+      f"{self.members[m].describe()}: training loss is not finite at step {s}" for m, s in found.items()
+    )
     if self.train.nonfinite == "drop":
       log.warning("%s; member frozen at its last good state, the others train on", names)
       self.workdir.write_members(self.members, {self.members[m].id: s for m, s in self.dropped.items()})
       return
     self._save(checkpoints, step, states, tracker)
-    raise NonFiniteLossError(f"{names} (train.nonfinite=halt; the last good state is in the checkpoint of step {step}, "
-                             "or set train.nonfinite=drop to train the other members on)")
+    raise NonFiniteLossError(
+      f"{names} (train.nonfinite=halt; the last good state is in the checkpoint of step {step}, "
+      "or set train.nonfinite=drop to train the other members on)"
+    )
 
-  def _loop(self, states, step: int, tracker: TrainLossTracker, checkpoints: Checkpoints,
-            preemption) -> tuple[int, str | None]:
+  def _loop(
+    self, states, step: int, tracker: TrainLossTracker, checkpoints: Checkpoints, preemption
+  ) -> tuple[int, str | None]:
     """Trains to the last step, or until a signal asks to stop; returns the step reached and the signal."""
     t0, first = time.time(), step
     last_line = t0
@@ -337,15 +366,24 @@ class Trainer:
   def _log_progress(self, step: int, first: int, t0: float, loss_M) -> None:
     rate = (step - first) / max(time.time() - t0, 1e-9)
     eta = (self.train.steps - step) / max(rate, 1e-9)
-    log.info("step %d/%d (%.0f%%) | %.1f steps/s | ETA %.0fs | train loss %s", step, self.train.steps,
-                 100 * step / max(self.train.steps, 1), rate, eta, stats_line(loss_M))
+    log.info(
+      "step %d/%d (%.0f%%) | %.1f steps/s | ETA %.0fs | train loss %s",
+      step,
+      self.train.steps,
+      100 * step / max(self.train.steps, 1),
+      rate,
+      eta,
+      stats_line(loss_M),
+    )
 
 
 def _resume_hint(newest: int | None) -> str:
   if newest is None:
     return "no checkpoint is complete yet: once the write can succeed (free space), the same command starts afresh"
-  return (f"the newest complete checkpoint is step {newest}: once the write can succeed (free space), "
-          "the same command resumes from it")
+  return (
+    f"the newest complete checkpoint is step {newest}: once the write can succeed (free space), "
+    "the same command resumes from it"
+  )
 
 
 def dispatch_mean(losses_SxM) -> np.ndarray:
@@ -379,7 +417,7 @@ def show_progress_lines() -> None:
     package.addHandler(handler)
 
 
-def train(config, workdir: str) -> RunResult:
+def train(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
   """Trains (or resumes) the sweep `config` describes in `workdir`."""
   show_progress_lines()
   enable_compilation_cache()  # before Trainer: building the problem compiles its data keys

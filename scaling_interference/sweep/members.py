@@ -4,6 +4,7 @@ A member is one model: a shape (width, depth) plus seed and learning rate. Membe
 same shape form a group; the engine stacks a group's states and steps it with `jax.vmap`.
 Small widths are never padded to large ones: each width is its own group.
 """
+
 import dataclasses
 import itertools
 
@@ -48,8 +49,9 @@ def expand(config, problem) -> list[Group]:
   for g, shape in enumerate(model_kind(config.model.name).shapes(config, problem)):
     members = []
     for seed, lr in itertools.product(config.sweep.seeds, config.sweep.lrs):
-      members.append(Member(next_id, g, shape.width, shape.depth, int(seed), float(lr), shape.model.n_params,
-                            shape.size))
+      members.append(
+        Member(next_id, g, shape.width, shape.depth, int(seed), float(lr), shape.model.n_params, shape.size)
+      )
       next_id += 1
     groups.append(Group(g, shape, tuple(members)))
   return groups

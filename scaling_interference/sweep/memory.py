@@ -5,12 +5,13 @@ code) is what one device needs; the device's limit comes from its memory stats (
 or, on CPU, from the host's available memory (/proc/meminfo). Where either is unknown the check
 passes silently.
 """
+
 import jax
 import numpy as np
 
 from scaling_interference.errors import ConfigError
 
-GIB = 2 ** 30
+GIB = 2**30
 
 
 def program_bytes(compiled) -> int | None:
@@ -18,8 +19,13 @@ def program_bytes(compiled) -> int | None:
   m = compiled.memory_analysis()
   if m is None:
     return None
-  return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
-             + m.generated_code_size_in_bytes)
+  return int(
+    m.argument_size_in_bytes
+    + m.output_size_in_bytes
+    - m.alias_size_in_bytes
+    + m.temp_size_in_bytes
+    + m.generated_code_size_in_bytes
+  )
 
 
 def available_bytes(device) -> int | None:
@@ -47,8 +53,9 @@ def check_fits(needed: int | None, available: int | None, groups, abstract_state
   sizes = [state_bytes(s) for s in abstract_states]
   big = groups[int(np.argmax(sizes))]
   raise ConfigError(
-      f"memory: the training program needs {needed / GIB:.2f} GiB per device and {device.platform} device "
-      f"{device.id} has {available / GIB:.2f} GiB free; the largest group is group {big.index} ({big.size} "
-      f"member(s), {max(sizes) / GIB:.2f} GiB of parameters and optimizer state, like "
-      f"{big.members[0].describe()}); lower train.batch_size, train fewer members per group (sweep.seeds, "
-      "sweep.lrs) or smaller widths/sizes, set model.remat (language models), or train.fsdp over more devices")
+    f"memory: the training program needs {needed / GIB:.2f} GiB per device and {device.platform} device "
+    f"{device.id} has {available / GIB:.2f} GiB free; the largest group is group {big.index} ({big.size} "
+    f"member(s), {max(sizes) / GIB:.2f} GiB of parameters and optimizer state, like "
+    f"{big.members[0].describe()}); lower train.batch_size, train fewer members per group (sweep.seeds, "
+    "sweep.lrs) or smaller widths/sizes, set model.remat (language models), or train.fsdp over more devices"
+  )

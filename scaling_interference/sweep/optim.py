@@ -3,6 +3,7 @@
 The peak learning rate lives in the optimizer state, so a sweep over learning rates compiles
 once; the schedule's shape (warmup, then constant or cosine decay) is shared by all members.
 """
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -30,24 +31,30 @@ def schedule_shape(train_config):
 
 def decay_mask(params):
   """Weight decay applies to matrices, never to embeddings, norms or biases."""
+
   def decays(path, leaf):
     names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
     return leaf.ndim >= 2 and "embedding" not in names
+
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
 def scale_by_tree(scale_fn):
   """Multiplies each update leaf by a per-leaf factor (e.g. muP's per-layer learning rates)."""
+
   def update(updates, state, params=None):
     return jax.tree.map(lambda u, s: u * s, updates, scale_fn(updates)), state
+
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def make_optimizer(train_config, learning_rate, model=None):
   """The member optimizer; `learning_rate` is the member's peak rate (a traced scalar is fine)."""
   shape = schedule_shape(train_config)
+
   def lr(count):
     return learning_rate * shape(count)
+
   name = train_config.optimizer
   b1, b2 = train_config.b1, train_config.b2
   if name == "sgd":

@@ -13,6 +13,7 @@ model.compute_dtype "bfloat16" the packed matmul runs in bf16 like the members' 
 features. benchmarks/sweep_speed.py on 2 CPU cores measured packed steps 1.08x the plain ones at 150
 and at 512 inputs, and 0.91x at 64 (the regression demo's many tiny members).
 """
+
 import dataclasses
 import functools
 
@@ -27,6 +28,7 @@ AUTO_MIN_INPUT = 128
 @dataclasses.dataclass(frozen=True)
 class FromFirstLayer:
   """An MLP member applied from its first layer's pre-activations `pre_BxH`: apply ignores its input."""
+
   model: MLPDef
   pre_BxH: jax.Array
 
@@ -51,6 +53,7 @@ def packed_groups(mode: str, problem, groups, num_devices: int = 1) -> tuple[int
 
 def packed_grads(problem, groups, params_list, batch):
   """(grads, losses) of every packed group's members, each (M, ...) / (M,) as the group's params."""
+
   def total(params_list):
     dtype = groups[0].model.dtype  # one compute dtype per sweep (model.compute_dtype)
     x_BxI = problem.model_input(batch).astype(dtype)
@@ -58,12 +61,13 @@ def packed_grads(problem, groups, params_list, batch):
     w_IxU = jnp.concatenate([jnp.moveaxis(k, 0, 1).reshape(k.shape[1], -1) for k, _ in first], axis=1)
     pre_BxU = x_BxI @ w_IxU.astype(dtype)
     if any(b is not None for _, b in first):
-      pre_BxU = pre_BxU + jnp.concatenate([jnp.zeros(k.shape[0] * k.shape[2]) if b is None else b.reshape(-1)
-                                           for k, b in first]).astype(dtype)
+      pre_BxU = pre_BxU + jnp.concatenate(
+        [jnp.zeros(k.shape[0] * k.shape[2]) if b is None else b.reshape(-1) for k, b in first]
+      ).astype(dtype)
     losses, start = [], 0
     for g, p, (k, _) in zip(groups, params_list, first, strict=True):
       size = k.shape[0] * k.shape[2]
-      pre_MxBxH = jnp.moveaxis(pre_BxU[:, start:start + size].reshape(-1, k.shape[0], k.shape[2]), 1, 0)
+      pre_MxBxH = jnp.moveaxis(pre_BxU[:, start : start + size].reshape(-1, k.shape[0], k.shape[2]), 1, 0)
       start += size
       member_loss = functools.partial(_member_loss, problem, g.model, batch)
       losses.append(jax.vmap(member_loss)(pre_MxBxH, p))

@@ -7,6 +7,7 @@ large for one device also shard every parameter and optimizer-state matrix over 
 style: along the first dimension that `data` divides); XLA gathers them where they are used. Sharding changes where the
 arithmetic runs, not what it computes: metrics agree with a one-device run to float tolerance.
 """
+
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
@@ -57,7 +58,9 @@ def place(tree, shardings):
   """Puts arrays that are equal on every process onto the (possibly multi-process) mesh."""
   if jax.process_count() == 1:
     return jax.tree.map(jax.device_put, tree, shardings)
-  return jax.tree.map(lambda a, s: jax.make_array_from_callback(a.shape, s, lambda i: np.asarray(a)[i]), tree, shardings)
+  return jax.tree.map(
+    lambda a, s: jax.make_array_from_callback(a.shape, s, lambda i: np.asarray(a)[i]), tree, shardings
+  )
 
 
 def batch_constraint(batch, mesh: Mesh, batch_size: int):

@@ -16,6 +16,7 @@ error the trainer reports, not a background thread's traceback. Each eval is one
 holding all its scalars. On cloud storage the files are written to a local folder and copied into
 the workdir at an eval at most every minute, and at the end (an object store cannot append).
 """
+
 import contextlib
 import dataclasses
 import math
@@ -78,6 +79,7 @@ class TensorBoardLog:
     from tensorboardX.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
     from tensorboardX.record_writer import masked_crc32c  # pylint: disable=g-import-not-at-top
     from tensorboardX.summary import hparams as hparams_summary  # pylint: disable=g-import-not-at-top
+
     self._summary_pb2, self.copied = summary_pb2, time.time()
     self.remote = workdir / FOLDER if storage.is_remote(workdir) else None
     self.root = pathlib.Path(tempfile.mkdtemp(prefix="tensorboard_")) if self.remote else pathlib.Path(workdir / FOLDER)
@@ -87,7 +89,9 @@ class TensorBoardLog:
       for m in self.members:
         self.files[m.id] = EventFile(self.root / run_name(m), event_pb2, masked_crc32c)
         if resumed_from is not None:  # TensorBoard drops what an interrupted process wrote past this step
-          self.files[m.id].write(step=resumed_from + 1, session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
+          self.files[m.id].write(
+            step=resumed_from + 1, session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+          )
         else:
           for summary in hparams_summary(hparams(m), {"eval/mean_signal": 0.0}):
             self.files[m.id].write(summary=summary)
@@ -98,8 +102,9 @@ class TensorBoardLog:
     try:
       yield
     except OSError as e:
-      raise WriteError(f"could not write the TensorBoard files in {self.remote or self.root}: "
-                       f"{storage.describe_error(e)}") from e
+      raise WriteError(
+        f"could not write the TensorBoard files in {self.remote or self.root}: {storage.describe_error(e)}"
+      ) from e
 
   def _summary(self, member: int, step: int, values: dict) -> None:
     value = [self._summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()]
@@ -161,18 +166,22 @@ class TensorBoardLog:
 def export_metrics(run, out: epath.Path | None = None) -> epath.Path:
   """Writes a finished or running workdir's metrics as event files (out: default workdir/tensorboard)."""
   from scaling_interference.sweep.members import Member  # pylint: disable=g-import-not-at-top
+
   root = run.path if out is None else out
   names = [f.name for f in dataclasses.fields(Member)]
   members = [Member(**{k: row[k] for k in names if k in row}) for row in run.members.to_dict("records")]
   tasks = [_task(row) for row in run.tasks.to_dict("records")]
   log = TensorBoardLog(root, members, tasks, resumed_from=None)
   metrics = run.metrics.astype(object).where(run.metrics.notna(), None)
-  log.eval_rows([{**r, "task": r["task"] if r["task"] == "all" else int(r["task"])}
-                 for r in metrics.to_dict("records")], train_loss=True)
+  log.eval_rows(
+    [{**r, "task": r["task"] if r["task"] == "all" else int(r["task"])} for r in metrics.to_dict("records")],
+    train_loss=True,
+  )
   log.close()
   return root / FOLDER
 
 
 def _task(row: dict):
   from scaling_interference.tasks import TaskInfo  # pylint: disable=g-import-not-at-top
+
   return TaskInfo(**{f.name: row[f.name] for f in dataclasses.fields(TaskInfo) if f.name in row})

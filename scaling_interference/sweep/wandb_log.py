@@ -6,6 +6,7 @@ hyperparameters as its config, so W&B's grouping and filters pick members by wid
 is fixed by the workdir and the member (resume="allow"): a resumed process continues the same runs, and
 W&B ignores steps a run already has. WANDB_MODE=offline writes the runs locally (`wandb sync` uploads them).
 """
+
 import hashlib
 import os
 
@@ -26,14 +27,25 @@ class WandbLog:
     try:
       import wandb  # pylint: disable=g-import-not-at-top
     except ImportError as e:
-      raise ConfigError("train.wandb_project: W&B logging needs the wandb package, which is not installed; "
-                        "pip install 'scaling_interference[wandb]'") from e
+      raise ConfigError(
+        "train.wandb_project: W&B logging needs the wandb package, which is not installed; "
+        "pip install 'scaling_interference[wandb]'"
+      ) from e
     folder = None if storage.is_remote(workdir) else str(workdir)
     self.members, self.tags = list(members), {t.id: task_tag(t) for t in tasks}
-    self.runs = {m.id: wandb.init(project=project, group=os.path.basename(str(workdir).rstrip("/")),
-                                  name=run_name(m), id=run_id(workdir, m.id), resume="allow",
-                                  reinit="create_new", config={**hparams(m), "workdir": str(workdir)}, dir=folder)
-                 for m in self.members}
+    self.runs = {
+      m.id: wandb.init(
+        project=project,
+        group=os.path.basename(str(workdir).rstrip("/")),
+        name=run_name(m),
+        id=run_id(workdir, m.id),
+        resume="allow",
+        reinit="create_new",
+        config={**hparams(m), "workdir": str(workdir)},
+        dir=folder,
+      )
+      for m in self.members
+    }
 
   def train_loss(self, step: int, loss_M) -> None:
     for member, loss in zip(self.members, loss_M, strict=True):

@@ -6,6 +6,7 @@ field does not apply; rows with "task": "all" carry the mean training loss since
 eval. One file per eval, written whole, because object stores (gs://) cannot append. A workdir
 is a local path or any URL `storage.as_path` accepts.
 """
+
 import concurrent.futures
 import dataclasses
 import json
@@ -50,8 +51,11 @@ def metric_files(path: epath.Path) -> list[tuple[int, epath.Path]]:
   folder = path / METRICS
   if not folder.exists():
     return []
-  found = [(int(f.name.split(".")[0]), f) for f in folder.iterdir()
-           if f.name.endswith(".jsonl") and f.name.split(".")[0].isdigit()]
+  found = [
+    (int(f.name.split(".")[0]), f)
+    for f in folder.iterdir()
+    if f.name.endswith(".jsonl") and f.name.split(".")[0].isdigit()
+  ]
   return sorted(found)
 
 
@@ -79,14 +83,17 @@ class Workdir:
     if not path.exists():
       others = [p.name for p in self.path.iterdir() if not _left_by_a_claim(p)] if self.path.is_dir() else []
       if others:
-        raise WorkdirError(f"workdir {self.path} is not empty and holds no {CONFIG} (it holds {', '.join(others[:5])}); "
-                           "choose an empty or new directory")
+        raise WorkdirError(
+          f"workdir {self.path} is not empty and holds no {CONFIG} (it holds {', '.join(others[:5])}); "
+          "choose an empty or new directory"
+        )
       return False
     fields = differing_fields(as_json(resolve_saved(storage.read_json(path))), config_dict)
     if fields:
       shown = ", ".join(f"{k}" for k in fields[:8]) + (" ..." if len(fields) > 8 else "")
-      raise WorkdirError(f"workdir {self.path} holds a different run (fields differ: {shown}); "
-                         "use a new --workdir or the saved config")
+      raise WorkdirError(
+        f"workdir {self.path} holds a different run (fields differ: {shown}); use a new --workdir or the saved config"
+      )
     return True
 
   def _check_is_folder(self) -> None:
@@ -112,8 +119,9 @@ class Workdir:
     """members.json; a member dropped for a non-finite loss carries "dropped_at": its step."""
     if not self.writer:
       return
-    rows = [dataclasses.asdict(m) | ({"dropped_at": dropped[m.id]} if dropped and m.id in dropped else {})
-            for m in members]
+    rows = [
+      dataclasses.asdict(m) | ({"dropped_at": dropped[m.id]} if dropped and m.id in dropped else {}) for m in members
+    ]
     storage.write_json(self.file(MEMBERS), rows)
 
   def write_metrics(self, step: int, rows: list[dict]) -> None:
@@ -131,7 +139,6 @@ class Workdir:
     for step, path in metric_files(self.path):
       if step > last_step:
         path.unlink()
-
 
   def drop_tensorboard(self) -> None:
     """Removes tensorboard/ (a run starting afresh over an earlier start's events)."""
@@ -151,13 +158,28 @@ def metric_rows(step: int, member_ids, task_ids, result, train_loss_M) -> list[d
   """Long-format rows of one group's eval at `step`, plus its training-loss rows."""
   rows = []
   for g, member in enumerate(member_ids):
-    rows.append({"step": step, "member": member, "task": "all",
-                 "loss": _finite_or_none(train_loss_M[g]) if train_loss_M is not None else None,
-                 "accuracy": None, "signal": None})
+    rows.append(
+      {
+        "step": step,
+        "member": member,
+        "task": "all",
+        "loss": _finite_or_none(train_loss_M[g]) if train_loss_M is not None else None,
+        "accuracy": None,
+        "signal": None,
+      }
+    )
     for t in task_ids:
       acc = None if result.accuracy is None else _finite_or_none(result.accuracy[g, t])
-      rows.append({"step": step, "member": member, "task": int(t), "loss": _finite_or_none(result.loss[g, t]),
-                   "accuracy": acc, "signal": _finite_or_none(result.signal[g, t])})
+      rows.append(
+        {
+          "step": step,
+          "member": member,
+          "task": int(t),
+          "loss": _finite_or_none(result.loss[g, t]),
+          "accuracy": acc,
+          "signal": _finite_or_none(result.signal[g, t]),
+        }
+      )
   return rows
 
 

@@ -9,10 +9,11 @@ To add a family, subclass `Family` in one module and decorate it with `@register
 the family, never its name: how to show an example, what a probe decodes, which inputs are a
 task's features, whether an analytic oracle exists. The defaults say "not available".
 """
+
 import abc
 import dataclasses
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import jax
 import ml_collections
@@ -27,6 +28,7 @@ Array = jax.Array
 @dataclasses.dataclass(frozen=True)
 class Batch:
   """Examples of a batch: model inputs, targets and the task id of each example."""
+
   x: Array  # (B, input_dim) float
   y: Array  # (B, ...) targets, family specific
   task: Array  # (B,) int32 task ids
@@ -38,6 +40,7 @@ jax.tree_util.register_dataclass(Batch, data_fields=["x", "y", "task"], meta_fie
 @dataclasses.dataclass(frozen=True)
 class TaskInfo:
   """Metadata of one task, as written to the workdir and read by analysis."""
+
   id: int
   family: str
   frequency: float
@@ -59,6 +62,10 @@ class Family(abc.ABC):
   frequencies: np.ndarray  # (K,) base mixture, sums to 1
   complexities: np.ndarray  # (K,) larger is harder
 
+  @abc.abstractmethod
+  def __init__(self, task_config: ml_collections.ConfigDict) -> None:
+    """Builds the family from its validated `task` section alone."""
+
   @classmethod
   @abc.abstractmethod
   def default_config(cls) -> ml_collections.ConfigDict:
@@ -66,7 +73,7 @@ class Family(abc.ABC):
 
   @classmethod
   @abc.abstractmethod
-  def validate_config(cls, task_config) -> None:
+  def validate_config(cls, task_config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the first bad field of `task_config`."""
 
   @abc.abstractmethod
@@ -82,7 +89,9 @@ class Family(abc.ABC):
     return None
 
   @abc.abstractmethod
-  def signal(self, task_T: Array, loss_T: Array, accuracy_T: Array | None, linear_fn=None) -> Array:
+  def signal(
+    self, task_T: Array, loss_T: Array, accuracy_T: Array | None, linear_fn: Callable[[Array], Array] | None = None
+  ) -> Array:
     """Signal of the tasks task_T on a scale where 0 is chance and 1 is perfect, shape (T,).
 
     loss_T, accuracy_T: the member's eval means on those tasks. linear_fn: for a linear member,
@@ -97,7 +106,7 @@ class Family(abc.ABC):
     del map_IxO
     return None
 
-  def describe_example(self, x_I: np.ndarray, y, task: int) -> str:
+  def describe_example(self, x_I: np.ndarray, y: Any, task: int) -> str:
     """One example as text (preview); by default its whole input and target."""
     return f"x={np.array2string(x_I, precision=2, threshold=16)} -> y={y}"
 
@@ -115,26 +124,30 @@ class Family(abc.ABC):
     return None
 
   def info(self) -> list[TaskInfo]:
-    return [TaskInfo(k, self.name, float(self.frequencies[k]), float(self.complexities[k]))
-            for k in range(self.num_tasks)]
+    return [
+      TaskInfo(k, self.name, float(self.frequencies[k]), float(self.complexities[k])) for k in range(self.num_tasks)
+    ]
 
 
-FAMILIES: dict[str, Callable[[Any], Family]] = {}
+FAMILIES: dict[str, type[Family]] = {}
 
 
-def register(cls):
+FamilyType = TypeVar("FamilyType", bound=type[Family])
+
+
+def register(cls: FamilyType) -> FamilyType:
   """Class decorator: makes `cls` available as `task.family = cls.name`."""
   FAMILIES[cls.name] = cls
   return cls
 
 
-def family_class(name: str):
+def family_class(name: str) -> type[Family]:
   if name not in FAMILIES:
     raise ConfigError(f"task.family: unknown family {name!r}; choose one of {sorted(FAMILIES)}")
   return FAMILIES[name]
 
 
-def make_family(task_config) -> Family:
+def make_family(task_config: ml_collections.ConfigDict) -> Family:
   """Builds the family named by `task_config.family` from the config alone."""
   cls = family_class(task_config.family)
   cls.validate_config(task_config)
@@ -147,7 +160,7 @@ def zipf_frequencies(num_tasks: int, alpha: float) -> np.ndarray:
   return p / p.sum()
 
 
-def frequencies_from_config(task_config) -> np.ndarray:
+def frequencies_from_config(task_config: ml_collections.ConfigDict) -> np.ndarray:
   """Explicit `task.frequencies` when given, else Zipf with `task.alpha`."""
   explicit = tuple(task_config.frequencies)
   if explicit:
@@ -155,7 +168,7 @@ def frequencies_from_config(task_config) -> np.ndarray:
   return zipf_frequencies(task_config.num_tasks, task_config.alpha)
 
 
-def check_frequencies(task_config) -> None:
+def check_frequencies(task_config: ml_collections.ConfigDict) -> None:
   """Shared checks of num_tasks, alpha, seed and explicit frequencies."""
   require_int(task_config, "task.num_tasks", 1)
   require_int(task_config, "task.seed", 0)

@@ -70,14 +70,13 @@ class Regression(Family):
     self.frequencies = frequencies_from_config(task_config)
     self.singular_values_KxR = _spectra(task_config, k, min(d, m))
     self.u_KxYxR, self.v_KxDxR = _bases(task_config.seed, k, d, m)
-    self.w_star_KxYxD = np.einsum("kmr,kr,kdr->kmd", self.u_KxYxR, self.singular_values_KxR,
-                                  self.v_KxDxR)
+    self.w_star_KxYxD = np.einsum("kmr,kr,kdr->kmd", self.u_KxYxR, self.singular_values_KxR, self.v_KxDxR)
     self.complexities = participation_ratio(self.singular_values_KxR)
 
   @property
   def baseline_K(self) -> np.ndarray:
     """Per-task loss of the zero predictor: ||W*_k||_F^2 + m * noise^2."""
-    return np.square(self.w_star_KxYxD).sum((1, 2)) + self.task_output_dim * self.noise ** 2
+    return np.square(self.w_star_KxYxD).sum((1, 2)) + self.task_output_dim * self.noise**2
 
   def target_map(self) -> np.ndarray:
     """The true end-to-end map (K*d, K*m): block-diagonal W*_k^T, float64."""
@@ -108,8 +107,7 @@ class Regression(Family):
     if self.noise:
       y_BxY = y_BxY + self.noise * jax.random.normal(key_noise, (b, m), jnp.float32)
     onehot_BxK = jax.nn.one_hot(task_B, self.num_tasks, dtype=jnp.float32)
-    return Batch(x=_place(onehot_BxK, z_BxD), y=_place(onehot_BxK, y_BxY),
-                 task=task_B.astype(jnp.int32))
+    return Batch(x=_place(onehot_BxK, z_BxD), y=_place(onehot_BxK, y_BxY), task=task_B.astype(jnp.int32))
 
   def loss(self, out_BxO: Array, batch: Batch) -> Array:
     """Squared error summed over all K*m output coordinates."""
@@ -141,7 +139,7 @@ class Regression(Family):
   def describe_example(self, x_I: np.ndarray, y, task: int) -> str:
     """The task's input block z and output block y."""
     d, m = self.task_input_dim, self.task_output_dim
-    z, target = x_I[task * d:(task + 1) * d], np.asarray(y)[task * m:(task + 1) * m]
+    z, target = x_I[task * d : (task + 1) * d], np.asarray(y)[task * m : (task + 1) * m]
     return f"z={_text(z)} -> y={_text(target)}"
 
   def probe_features(self, batch: Batch) -> list[tuple[np.ndarray, dict]]:
@@ -156,9 +154,9 @@ class Regression(Family):
     d, m = self.task_input_dim, self.task_output_dim
     features = {}
     for t in range(self.num_tasks):
-      proj_NxR = x[:, t * d:(t + 1) * d] @ self.v_KxDxR[t]
-      features |= {(t, f"z@v{r + 1}"): ("r2", proj_NxR[:, r:r + 1]) for r in range(proj_NxR.shape[1])}
-      features[(t, "answer")] = ("r2", y[:, t * m:(t + 1) * m])
+      proj_NxR = x[:, t * d : (t + 1) * d] @ self.v_KxDxR[t]
+      features |= {(t, f"z@v{r + 1}"): ("r2", proj_NxR[:, r : r + 1]) for r in range(proj_NxR.shape[1])}
+      features[(t, "answer")] = ("r2", y[:, t * m : (t + 1) * m])
     return [(np.ones(len(x), bool), features)]
 
   def task_inputs(self) -> list[np.ndarray]:

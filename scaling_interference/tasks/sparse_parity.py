@@ -4,6 +4,7 @@ Each task has its own random subset of k of the n bits. An example of task t is 
 one-hot code of t followed by n uniform random bits; its label is the parity of the
 bits in t's subset. The model outputs 2 logits.
 """
+
 import math
 
 import jax
@@ -65,8 +66,9 @@ class SparseParity(Family):
     bits_BxD = jax.random.bernoulli(key, 0.5, (b, self.n_bits)).astype(jnp.float32)
     code_BxK = jax.nn.one_hot(task_B, self.num_tasks, dtype=jnp.float32)
     count_B = jnp.sum(bits_BxD * jnp.asarray(self.mask_KxD)[task_B], axis=-1)
-    return Batch(x=jnp.concatenate([code_BxK, bits_BxD], axis=-1),
-                 y=count_B.astype(jnp.int32) % 2, task=task_B.astype(jnp.int32))
+    return Batch(
+      x=jnp.concatenate([code_BxK, bits_BxD], axis=-1), y=count_B.astype(jnp.int32) % 2, task=task_B.astype(jnp.int32)
+    )
 
   def loss(self, out_BxO: Array, batch: Batch) -> Array:
     """Softmax cross-entropy of the 2 logits against the parity label."""
@@ -81,7 +83,7 @@ class SparseParity(Family):
 
   def describe_example(self, x_I: np.ndarray, y, task: int) -> str:
     """The n bits, the task's subset and the parity."""
-    bits = "".join(str(int(b)) for b in x_I[self.num_tasks:])
+    bits = "".join(str(int(b)) for b in x_I[self.num_tasks :])
     return f"bits={bits} subset={self.subsets_KxJ[task].tolist()} -> parity={int(y)}"
 
   def probe_features(self, batch: Batch) -> list[tuple[np.ndarray, dict]]:
@@ -91,8 +93,14 @@ class SparseParity(Family):
     """
     x, y, task_N = np.asarray(batch.x, np.float64), np.asarray(batch.y, np.float64), np.asarray(batch.task)
     k = self.num_tasks
-    return [(task_N == t, {(t, f"bit{b}"): ("accuracy", x[:, k + b:k + b + 1]) for b in self.subsets_KxJ[t]}
-             | {(t, "answer"): ("accuracy", y[:, None])}) for t in range(k)]
+    return [
+      (
+        task_N == t,
+        {(t, f"bit{b}"): ("accuracy", x[:, k + b : k + b + 1]) for b in self.subsets_KxJ[t]}
+        | {(t, "answer"): ("accuracy", y[:, None])},
+      )
+      for t in range(k)
+    ]
 
   def task_inputs(self) -> list[np.ndarray]:
     """Task k's code bit and the k bits of its subset; bits shared by subsets count for each task."""

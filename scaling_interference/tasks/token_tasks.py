@@ -31,6 +31,7 @@ set, so every tuple, is about equally likely to be held out. Only the sorted ind
 on device (memory: about heldout_fraction x tuples, at most 2 x 2**22 ints); a train tuple is
 drawn exactly uniformly as the j-th index not held out, found by a binary search over them.
 """
+
 import abc
 import dataclasses
 import math
@@ -53,6 +54,7 @@ MAX_HELDOUT_FRACTION = 0.5
 @dataclasses.dataclass(frozen=True)
 class TaskTokens:
   """The token ids of one task; value v is written as token values[v]."""
+
   marker: int
   separator: int
   values: np.ndarray  # (num_values,) int32
@@ -143,8 +145,9 @@ class TokenTask(abc.ABC):
     answer_N = self.answer_of(operands_NxJ)
     marker_Nx1 = jnp.full((n, 1), self.tokens.marker, jnp.int32)
     separator_Nx1 = jnp.full((n, 1), self.tokens.separator, jnp.int32)
-    tokens_NxQ = jnp.concatenate([marker_Nx1, self._value_tokens[operands_NxJ], separator_Nx1,
-                                  self._value_tokens[answer_N][:, None]], axis=1)
+    tokens_NxQ = jnp.concatenate(
+      [marker_Nx1, self._value_tokens[operands_NxJ], separator_Nx1, self._value_tokens[answer_N][:, None]], axis=1
+    )
     return dict(tokens=tokens_NxQ, operands=operands_NxJ, answer=answer_N)
 
   def _sample_index(self, key: Array, n: int, split: str) -> Array:
@@ -152,8 +155,10 @@ class TokenTask(abc.ABC):
       raise ConfigError(f"split: must be one of {list(SPLITS)}, got {split!r}")
     if split == "heldout":
       if self.n_heldout == 0:
-        raise ConfigError(f"task.heldout_fraction: {self.heldout_fraction} holds out no tuple "
-                          f"of {self.n_tuples}; raise it to sample split='heldout'")
+        raise ConfigError(
+          f"task.heldout_fraction: {self.heldout_fraction} holds out no tuple "
+          f"of {self.n_tuples}; raise it to sample split='heldout'"
+        )
       return self._heldout[jax.random.randint(key, (n,), 0, self.n_heldout)]
     j_N = jax.random.randint(key, (n,), 0, self.n_tuples - self.n_heldout)
     return j_N + jnp.searchsorted(self._gaps, j_N, side="right").astype(jnp.int32)
@@ -284,7 +289,7 @@ def validate_task(task_config) -> None:
   if kind == "modular_addition":
     require_int(task_config, "task.modulus", 2)
     require_int(task_config, "task.n_operands", 2)
-    n_tuples = task_config.modulus ** task_config.n_operands
+    n_tuples = task_config.modulus**task_config.n_operands
   else:
     require_int(task_config, "task.n_items", 2)
     n_tuples = task_config.n_items * (task_config.n_items - 1)
@@ -294,15 +299,15 @@ def validate_task(task_config) -> None:
 def _check_split(task_config, kind: str, n_tuples: int) -> None:
   size_field = "modulus" if kind == "modular_addition" else "n_items"
   if n_tuples > MAX_TUPLES:
-    raise ConfigError(f"task.{size_field}: gives {n_tuples} operand tuples; at most {MAX_TUPLES} "
-                      "are supported")
+    raise ConfigError(f"task.{size_field}: gives {n_tuples} operand tuples; at most {MAX_TUPLES} are supported")
   fraction = task_config.heldout_fraction
   if not is_number(fraction) or not 0 <= fraction <= MAX_HELDOUT_FRACTION:
-    raise ConfigError(f"task.heldout_fraction: must be a number in [0, {MAX_HELDOUT_FRACTION}], "
-                      f"got {fraction!r}")
+    raise ConfigError(f"task.heldout_fraction: must be a number in [0, {MAX_HELDOUT_FRACTION}], got {fraction!r}")
   if round(fraction * n_tuples) > MAX_HELDOUT:
-    raise ConfigError(f"task.heldout_fraction: holds out {round(fraction * n_tuples)} of "
-                      f"{n_tuples} tuples; at most {MAX_HELDOUT} are supported")
+    raise ConfigError(
+      f"task.heldout_fraction: holds out {round(fraction * n_tuples)} of "
+      f"{n_tuples} tuples; at most {MAX_HELDOUT} are supported"
+    )
 
 
 def draw_tokens(rng: np.random.Generator, task_config, num_values: int, exclude) -> TaskTokens:
@@ -312,9 +317,10 @@ def draw_tokens(rng: np.random.Generator, task_config, num_values: int, exclude)
   need = num_values + 2
   if free.size < need:
     raise ConfigError(
-        f"task.vocab_size: {task_config.kind} needs {need} free token ids ({num_values} values, "
-        f"a marker and a separator) at or above reserved_tokens={reserved} and outside the "
-        f"{len(exclude)} ids of earlier tasks; vocab_size={task_config.vocab_size} leaves {free.size}")
+      f"task.vocab_size: {task_config.kind} needs {need} free token ids ({num_values} values, "
+      f"a marker and a separator) at or above reserved_tokens={reserved} and outside the "
+      f"{len(exclude)} ids of earlier tasks; vocab_size={task_config.vocab_size} leaves {free.size}"
+    )
   chosen = rng.choice(free, size=need, replace=False).astype(np.int32)
   return TaskTokens(marker=int(chosen[0]), separator=int(chosen[1]), values=chosen[2:])
 
@@ -371,4 +377,4 @@ def draw_sets(rng: np.random.Generator, n_sets: int, sets_of, target: int) -> np
     size_A = np.concatenate([size_A, orbit_sizes(new_AxJ)])
   total_A = np.concatenate([[0], np.cumsum(size_A)])
   reach = int(np.searchsorted(total_A, target))  # the first prefix reaching target: `reach` sets
-  return sets_AxJ[:reach if reach == 0 or total_A[reach] - target < target - total_A[reach - 1] else reach - 1]
+  return sets_AxJ[: reach if reach == 0 or total_A[reach] - target < target - total_A[reach - 1] else reach - 1]
