@@ -36,7 +36,7 @@ def require_int(section, field: str, minimum: int) -> None:
     raise ConfigError(f"{field}: must be an integer >= {minimum}, got {v!r}")
 
 
-def require_number(section, field: str, minimum: float, maximum: float = math.inf, strict=True) -> None:
+def require_number(section, field: str, minimum: float, maximum: float = math.inf, strict=False) -> None:
   v = value_of(section, field)
   low_ok = is_number(v) and (v > minimum if strict else v >= minimum)
   if not low_ok or v > maximum:
