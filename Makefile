@@ -19,8 +19,11 @@ demo: $(STAMP)
 	$(PY) -m analysis.summary --workdir=$(DEMO_DIR)
 	$(PY) -m analysis.run --workdir=$(DEMO_DIR) --out=$(DEMO_DIR)/report
 
+# Two pytest workers (pytest-xdist), each test file on one: the suite is compile-bound, and two
+# compilers on 2 cores finish it 1.3x sooner than one. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # ruff's lint rules and formatter, and mypy on the public API (pyproject.toml says which rules and files)
 lint: $(STAMP)
@@ -33,7 +36,7 @@ FLOORS_VENV ?= .venv-floors
 test-floors:
 	test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv $(FLOORS_VENV)
 	$(FLOORS_VENV)/bin/python -m pip install -q -c constraints-floors.txt -e '.[test]'
-	$(FLOORS_VENV)/bin/python -m pytest -q tests
+	$(FLOORS_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sweep_speed

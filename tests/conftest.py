@@ -3,6 +3,11 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The suite's time is XLA's CPU compiler's: hundreds of small programs, each run for a few steps. LLVM's
+# cheapest pipeline compiles a tiny language model's training segment 1.6x faster (6.7 s to 4.2 s here)
+# and leaves every result the tests check as it was; flags already set (XLA_FLAGS) come after and win.
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+os.environ["XLA_FLAGS"] = f"{FAST_COMPILE} {os.environ.get('XLA_FLAGS', '')}".strip()
 
 import pytest  # noqa: E402
 

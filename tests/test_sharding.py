@@ -7,7 +7,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import small_regression
+from conftest import FAST_COMPILE, small_regression
 from jax.sharding import AxisType
 
 import scaling_interference as si
@@ -43,7 +43,7 @@ def sweep_config():
 def test_eight_devices_match_one(tmp_path, mesh):
   one, many = str(tmp_path / "one"), str(tmp_path / "many")
   si.train(sweep_config(), one)
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=f"{FAST_COMPILE} --xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   subprocess.run([sys.executable, "-c", SCRIPT, many, mesh], cwd=ROOT, env=env, check=True, timeout=300)
   a, b = si.load_run(one), si.load_run(many)
   np.testing.assert_allclose(b.metrics.loss.values, a.metrics.loss.values, rtol=1e-5)
@@ -92,7 +92,7 @@ def test_fsdp_language_model_matches_one_device(tmp_path):
   one, many = str(tmp_path / "one"), str(tmp_path / "many")
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   subprocess.run([sys.executable, "-c", FSDP_SCRIPT, one], cwd=ROOT, env=env, check=True, timeout=300)
-  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+  env["XLA_FLAGS"] = f"{FAST_COMPILE} --xla_force_host_platform_device_count=8"
   out = subprocess.run(
     [sys.executable, "-c", FSDP_SCRIPT, many, "fsdp"],
     cwd=ROOT,
