@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from conftest import small_regression
 
+from scaling_interference import defaults
 from scaling_interference.errors import ConfigError
+from scaling_interference.problems import synthetic
 from scaling_interference.problems.synthetic import data_keys, eval_examples, train_batch
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine, host_sharding
@@ -102,6 +104,29 @@ def test_eval_set_is_fixed_and_equal_per_task(regression_config):
   r2 = e2.evaluate(s)
   for a, b in zip(r1, r2, strict=True):
     np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)
+
+
+@pytest.mark.parametrize("task", ["regression", "sparse_parity"])
+def test_the_kept_eval_set_gives_the_metrics_of_examples_drawn_at_each_eval(task, monkeypatch):
+  """eval_data() draws the examples once; over EVAL_DATA_MAX_BYTES each eval draws them: same metrics, bit for bit."""
+  config = small_regression()
+  if task == "sparse_parity":
+    config = defaults.base_config(defaults.sparse_parity_task())
+    config.task.update(num_tasks=6, n_bits=12, k=3)
+    config.model.widths = (8, 16)
+  problem, groups = build(config)
+  kept = Engine(config, problem, groups)
+  states = kept.init_states()
+  assert kept.eval_data is not None
+  monkeypatch.setattr(synthetic, "EVAL_DATA_MAX_BYTES", 0)
+  drawn = Engine(config, problem, groups)
+  assert drawn.eval_data is None
+  for a, b in zip(kept.evaluate(states), drawn.evaluate(states), strict=True):
+    np.testing.assert_array_equal(a.loss, b.loss)
+    np.testing.assert_array_equal(a.signal, b.signal)
+    assert (a.accuracy is None) == (task == "regression")
+    if a.accuracy is not None:
+      np.testing.assert_array_equal(a.accuracy, b.accuracy)
 
 
 def test_a_host_batch_that_does_not_split_over_the_devices_is_named():

@@ -51,9 +51,16 @@ class Problem(abc.ABC):
   def signal_of(self, model: ModelDef, params: PyTree, task_T: tuple[int, ...] | list[int]) -> Array:
     """Signal of the tasks task_T (static ids) of one member, on the eval examples, shape (T,)."""
 
+  def eval_data(self) -> PyTree | None:
+    """The fixed eval set's examples, computed once (on device, by the engine) and passed to every
+    evaluate; None, the default, where evaluate makes its own each time."""
+    return None
+
   @abc.abstractmethod
-  def evaluate(self, model: ModelDef, params: PyTree) -> tuple[Array, Array | None, Array]:
-    """Per-task (loss_T, accuracy_T or None, signal_T) of one member on the fixed eval set."""
+  def evaluate(self, model: ModelDef, params: PyTree, data: PyTree | None = None) -> tuple[Array, Array | None, Array]:
+    """Per-task (loss_T, accuracy_T or None, signal_T) of one member on the fixed eval set.
+
+    data: what eval_data() returned, or None to make the examples here (the same values)."""
 
   @abc.abstractmethod
   def trace(self, model: ModelDef, params: PyTree) -> tuple[Array, Array]:

@@ -17,6 +17,7 @@ from scaling_interference.problems.base import Problem
 from scaling_interference.tasks import Batch, Family
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
+EVAL_DATA_MAX_BYTES = 128 * 2**20  # the eval set kept on device (per device) up to this size
 
 
 def data_keys(data_seed: int):
@@ -109,15 +110,34 @@ class FamilyProblem(Problem):
     acc = self.family.accuracy(out, batch)
     return loss_T, None if acc is None else acc.reshape(num_tasks, -1).mean(axis=1)
 
-  def evaluate(self, model, params):
+  def _eval_tasks(self):
+    """(X, chunk) the task of every eval slot, chunk by chunk; the last chunk repeats task K-1 as padding."""
     k, chunk = self.family.num_tasks, self.eval_chunk
     num_chunks = -(-k // chunk)
-    task_XxT = jnp.minimum(jnp.arange(num_chunks * chunk, dtype=jnp.int32), k - 1).reshape(num_chunks, chunk)
+    return jnp.minimum(jnp.arange(num_chunks * chunk, dtype=jnp.int32), k - 1).reshape(num_chunks, chunk)
 
-    def chunk_metrics(task_T):
-      return self._task_metrics(model, params, eval_examples(self.family, self.eval_key, task_T, self.eval_n), chunk)
+  def _chunk_examples(self, task_XxT) -> Batch:
+    """Every chunk's eval examples, each leaf (X, chunk * n, ...)."""
+    return jax.lax.map(lambda task_T: eval_examples(self.family, self.eval_key, task_T, self.eval_n), task_XxT)
 
-    loss_XxT, acc_XxT = jax.lax.map(chunk_metrics, task_XxT)
+  def eval_data(self):
+    """The eval examples of every chunk, made once where they fit in EVAL_DATA_MAX_BYTES: drawing them
+    at every eval, for every group, took most of an eval's time (benchmarks/sweep_profile.py)."""
+    task_XxT = self._eval_tasks()
+    shapes = jax.eval_shape(self._chunk_examples, task_XxT)
+    size = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(shapes))
+    return self._chunk_examples(task_XxT) if size <= EVAL_DATA_MAX_BYTES else None
+
+  def evaluate(self, model, params, data=None):
+    k, chunk = self.family.num_tasks, self.eval_chunk
+
+    def chunk_metrics(task_and_examples):
+      task_T, batch = task_and_examples
+      if batch is None:
+        batch = eval_examples(self.family, self.eval_key, task_T, self.eval_n)
+      return self._task_metrics(model, params, batch, chunk)
+
+    loss_XxT, acc_XxT = jax.lax.map(chunk_metrics, (self._eval_tasks(), data))
     loss_T = loss_XxT.reshape(-1)[:k]
     acc_T = None if acc_XxT is None else acc_XxT.reshape(-1)[:k]
     return loss_T, acc_T, self.family.signal(jnp.arange(k), loss_T, acc_T, linear_fn(model, params))

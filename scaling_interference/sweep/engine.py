@@ -197,14 +197,20 @@ class Engine:
     )
 
   # ---- evaluation ----------------------------------------------------------------------
-  def _evaluate(self, states):
+  def _evaluate(self, states, data):
     return [
-      jax.vmap(functools.partial(self.problem.evaluate, g.model))(s["params"])
+      jax.vmap(functools.partial(self.problem.evaluate, g.model, data=data))(s["params"])
       for g, s in zip(self.groups, states, strict=True)
     ]
 
+  @functools.cached_property
+  def eval_data(self):
+    """The problem's eval examples, made once on the mesh (replicated) and read by every eval; None
+    where the problem makes them at each eval."""
+    return jax.jit(self.problem.eval_data, out_shardings=sharding.replicated(self.mesh))()
+
   def evaluate(self, states) -> list[EvalResult]:
-    host = jax.device_get(self.evaluate_on_device(states))
+    host = jax.device_get(self.evaluate_on_device(states, self.eval_data))
     return [EvalResult(np.asarray(loss), None if a is None else np.asarray(a), np.asarray(s)) for loss, a, s in host]
 
 
