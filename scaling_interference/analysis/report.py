@@ -134,13 +134,17 @@ def plan(runs: list[Run], specs: list[tables.TableSpec], steps: str) -> list[Job
   return jobs
 
 
+# pandas 2's default float parser can read a float 1 ulp off what to_csv wrote; pandas 3's is exact and
+# deprecates the argument
+EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
 def run_job(out: epath.Path, run: Run, job: Job, report: Report) -> pd.DataFrame | None:
   """The job's table from the cache, or computed and cached; None (and a note) when it fails."""
   path = cache_path(out, run, job, report.options)
   if path.exists():
     report.cached.append(job)
-    # round_trip: the C parser's default can read a float 1 ulp off what to_csv wrote (pandas < 3)
-    return pd.read_csv(io.StringIO(path.read_text()), float_precision="round_trip")
+    return pd.read_csv(io.StringIO(path.read_text()), **EXACT_FLOATS)
   report.computed.append(job)
   start = time.time()
   try:
