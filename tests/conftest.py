@@ -11,8 +11,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # every result the tests check stays within its tolerance. An XLA flag this jaxlib does not know is fatal,
 # so the optional flags are tried once in a child process (inherited by pytest-xdist's workers through the
 # environment). Flags already set (XLA_FLAGS) come after and win.
-FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-OPTIONAL_FAST_COMPILE = "--xla_cpu_use_fusion_emitters=false"
+CHEAP_LLVM = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+NO_FUSION_EMITTERS = "--xla_cpu_use_fusion_emitters=false"  # optional: not every jaxlib knows it
 
 
 def _flags_accepted(flags: str) -> bool:
@@ -21,11 +21,13 @@ def _flags_accepted(flags: str) -> bool:
   return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=120).returncode == 0
 
 
-if "SCALING_INTERFERENCE_TEST_XLA_FLAGS" not in os.environ:
-  candidate = f"{FAST_COMPILE} {OPTIONAL_FAST_COMPILE}"
-  os.environ["SCALING_INTERFERENCE_TEST_XLA_FLAGS"] = candidate if _flags_accepted(candidate) else FAST_COMPILE
-  os.environ["XLA_FLAGS"] = f"{os.environ['SCALING_INTERFERENCE_TEST_XLA_FLAGS']} {os.environ.get('XLA_FLAGS', '')}"
-FAST_COMPILE = os.environ["SCALING_INTERFERENCE_TEST_XLA_FLAGS"]
+if "SCALING_INTERFERENCE_TEST_XLA_FLAGS" not in os.environ:  # unset in pytest, set in its workers
+  candidate = f"{CHEAP_LLVM} {NO_FUSION_EMITTERS}"
+  os.environ["SCALING_INTERFERENCE_TEST_XLA_FLAGS"] = candidate if _flags_accepted(candidate) else CHEAP_LLVM
+  os.environ["XLA_FLAGS"] = (
+    f"{os.environ['SCALING_INTERFERENCE_TEST_XLA_FLAGS']} {os.environ.get('XLA_FLAGS', '')}".strip()
+  )
+FAST_COMPILE = os.environ["SCALING_INTERFERENCE_TEST_XLA_FLAGS"]  # the flags chosen, for the tests' child processes
 
 import pytest  # noqa: E402
 
