@@ -23,7 +23,7 @@ demo: $(STAMP)
 # compilers on 2 cores finish it 1.3x sooner than one. TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # ruff's lint rules and formatter, and mypy on the public API (pyproject.toml says which rules and files)
 lint: $(STAMP)
@@ -33,10 +33,14 @@ lint: $(STAMP)
 
 # The suite at the oldest versions setup.cfg allows (constraints-floors.txt), in its own venv.
 FLOORS_VENV ?= .venv-floors
-test-floors:
+FLOORS_STAMP := $(FLOORS_VENV)/.installed
+$(FLOORS_STAMP): setup.cfg pyproject.toml constraints-floors.txt
 	test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv $(FLOORS_VENV)
 	$(FLOORS_VENV)/bin/python -m pip install -q -c constraints-floors.txt -e '.[test]'
-	$(FLOORS_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+	touch $(FLOORS_STAMP)
+
+test-floors: $(FLOORS_STAMP)
+	$(FLOORS_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sweep_speed

@@ -92,3 +92,25 @@ def metrics_text(workdir) -> str:
   from scaling_interference.sweep import workdir as wd  # pylint: disable=g-import-not-at-top
 
   return "".join(f.read_text() for _, f in wd.metric_files(wd.workdir_path(workdir)))
+
+
+# The files that take longest (pytest --durations, cold cache, 2 workers), started first: pytest-xdist
+# gives each worker whole files in collection order (the Makefile turns off its reordering by test
+# count), so the short files fill in at the end and the two workers finish together.
+SLOWEST_FILES = (
+  "test_storage.py",
+  "test_language_report.py",
+  "test_multiprocess_host_stream.py",
+  "test_multiprocess_preemption.py",
+  "test_replay.py",
+  "test_full_disk.py",
+  "test_faults.py",
+  "test_sharding.py",
+  "test_report.py",
+  "test_injection.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

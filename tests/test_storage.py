@@ -21,6 +21,7 @@ from test_resume import ROOT
 
 import scaling_interference as si
 from scaling_interference import storage
+from scaling_interference.analysis import report
 from scaling_interference.errors import StorageError
 
 BUCKET = "runs"
@@ -41,13 +42,11 @@ FLAGS = [
   "--config.train.eval_examples_per_task=32",
   "--config.train.trace_every=10",
 ]
-REPORT = [  # the tables compared below, the signal figure, and nothing else: each table costs compiles
-  "--steps=last",
-  "--replay_events=1",
-  "--replay_steps=20",
-  "--skip=probes,neurons,allocation,counterfactual,replay_steps,next_update,next_update_cosines,"
-  "oracle,sizing,power_law,emergence,learned,retention,event_average",
-]
+REPORT_OPTIONS = {"replay": dict(events=1, max_steps=20)}  # the tables compared below, the signal figure,
+REPORT_SKIP = (  # and nothing else: each table costs compiles
+  "probes,neurons,allocation,counterfactual,replay_steps,next_update,next_update_cosines,"
+  "oracle,sizing,power_law,emergence,learned,retention,event_average"
+).split(",")
 
 
 def emulator_env(port: int) -> dict:
@@ -103,15 +102,32 @@ def event_files(folder: epath.Path) -> list:
   return found
 
 
+def flags_config():
+  """FLAGS' config, built in this process: the same run as `launch.train` with FLAGS trains."""
+  from configs import injection
+
+  config = injection.get_config("demo")
+  config.task.update(input_dim=2, output_dim=2)
+  config.inject.burst.update(at=150, count=16)
+  config.inject.rare.count = 8
+  config.model.widths = (4, 8)
+  config.sweep.seeds = (0,)
+  config.train.update(
+    steps=200, batch_size=64, eval_every=50, checkpoint_every=100, steps_per_dispatch=25, eval_examples_per_task=32
+  )
+  config.train.trace_every = 10
+  return config
+
+
 def test_a_gs_workdir_trains_resumes_and_is_analysed_like_a_local_one(gcs, tmp_path):
+  """Trained and analysed in this process (one compile of each program), resumed by the command line."""
   local, remote = str(tmp_path / "r1"), f"gs://{BUCKET}/r1"  # one name: the report labels runs by it
   for workdir in (local, remote):
-    result = run("launch.train", f"--workdir={workdir}", *FLAGS)
-    assert result.returncode == 0, result.stderr
+    si.train(flags_config(), workdir)
   bucket_run = epath.Path(remote)
   assert sorted(p.name for p in (bucket_run / "metrics").iterdir()) == [f"{s:09d}.jsonl" for s in range(0, 201, 50)]
   assert metrics_text(remote) == metrics_text(local)
-  assert not os.path.exists(os.path.join(ROOT, "gs:")), "a gs:// workdir made a local folder"
+  assert not os.path.exists("gs:") and not os.path.exists(os.path.join(ROOT, "gs:")), "a gs:// workdir made a folder"
 
   (bucket_run / "checkpoints" / "200").rmtree()  # as if killed after the step-100 checkpoint
   for step in (150, 200):
@@ -132,8 +148,8 @@ def test_a_gs_workdir_trains_resumes_and_is_analysed_like_a_local_one(gcs, tmp_p
 
   reports = {}
   for name, workdir, out in (("local", local, str(tmp_path / "report")), ("remote", remote, f"{remote}/report")):
-    result = run("analysis.run", f"--workdir={workdir}", f"--out={out}", *REPORT)
-    assert result.returncode == 0, result.stderr
+    built = report.build([workdir], out, steps="last", skip=REPORT_SKIP, options=REPORT_OPTIONS)
+    assert not built.failed, built.notes
     reports[name] = storage.as_path(out)
   assert (reports["remote"] / "index.html").read_text().count("<figure>") >= 1
   for table in ("final", "replay", "events"):
@@ -142,9 +158,9 @@ def test_a_gs_workdir_trains_resumes_and_is_analysed_like_a_local_one(gcs, tmp_p
 
 
 def test_an_unreachable_or_missing_bucket_is_one_line_and_writes_nothing(gcs, tmp_path):
-  closed = emulator_env(free_port())
+  closed = {**emulator_env(free_port()), storage.TIMEOUT_ENV: "1"}  # nothing listens: the whole wait is spent
   for env, workdir, message in (
-    (closed, f"gs://{BUCKET}/r2", "did not answer within 5 s"),
+    (closed, f"gs://{BUCKET}/r2", "did not answer within 1 s"),
     (gcs, "gs://no-such-bucket/r2", "the bucket gs://no-such-bucket does not exist"),
   ):
     result = run("launch.train", f"--workdir={workdir}", *FLAGS, env=env, cwd=tmp_path)

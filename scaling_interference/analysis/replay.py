@@ -177,7 +177,7 @@ class Replayer:
       return 0, self.engine.init_states()
     states, meta = self.run.restore_all(found[-1])
     self.problem.restore_host_state(meta["data"])
-    return found[-1], list(states)
+    return found[-1], self.engine.place(states)  # laid out as training's outputs: one program for every window
 
   def _advance(self, states, step: int, stop: int, diffs: list, blocks: list | None = None):
     """Training's own dispatches from step to stop, checking eval steps and checkpoints on the way.

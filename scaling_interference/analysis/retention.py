@@ -104,7 +104,8 @@ def dense_signal(run: Run) -> pd.DataFrame:
 
 def trace_frame(run: Run) -> pd.DataFrame:
   """Signal trajectories of every task: eval metrics (source "metrics") and dense traces ("traces")."""
-  return pd.concat([metric_signal(run), dense_signal(run)], ignore_index=True)
+  frames = [metric_signal(run), dense_signal(run)]  # an empty one left out: pandas 2 warns on its dtypes
+  return pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
 
 
 def best_trajectories(frame: pd.DataFrame) -> pd.DataFrame:
