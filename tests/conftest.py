@@ -98,16 +98,20 @@ def metrics_text(workdir) -> str:
 # gives each worker whole files in collection order (the Makefile turns off its reordering by test
 # count), so the short files fill in at the end and the two workers finish together.
 SLOWEST_FILES = (
-  "test_storage.py",
-  "test_language_report.py",
-  "test_multiprocess_host_stream.py",
-  "test_multiprocess_preemption.py",
   "test_replay.py",
   "test_full_disk.py",
-  "test_faults.py",
+  "test_language_report.py",
+  "test_multiprocess_preemption.py",
+  "test_multiprocess_host_stream.py",
+  "test_storage.py",
   "test_sharding.py",
+  "test_resume.py",
+  "test_language.py",
   "test_report.py",
+  "test_bad_input.py",
   "test_injection.py",
+  "test_gradients.py",
+  "test_faults.py",
 )
 
 

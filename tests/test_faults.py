@@ -1,42 +1,18 @@
-"""Faults: preemption signals, corrupt checkpoints, failed saves, non-finite losses."""
+"""Faults: corrupt checkpoints, failed saves, non-finite losses (preemption signals: test_resume.py)."""
 
 import glob
 import json
 import os
 import shutil
-import signal
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from conftest import metrics_text
-from test_resume import launch, wait_for_checkpoint
 
 import scaling_interference as si
 from scaling_interference.errors import CheckpointError, NonFiniteLossError
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_checkpoints_exits_0_and_resumes_bit_for_bit(tmp_path, sig):
-  reference, stopped = str(tmp_path / "ref"), str(tmp_path / "stop")
-  proc = launch(stopped)
-  wait_for_checkpoint(proc, os.path.join(stopped, "checkpoints"))
-  proc.send_signal(sig)
-  output, _ = proc.communicate(timeout=120)
-  assert proc.returncode == 0, output
-  assert f"stopped by {signal.Signals(sig).name} at step" in output and "run the same command to resume" in output
-  stopped_at = int(output.split("at step ")[-1].split()[0])
-  assert 0 < stopped_at < 4000 and str(stopped_at) in os.listdir(os.path.join(stopped, "checkpoints"))
-  if sig == signal.SIGINT:
-    return  # the resume itself is checked once, with SIGTERM
-  assert launch(reference).wait(timeout=300) == 0
-  resumed = launch(stopped)
-  output, _ = resumed.communicate(timeout=300)
-  assert resumed.returncode == 0, output
-  assert metrics_text(reference) == metrics_text(stopped)
-  with np.load(os.path.join(reference, "traces.npz")) as a, np.load(os.path.join(stopped, "traces.npz")) as b:
-    np.testing.assert_array_equal(a["signal"], b["signal"])
 
 
 def test_corrupt_latest_checkpoint_is_named_and_skipped(tmp_path, regression_config, caplog):

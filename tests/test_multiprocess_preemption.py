@@ -1,12 +1,14 @@
 """Two processes on 127.0.0.1: SIGTERM to one of them stops both at one step with one checkpoint, and the
 resumed pair ends bit for bit like an uninterrupted pair; a corrupt latest checkpoint is set aside once."""
 
+import glob
 import os
 import shutil
 import signal
 import subprocess
 import sys
 
+import pytest
 from conftest import metrics_text
 from test_multiprocess_train import ROOT, free_port
 from test_resume import wait_for_checkpoint
@@ -55,8 +57,16 @@ def finish(procs) -> list[str]:
   return outputs
 
 
-def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
-  reference, stopped = str(tmp_path / "ref"), str(tmp_path / "stop")
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> str:
+  """An uninterrupted pair: what the stopped and the damaged pairs must end as."""
+  workdir = str(tmp_path_factory.mktemp("pair") / "ref")
+  finish(launch_pair(workdir))
+  return workdir
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, reference):
+  stopped = str(tmp_path / "stop")
   procs = launch_pair(stopped)
   wait_for_checkpoint(procs[0], os.path.join(stopped, "checkpoints"), timeout=240)
   procs[1].send_signal(signal.SIGTERM)
@@ -65,24 +75,19 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   stopped_at = int(outputs[0].split("at step ")[-1].split()[0])
   assert 500 <= stopped_at < 3000 and str(stopped_at) in os.listdir(os.path.join(stopped, "checkpoints"))
   assert f"SIGTERM received: checkpoint of step {stopped_at} saved" in outputs[1], outputs[1]
-  finish(launch_pair(reference))
   finish(launch_pair(stopped))
   assert metrics_text(reference) == metrics_text(stopped)
 
 
-def test_a_corrupt_latest_checkpoint_is_set_aside_once_and_both_resume_from_the_same_step(tmp_path):
-  import glob
-
-  full, damaged = str(tmp_path / "full"), str(tmp_path / "damaged")
-  flags = [f for f in FLAGS if "steps=" not in f or "steps_per" in f] + ["--config.train.steps=1000"]
-  finish(launch_pair(full, flags))
-  shutil.copytree(full, damaged)
-  for path in glob.glob(os.path.join(damaged, "checkpoints", "1000", "group_1", "**", "*"), recursive=True):
+def test_a_corrupt_latest_checkpoint_is_set_aside_once_and_both_resume_from_the_same_step(tmp_path, reference):
+  damaged = str(tmp_path / "damaged")
+  shutil.copytree(reference, damaged)
+  for path in glob.glob(os.path.join(damaged, "checkpoints", "3000", "group_1", "**", "*"), recursive=True):
     if os.path.isfile(path) and os.path.getsize(path) > 100:
       with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) // 2)
-  outputs = finish(launch_pair(damaged, flags))
-  assert "checkpoints/1000 is unreadable" in outputs[0] and "is unreadable" not in outputs[1], outputs
-  assert "resuming" in outputs[0] and "from step 500" in outputs[0], outputs[0]
-  assert os.path.isdir(os.path.join(damaged, "checkpoints", "1000.corrupt"))
-  assert metrics_text(full) == metrics_text(damaged)
+  outputs = finish(launch_pair(damaged))
+  assert "checkpoints/3000 is unreadable" in outputs[0] and "is unreadable" not in outputs[1], outputs
+  assert "resuming" in outputs[0] and "from step 2500" in outputs[0], outputs[0]
+  assert os.path.isdir(os.path.join(damaged, "checkpoints", "3000.corrupt"))
+  assert metrics_text(reference) == metrics_text(damaged)

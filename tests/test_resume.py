@@ -1,4 +1,5 @@
-"""A run killed after a checkpoint and resumed ends with exactly the metrics and traces of an uninterrupted run."""
+"""A run killed after a checkpoint and resumed, or stopped by SIGTERM or SIGINT (a checkpoint, exit 0) and resumed,
+ends with exactly the metrics and traces of an uninterrupted run."""
 
 import os
 import signal
@@ -7,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from conftest import metrics_text
 
 import scaling_interference as si
@@ -46,9 +48,16 @@ def wait_for_checkpoint(proc, directory, timeout=120):
   )
 
 
-def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
-  reference, interrupted = str(tmp_path / "ref"), str(tmp_path / "int")
-  assert launch(reference).wait(timeout=300) == 0
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> str:
+  """The uninterrupted run that every stopped and resumed run must end as."""
+  workdir = str(tmp_path_factory.mktemp("resume") / "ref")
+  assert launch(workdir).wait(timeout=300) == 0
+  return workdir
+
+
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, reference):
+  interrupted = str(tmp_path / "int")
 
   proc = launch(interrupted)
   wait_for_checkpoint(proc, os.path.join(interrupted, "checkpoints"))
@@ -65,4 +74,25 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
   with np.load(os.path.join(reference, "traces.npz")) as a, np.load(os.path.join(interrupted, "traces.npz")) as b:
     assert a["step"].size == 400
     np.testing.assert_array_equal(a["step"], b["step"])
+    np.testing.assert_array_equal(a["signal"], b["signal"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_exits_0_and_resumes_bit_for_bit(tmp_path, reference, sig):
+  stopped = str(tmp_path / "stop")
+  proc = launch(stopped)
+  wait_for_checkpoint(proc, os.path.join(stopped, "checkpoints"))
+  proc.send_signal(sig)
+  output, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, output
+  assert f"stopped by {signal.Signals(sig).name} at step" in output and "run the same command to resume" in output
+  stopped_at = int(output.split("at step ")[-1].split()[0])
+  assert 0 < stopped_at < 4000 and str(stopped_at) in os.listdir(os.path.join(stopped, "checkpoints"))
+  if sig == signal.SIGINT:
+    return  # the resume itself is checked once, with SIGTERM
+  resumed = launch(stopped)
+  output, _ = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, output
+  assert metrics_text(reference) == metrics_text(stopped)
+  with np.load(os.path.join(reference, "traces.npz")) as a, np.load(os.path.join(stopped, "traces.npz")) as b:
     np.testing.assert_array_equal(a["signal"], b["signal"])
