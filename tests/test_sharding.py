@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import FAST_COMPILE, small_regression
 from jax.sharding import AxisType
+from test_language import tiny_lm
 
 import scaling_interference as si
 from scaling_interference.errors import ConfigError
@@ -20,17 +21,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = """
 import sys
 sys.path.insert(0, "tests")
-from conftest import small_regression
+from test_sharding import sweep_config
 import scaling_interference as si
-config = small_regression()
-config.sweep.update(seeds=(0, 1, 2, 3), lrs=(1e-2, 3e-3))
-config.train.mesh = tuple(int(v) for v in sys.argv[2].split(","))
 import jax, numpy as np
 from scaling_interference.sweep import sharding
-old = jax.sharding.Mesh(np.asarray(jax.devices()).reshape(config.train.mesh), sharding.AXES)
-assert sharding.make_mesh(config.train) == old, "jax.make_mesh lays out CPU devices as Mesh(devices) did"
-si.train(config, sys.argv[1])
+for mesh in sys.argv[2:]:
+  config = sweep_config()
+  config.train.mesh = tuple(int(v) for v in mesh.split(","))
+  old = jax.sharding.Mesh(np.asarray(jax.devices()).reshape(config.train.mesh), sharding.AXES)
+  assert sharding.make_mesh(config.train) == old, "jax.make_mesh lays out CPU devices as Mesh(devices) did"
+  si.train(config, f"{sys.argv[1]}_{mesh.replace(',', 'x')}")
 """
+MESHES = ("8,1", "4,2")
 
 
 def sweep_config():
@@ -39,20 +41,22 @@ def sweep_config():
   return config
 
 
-@pytest.mark.parametrize("mesh", ["8,1", "4,2"])
-def test_eight_devices_match_one(tmp_path, mesh):
+def test_eight_devices_match_one(tmp_path):
+  """One child process with 8 devices trains the sweep on each mesh; this process, on 1 device, the reference."""
   one, many = str(tmp_path / "one"), str(tmp_path / "many")
   si.train(sweep_config(), one)
   env = dict(os.environ, XLA_FLAGS=f"{FAST_COMPILE} --xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-  subprocess.run([sys.executable, "-c", SCRIPT, many, mesh], cwd=ROOT, env=env, check=True, timeout=300)
-  a, b = si.load_run(one), si.load_run(many)
-  np.testing.assert_allclose(b.metrics.loss.values, a.metrics.loss.values, rtol=1e-5)
-  np.testing.assert_allclose(b.metrics.signal.values, a.metrics.signal.values, atol=1e-5)
-  restored = b.restore(group=1)["params"]  # written by 8 devices, restored on this process's one
+  subprocess.run([sys.executable, "-c", SCRIPT, many, *MESHES], cwd=ROOT, env=env, check=True, timeout=300)
+  a = si.load_run(one)
   reference = a.restore(group=1)["params"]
-  assert len(jax.devices()) == 1
-  for x, y in zip(jax.tree.leaves(restored), jax.tree.leaves(reference), strict=True):
-    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+  for mesh in MESHES:
+    b = si.load_run(f"{many}_{mesh.replace(',', 'x')}")
+    np.testing.assert_allclose(b.metrics.loss.values, a.metrics.loss.values, rtol=1e-5, err_msg=mesh)
+    np.testing.assert_allclose(b.metrics.signal.values, a.metrics.signal.values, atol=1e-5, err_msg=mesh)
+    restored = b.restore(group=1)["params"]  # written by 8 devices, restored on this process's one
+    assert len(jax.devices()) == 1
+    for x, y in zip(jax.tree.leaves(restored), jax.tree.leaves(reference), strict=True):
+      np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6, err_msg=mesh)
 
 
 def test_mesh_axes_stay_auto():
@@ -69,32 +73,36 @@ def test_mesh_must_match_the_devices():
     Engine(config, problem, groups)
 
 
+def fsdp_config():
+  config = tiny_lm()
+  config.model.sizes = ("64/4/2",)  # one group: each size compiles its own program, and one shows the sharding
+  config.sweep.update(seeds=(0, 1), lrs=(1e-3,))
+  return config
+
+
 FSDP_SCRIPT = """
 import sys
 sys.path.insert(0, "tests")
-from test_language import tiny_lm
+from test_sharding import fsdp_config
 import scaling_interference as si
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine
-config = tiny_lm()
-config.model.sizes = ("64/4/2",)  # one group: each size compiles its own program, and one shows the sharding
-config.sweep.update(seeds=(0, 1), lrs=(1e-3,))
-if len(sys.argv) > 2:
-  config.train.update(mesh=(2, 4), fsdp=True)
-  problem, groups = build(config)
-  state = Engine(config, problem, groups).init_states()[0]
-  print("SPEC", state["params"]["blocks"][0]["mlp"]["up"]["kernel"].sharding.spec)
+config = fsdp_config()
+config.train.update(mesh=(2, 4), fsdp=True)
+problem, groups = build(config)
+state = Engine(config, problem, groups).init_states()[0]
+print("SPEC", state["params"]["blocks"][0]["mlp"]["up"]["kernel"].sharding.spec)
 si.train(config, sys.argv[1])
 """
 
 
 def test_fsdp_language_model_matches_one_device(tmp_path):
+  """The reference trains in this process on 1 device; a child process with 8 trains it with FSDP."""
   one, many = str(tmp_path / "one"), str(tmp_path / "many")
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  subprocess.run([sys.executable, "-c", FSDP_SCRIPT, one], cwd=ROOT, env=env, check=True, timeout=300)
-  env["XLA_FLAGS"] = f"{FAST_COMPILE} --xla_force_host_platform_device_count=8"
+  si.train(fsdp_config(), one)
+  env = dict(os.environ, XLA_FLAGS=f"{FAST_COMPILE} --xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   out = subprocess.run(
-    [sys.executable, "-c", FSDP_SCRIPT, many, "fsdp"],
+    [sys.executable, "-c", FSDP_SCRIPT, many],
     cwd=ROOT,
     env=env,
     check=True,
