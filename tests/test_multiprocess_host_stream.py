@@ -76,6 +76,7 @@ def launch_pair(workdir, tokens) -> list[str]:
   return outputs
 
 
+@pytest.mark.processes
 def test_two_processes_read_a_token_file_stream_like_one_and_resume(tmp_path):
   tokens = str(tmp_path / "tokens")
   write_token_files(tokens)

@@ -254,8 +254,8 @@ def test_host_stream_replay_reads_the_checkpoints_iterator_state(tmp_path):
   rp = replayer(run, scan_steps=8)
   r = rp.replay(classes_lib.Window("add", 1, 4, 22, 27))  # from checkpoint 20; checked at eval step 30
   assert r.checkpoint == 20 and r.compared >= 1 and r.max_diff < 1e-4, (r.checkpoint, r.compared, r.max_diff)
-  rp = replayer(run, scan_steps=8)
-  rp.problem.restore_host_state = lambda state: None  # as if the replay ignored the iterator state
+  rp.problem.restore_host_state = lambda state: None  # as if the replay ignored the iterator state (its
+  # stream is where the first replay left it)
   with pytest.raises(ReplayError):
     rp.replay(classes_lib.Window("add", 1, 4, 22, 27))
 
