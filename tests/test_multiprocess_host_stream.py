@@ -3,8 +3,6 @@ metrics as one process, and the pair resumes from a checkpoint's per-process ite
 
 import os
 import shutil
-import subprocess
-import sys
 import types
 
 import jax
@@ -12,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from test_language import tiny_lm, write_token_files
-from test_multiprocess_train import ROOT, free_port
+from test_multiprocess_preemption import finish, launch_pair
 
 import scaling_interference as si
 from scaling_interference.data.token_streams import make_host_iterator
@@ -49,31 +47,8 @@ def flags_config(tokens):
   return config
 
 
-def launch_pair(workdir, tokens) -> list[str]:
-  env, port = dict(os.environ, JAX_PLATFORMS="cpu"), free_port()
-  flags = [f"--workdir={workdir}", *FLAGS, f"--config.data.paths={tokens}/*.npy"]
-  procs = [
-    subprocess.Popen(
-      [
-        sys.executable,
-        "-m",
-        "launch.train",
-        *flags,
-        f"--coordinator_address=127.0.0.1:{port}",
-        "--num_processes=2",
-        f"--process_id={i}",
-      ],
-      cwd=ROOT,
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  outputs = [p.communicate(timeout=300)[0] for p in procs]
-  assert [p.returncode for p in procs] == [0, 0], outputs
-  return outputs
+def run_pair(workdir, tokens) -> list[str]:
+  return finish(launch_pair(workdir, [*FLAGS, f"--config.data.paths={tokens}/*.npy"]))
 
 
 @pytest.mark.processes
@@ -82,7 +57,7 @@ def test_two_processes_read_a_token_file_stream_like_one_and_resume(tmp_path):
   write_token_files(tokens)
   one, two, resumed = (str(tmp_path / name) for name in ("one", "two", "resumed"))
   si.train(flags_config(tokens), one)  # in this process: metrics equal up to float rounding
-  launch_pair(two, tokens)
+  run_pair(two, tokens)
   a, b = si.load_run(one).metrics, si.load_run(two).metrics
   assert len(a) > 0
   pd.testing.assert_frame_equal(
@@ -90,7 +65,7 @@ def test_two_processes_read_a_token_file_stream_like_one_and_resume(tmp_path):
   )
   shutil.copytree(two, resumed)
   shutil.rmtree(os.path.join(resumed, "checkpoints", "40"))  # as if both were killed after the step-20 checkpoint
-  outputs = launch_pair(resumed, tokens)
+  outputs = run_pair(resumed, tokens)
   assert "resuming" in outputs[0] and "from step 20" in outputs[0], outputs[0]
   pd.testing.assert_frame_equal(
     si.load_run(resumed).metrics,
