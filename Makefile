@@ -39,10 +39,8 @@ $(FLOORS_STAMP): setup.cfg pyproject.toml constraints-floors.txt
 	$(FLOORS_VENV)/bin/python -m pip install -q -c constraints-floors.txt -e '.[test]'
 	touch $(FLOORS_STAMP)
 
-# FLOORS_SELECT: a pytest -m expression; CI passes 'not processes' (setup.cfg's markers) to fit 15 minutes
-FLOORS_SELECT ?=
 test-floors: $(FLOORS_STAMP)
-	$(FLOORS_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "$(FLOORS_SELECT)" tests
+	$(FLOORS_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sweep_speed

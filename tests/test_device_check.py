@@ -5,9 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
-pytestmark = pytest.mark.processes  # CI runs it at the newest versions only (setup.cfg's markers)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
