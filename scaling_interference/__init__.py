@@ -34,9 +34,10 @@ Each letter means one thing throughout the package, its benchmarks and tests:
   Z  injection schedules
 """
 
+import importlib
 import importlib.metadata
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 def _quiet_false_cache_alarm() -> None:
@@ -54,18 +55,20 @@ def _quiet_false_cache_alarm() -> None:
 
 _quiet_false_cache_alarm()
 
-from scaling_interference.sweep.build import build  # noqa: E402
-from scaling_interference.sweep.loop import train  # noqa: E402
+if TYPE_CHECKING:  # the names __getattr__ brings, for type checkers
+  from scaling_interference.reader import Run, load_run
+  from scaling_interference.sweep.build import build
+  from scaling_interference.sweep.loop import train
 
 __all__ = ["Run", "build", "load_run", "train"]
+_HOMES = {"build": "sweep.build", "train": "sweep.loop", "Run": "reader", "load_run": "reader"}
 
 
 def __getattr__(name: str) -> Any:
-  """Run and load_run on first use: the reader brings pandas, which a training process never needs."""
-  if name in ("Run", "load_run"):
-    from scaling_interference import reader
-
-    return getattr(reader, name)
+  """The public API on first use: the reader brings pandas, which a training process never needs, and
+  build and train bring jax, which the cluster launchers (they print and submit commands) never need."""
+  if name in _HOMES:
+    return getattr(importlib.import_module(f"scaling_interference.{_HOMES[name]}"), name)
   raise AttributeError(f"module 'scaling_interference' has no attribute {name!r}")
 
 

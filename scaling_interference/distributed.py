@@ -23,8 +23,6 @@ import dataclasses
 import logging
 import os
 
-import jax
-
 from scaling_interference.errors import ConfigError
 
 PORT = 12355  # the coordinator's port on 127.0.0.1 for launch/local_gpus.py
@@ -134,6 +132,8 @@ def initialize(spec: DistributedSpec | None) -> tuple[int, int]:
   leaves None; an explicit one turns JAX's detection off, which under SLURM would otherwise
   show each process only the GPU numbered SLURM_LOCALID.
   """
+  import jax  # here, not at the top: the launchers read this module's constants and print commands without jax
+
   if spec is not None:
     jax.distributed.initialize(
       spec.coordinator_address,
@@ -149,4 +149,6 @@ def initialize(spec: DistributedSpec | None) -> tuple[int, int]:
 
 def is_primary() -> bool:
   """Whether this is process 0, the one that writes shared files and prints."""
+  import jax
+
   return jax.process_index() == 0

@@ -183,6 +183,14 @@ def launcher_runs(tmp_path):
   ]
 
 
+@pytest.mark.parametrize("launcher", ["slurm", "tpu_pod", "local_gpus"])
+def test_a_launcher_starts_without_jax(launcher):
+  """A launcher only prints or submits commands: importing one brings neither jax nor flax."""
+  probe = f"import sys, launch.{launcher}; print(sorted({{'jax', 'flax'}} & set(sys.modules)))"
+  result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0 and result.stdout.strip() == "[]", (result.stdout, result.stderr)
+
+
 def test_launchers_print_their_commands(tmp_path):
   """Started together, as each costs a package import; PATH is empty, so nothing is submitted."""
   env = {**os.environ, "PATH": ""}
