@@ -1,5 +1,6 @@
 """Which processes a run has: explicit flags, SLURM, auto-detected clusters, one process; bad input in one line."""
 
+import jax
 import pytest
 
 from scaling_interference import distributed
@@ -126,7 +127,7 @@ def test_ipv6_coordinator_is_accepted():
 
 
 def test_initialize_alone_touches_no_runtime(monkeypatch):
-  monkeypatch.setattr(distributed.jax.distributed, "initialize", pytest.fail)
+  monkeypatch.setattr(jax.distributed, "initialize", pytest.fail)
   assert distributed.initialize(None) == (0, 1)
   assert distributed.is_primary()
 
@@ -134,7 +135,7 @@ def test_initialize_alone_touches_no_runtime(monkeypatch):
 def test_initialize_turns_jax_detection_off_only_for_an_explicit_spec(monkeypatch):
   """Else JAX's SLURM detection would show an explicit process only GPU SLURM_LOCALID."""
   calls = []
-  monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+  monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
   distributed.initialize(DistributedSpec("node01:1234", 4, 2, local_device_ids=(0, 1)))
   distributed.initialize(DistributedSpec(local_device_ids=(), auto=True, source="slurm"))
   assert calls == [
