@@ -7,12 +7,17 @@ tolerance. `check(run, expectations)` measures them; `python -m launch.check_rec
 preset that has expectations and exits non-zero when one does not hold.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from scaling_interference.reader import Run
+if TYPE_CHECKING:  # config files import Expect: without jax and pandas, a bad flag is answered at once
+  import pandas as pd
+
+  from scaling_interference.reader import Run
 
 METRICS = ("loss", "accuracy", "signal")
 CHECK_COLUMNS = ["expectation", "expected", "tolerance", "measured", "holds"]
@@ -80,6 +85,8 @@ def measure(run: Run, expect: Expect) -> float:
 
 def check(run: Run, expectations) -> pd.DataFrame:
   """One row per expectation: what it says, the stated value and tolerance, what was measured, whether it holds."""
+  import pandas as pd
+
   rows = []
   for expect in expectations:
     measured = measure(run, expect)

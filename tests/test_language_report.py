@@ -29,6 +29,7 @@ def built(tmp_path_factory):
   config.model.sizes = ("16/2/1", "32/4/1")
   config.sweep.update(seeds=(0,), lrs=(3e-3,))
   config.train.update(steps=30, eval_every=10, checkpoint_every=10, trace_every=1, trace_examples=16)
+  config.train.steps_per_dispatch = 5  # the replay's 5-step checks load training's program from the cache
   path = str(tmp_path_factory.mktemp("lm") / "run")
   si.train(config, path)
   out = str(tmp_path_factory.mktemp("lm_report"))
