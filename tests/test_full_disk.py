@@ -247,6 +247,7 @@ def command(workdir):
   return [sys.executable, "-m", "launch.train", "--config=configs/regression.py:demo", f"--workdir={workdir}", *flags]
 
 
+@pytest.mark.processes
 def test_the_command_line_on_a_full_disk_says_one_line_and_resumes(tmp_path):
   """The issue's case: a first checkpoint larger than the disk, the same command again, then with room."""
   disk = tmp_path / "small"

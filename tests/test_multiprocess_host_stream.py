@@ -51,6 +51,7 @@ def run_pair(workdir, tokens) -> list[str]:
   return finish(launch_pair(workdir, [*FLAGS, f"--config.data.paths={tokens}/*.npy"]))
 
 
+@pytest.mark.processes
 def test_two_processes_read_a_token_file_stream_like_one_and_resume(tmp_path):
   tokens = str(tmp_path / "tokens")
   write_token_files(tokens)

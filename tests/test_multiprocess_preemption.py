@@ -13,6 +13,8 @@ from conftest import metrics_text
 from test_multiprocess_train import ROOT, free_port
 from test_resume import wait_for_checkpoint
 
+pytestmark = pytest.mark.processes  # CI runs these at the newest versions only (setup.cfg's markers)
+
 FLAGS = [
   "--config=configs/regression.py:demo",
   "--config.task.num_tasks=4",

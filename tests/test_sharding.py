@@ -75,7 +75,7 @@ def test_mesh_must_match_the_devices():
 
 def fsdp_config():
   config = tiny_lm()
-  config.model.sizes = ("64/4/2",)  # one group: each size compiles its own program, and one shows the sharding
+  config.model.sizes = ("32/4/1",)  # one group: each size compiles its own program, and one shows the sharding
   config.sweep.update(seeds=(0, 1), lrs=(1e-3,))
   return config
 
