@@ -131,6 +131,8 @@ def test_launch_configs_lists_every_config_and_its_presets():
     assert f"configs/{name}.py: " in result.stdout
   assert "presets: demo (checked), rare (checked), complexity (checked), rates, paper" in result.stdout
   assert "presets: demo (checked), paper, reference (checked)" in result.stdout
+  assert "    paper: the paper's setting: 500 tasks, 100 bits" in result.stdout, "each preset's line of the docstring"
+  assert "    rare (CPU): comparison over 6 items" in result.stdout
 
 
 @pytest.mark.parametrize(
