@@ -47,10 +47,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scaling_interference.errors import ConfigError
+from scaling_interference.models.mlp import COMPUTE_DTYPES
 
 INIT_STD = 0.02
 NORM_EPS = 1e-6
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 ATTENTION_IMPLS = (None, "xla", "cudnn")
 
 
@@ -215,8 +215,8 @@ def validate_shape(d_model, n_heads, n_layers=1, vocab_size=1):
 
 
 def _validate_options(cfg):
-  if cfg.compute_dtype not in DTYPES:
-    raise ConfigError(f"model.compute_dtype: must be one of {sorted(DTYPES)}, got {cfg.compute_dtype!r}")
+  if cfg.compute_dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"model.compute_dtype: must be one of {sorted(COMPUTE_DTYPES)}, got {cfg.compute_dtype!r}")
   if cfg.attention_impl not in ATTENTION_IMPLS:
     raise ConfigError(f"model.attention_impl: must be one of {ATTENTION_IMPLS}, got {cfg.attention_impl!r}")
   if cfg.attention_impl == "cudnn" and cfg.compute_dtype != "bfloat16":
@@ -258,7 +258,7 @@ class OLMoDef:
 
   @property
   def dtype(self):
-    return DTYPES[self.compute_dtype]
+    return COMPUTE_DTYPES[self.compute_dtype]
 
   @property
   def width_mult(self) -> float:
