@@ -40,8 +40,8 @@ _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 REPO = Path(__file__).resolve().parents[1]
 BATCH, EVAL_EVERY = 2000, 100
 PHASES_ENV = "SWEEP_PROFILE_PHASES"  # where the child writes its timers
-CHILD_CODE = (
-  "import time; started = time.time(); import launch.train; "  # imported first, as `python -m` does
+CHILD_CODE = (  # launch.train first, as `python -m` does, then what its main imports on first use (jax, orbax, ...)
+  "import time; started = time.time(); import launch.train; import scaling_interference.sweep.loop; "
   "from benchmarks.sweep_profile import child; child(started)"
 )
 ROWS = {
@@ -159,7 +159,7 @@ class Phases:
 
 def child(started: float) -> None:
   """The profiled process: launch.train's main on this process's flags, timed; writes $SWEEP_PROFILE_PHASES."""
-  from launch import train  # imported already by CHILD_CODE, with jax, orbax and the framework
+  from launch import train  # imported already by CHILD_CODE, and the framework's training modules with it
 
   phases = Phases()
   phases.marks.update(started=started, imported=time.time())

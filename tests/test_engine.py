@@ -1,5 +1,8 @@
 """The engine against independent references: a member alone, numpy recomputation."""
 
+import os
+import subprocess
+import sys
 import types
 
 import jax
@@ -14,6 +17,8 @@ from scaling_interference.problems import synthetic
 from scaling_interference.problems.synthetic import data_keys, eval_examples, train_batch
 from scaling_interference.sweep.build import build
 from scaling_interference.sweep.engine import Engine, host_sharding
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def trained_states(config, steps):
@@ -134,3 +139,43 @@ def test_a_host_batch_that_does_not_split_over_the_devices_is_named():
   four_devices = types.SimpleNamespace(devices=np.zeros((2, 2)), axis_names=("members", "data"))
   with pytest.raises(ConfigError, match=r"train.batch_size: .* must be a multiple of 4, got 6"):
     host_sharding(four_devices, 6)
+
+
+RUN_ONCE_CHILD = """
+import sys
+sys.path.insert(0, "tests")
+import hashlib
+import jax
+import numpy as np
+from conftest import small_regression
+from test_language import tiny_lm
+from configs import sparse_parity
+from scaling_interference.sweep.build import build
+from scaling_interference.sweep.engine import Engine
+
+def digest(tree):
+  as_data = lambda v: jax.random.key_data(v) if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) else v
+  leaves = jax.tree.leaves(jax.tree.map(as_data, tree))
+  return hashlib.sha256(b"".join(np.asarray(x).tobytes() for x in leaves)).hexdigest()
+
+config = sparse_parity.get_config("reference")
+config.model.widths = (32, 64)  # packed first layers ("auto"), the torch init's uniform draws
+for name, config in (("regression", small_regression()), ("sparse_parity", config), ("language", tiny_lm())):
+  engine = Engine(config, *build(config))
+  plain = jax.jit(engine._init_groups)(*engine._seeds_and_lrs())  # XLA's default options
+  print(name, "init", digest(engine.init_states()) == digest(plain))
+"""
+
+
+def test_the_init_compiled_to_run_once_equals_xlas_default_compile():
+  """The seeded init compiled with RUN_ONCE_OPTIONS equals XLA's default compile of it bit for bit (in a
+  child process without the suite's XLA_FLAGS); level 0 instead of 1 fails this."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  result = subprocess.run(
+    [sys.executable, "-c", RUN_ONCE_CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.split("\n")
+  for name in ("regression init", "sparse_parity init", "language init"):
+    assert f"{name} True" in lines, result.stdout
+  assert "False" not in result.stdout, result.stdout
