@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+from test_progress import SCRIPT, check_progress
 
 nbclient = pytest.importorskip("nbclient", reason="nbclient is missing: pip install -e '.[notebook]'")
 nbformat = pytest.importorskip("nbformat", reason="nbformat is missing: pip install -e '.[notebook]'")
@@ -44,26 +45,9 @@ def test_notebook_runs_on_a_small_run(injection_workdir, tmp_path, monkeypatch):
   assert os.path.exists(tmp_path / "out" / "index.html")
 
 
-TRAIN_CELL = """
-import sys
-sys.path.insert(0, {tests!r})
-import conftest
-import scaling_interference as si
-from scaling_interference.sweep import loop
-loop.PROGRESS_SECONDS = 0.0  # a line after every dispatch
-config = conftest.small_regression()
-config.train.update(steps=40, eval_every=40, checkpoint_every=40, steps_per_dispatch=10)
-si.train(config, {workdir!r})
-"""
-
-
 def test_a_notebook_cell_that_trains_shows_compilation_and_progress(tmp_path):
   """si.train in a Jupyter kernel: the compile line and the progress lines are the cell's output."""
-  code = TRAIN_CELL.format(tests=os.path.join(ROOT, "tests"), workdir=str(tmp_path / "run"))
+  code = SCRIPT.format(tests=os.path.join(ROOT, "tests"), workdir=str(tmp_path / "run"))
   nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
   nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
-  shown = "".join(out.get("text", "") for out in nb.cells[0].outputs if out.output_type == "stream")
-  assert "compiling the training program (10 steps per dispatch)" in shown, shown
-  assert "compiled in " in shown and "per device" in shown, shown
-  for step in (10, 20, 30):  # between evals (the only eval is at 40): the steady-cadence lines
-    assert f"step {step}/40 " in shown and "ETA" in shown, (step, shown)
+  check_progress("".join(out.get("text", "") for out in nb.cells[0].outputs if out.output_type == "stream"))
