@@ -25,7 +25,7 @@ from scaling_interference.sweep.optim import member_optimizer
 GroupState = dict  # {"params", "opt_state", "active"}: leaves with a leading member axis
 
 # The seeded init runs once: on CPU it compiles with LLVM's level-1 pipeline and XLA's elemental emitters
-# (fusion emitters off), 1.5-3x faster for the CPU presets, with the same values bit for bit
+# (fusion emitters off), 1.5-3.2x faster for the CPU presets, with the same values bit for bit
 # (tests/test_engine.py). Level 0 would be faster still but rounds some draws differently (one ulp).
 RUN_ONCE_OPTIONS = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
 
